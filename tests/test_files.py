@@ -1,0 +1,136 @@
+import hashlib
+import json
+import zipfile
+
+import pytest
+
+from helpers import make_jpeg_bytes, symlink_info, write_zip
+from valence.errors import PipelineError
+from valence.files import (atomic_dir, atomic_path, extract_member, open_zip, read_csv, safe_member_path,
+                           sha256_of, write_csv, write_json)
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("existed", [True, False])
+def test_atomic_path_writes_only_on_success(tmp_path, existed):
+    target = tmp_path / "out.txt"
+    if existed:
+        target.write_text("old")
+    with pytest.raises(Boom):
+        with atomic_path(target) as tmp:
+            assert tmp.parent == tmp_path and tmp != target
+            tmp.write_text("half-written")
+            raise Boom
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["out.txt"] if existed else [])
+    if existed:
+        assert target.read_text() == "old"
+
+    with atomic_path(target, suffix=".keras") as tmp:
+        assert tmp.suffix == ".keras"
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_path_creates_parent(tmp_path):
+    target = tmp_path / "a" / "b" / "out.bin"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"\x00\x01")
+    assert target.read_bytes() == b"\x00\x01"
+
+
+def test_atomic_dir(tmp_path):
+    target = tmp_path / "images"
+    target.mkdir()
+    (target / "old.jpg").write_text("old")
+    with pytest.raises(Boom):
+        with atomic_dir(target) as tmp:
+            (tmp / "new.jpg").write_text("new")
+            raise Boom
+    assert [p.name for p in tmp_path.iterdir()] == ["images"]
+    assert [p.name for p in target.iterdir()] == ["old.jpg"]
+
+    with atomic_dir(target) as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "new.jpg").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["images"]
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == ["sub", "sub/new.jpg"]
+
+
+def test_csv_round_trip(tmp_path):
+    path = tmp_path / "t.csv"
+    rows = [{"path": "data/images/War 2.jpg", "label": "Negative", "note": 'comma, "quote"'},
+            {"path": "dataset 50:50/Positive/ü.jpg", "label": "Positive", "note": "", "extra": "ignored"}]
+    write_csv(path, rows, ["path", "label", "note"])
+    raw = path.read_bytes()
+    assert b"\r" not in raw and raw.endswith(b"\n") and raw.count(b"\n") == 3
+    assert raw.startswith(b"path,label,note\n")
+    back = read_csv(path, required=("path", "label"))
+    assert back == [{k: r[k] for k in ("path", "label", "note")} for r in rows]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_read_csv_errors_name_the_file(tmp_path):
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(PipelineError, match="nope.csv.*not found"):
+        read_csv(missing)
+    path = tmp_path / "t.csv"
+    write_csv(path, [{"path": "x"}], ["path"])
+    with pytest.raises(PipelineError) as err:
+        read_csv(path, required=("path", "label"))
+    assert str(path) in str(err.value) and "label" in str(err.value)
+
+
+def test_write_json_and_sha256(tmp_path):
+    write_json(tmp_path / "m.json", {"b": 1, "a": [1.5]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"b": 1, "a": [1.5]}
+    data = bytes(range(256)) * 50
+    (tmp_path / "d.bin").write_bytes(data)
+    assert sha256_of(tmp_path / "d.bin", chunk=1000) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["../x", "a/../../x", "a/..", "/etc/passwd", "C:/x", "C:\\x",
+                                  "..\\x", "a\\..\\..\\x", "\\\\server\\share\\x", "/"])
+def test_safe_member_path_rejects(name):
+    with pytest.raises(PipelineError, match="archive member"):
+        safe_member_path(name)
+
+
+@pytest.mark.parametrize("name, parts", [("a/b c/d.jpg", ("a", "b c", "d.jpg")),
+                                         ("dataset 50:50/Negative/x.jpg", ("dataset 50:50", "Negative", "x.jpg")),
+                                         ("a\\b.jpg", ("a", "b.jpg")),
+                                         ("a/..b/c..jpg", ("a", "..b", "c..jpg"))])
+def test_safe_member_path_accepts(name, parts):
+    assert safe_member_path(name).parts == parts
+
+
+def test_extract_member(tmp_path):
+    jpeg = make_jpeg_bytes()
+    link, link_target = symlink_info("top/link.jpg")
+    write_zip(tmp_path / "a.zip", {"top/x y.jpg": jpeg, link: link_target})
+    out_dir = tmp_path / "out"
+    with open_zip(tmp_path / "a.zip") as zf:
+        out = extract_member(zf, zf.getinfo("top/x y.jpg"), out_dir, "deep/x y.jpg")
+        assert out == out_dir / "deep" / "x y.jpg" and out.read_bytes() == jpeg
+        with pytest.raises(PipelineError, match="symbolic link"):
+            extract_member(zf, zf.getinfo("top/link.jpg"), out_dir, "link.jpg")
+    assert not (out_dir / "link.jpg").exists() and not (out_dir / "link.jpg").is_symlink()
+
+
+@pytest.mark.parametrize("content", [b"<!DOCTYPE html><html><body>Not Found</body></html>\n", b"", None])
+def test_open_zip_not_a_zip(tmp_path, content):
+    path = tmp_path / "archive.zip"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(PipelineError) as err:
+        open_zip(path)
+    assert str(path) in str(err.value)
+
+
+def test_open_zip_reads_a_zip(tmp_path):
+    write_zip(tmp_path / "a.zip", {"f.txt": b"hi"})
+    with open_zip(tmp_path / "a.zip") as zf:
+        assert isinstance(zf, zipfile.ZipFile) and zf.read("f.txt") == b"hi"

@@ -1,0 +1,68 @@
+import pytest
+import yaml
+
+from valence import params
+from valence.errors import PipelineError
+
+
+def write(tmp_path, document):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_repository_params_match_the_documented_defaults():
+    # params.yaml and the dataclass defaults must not drift apart: the README documents both.
+    for section, cls in params.SECTIONS.items():
+        assert params.load(section) == cls(), section
+
+
+def test_absent_sections_take_defaults(tmp_path):
+    assert params.load("split", write(tmp_path, {})) == params.SplitParams()
+
+
+def test_ints_are_accepted_as_floats(tmp_path):
+    p = params.load("split", write(tmp_path, {"split": {"test_size": 0.25, "seed": 3}}))
+    assert (p.test_size, p.seed) == (0.25, 3)
+    assert params.load("unzip", write(tmp_path, {"unzip": {"valence_threshold": 4}})).valence_threshold == 4.0
+
+
+def test_nested_section_is_parsed(tmp_path):
+    p = params.load("train", write(tmp_path, {"train": {"augment": {"zoom": 0.1, "horizontal_flip": False}}}))
+    assert p.augment.zoom == 0.1 and p.augment.horizontal_flip is False
+    assert p.augment.rotation_degrees == params.AugmentParams().rotation_degrees
+
+
+@pytest.mark.parametrize("document, message", [
+    ({"train": {"epoch": 3}}, "unknown key(s) train.epoch"),
+    ({"train": {"augment": {"zoom_range": 0.1}}}, "train.augment.zoom_range"),
+    ({"trian": {}}, "unknown section(s) trian"),
+    ({"split": {"test_size": 0}}, "split.test_size"),
+    ({"split": {"test_size": 1.0}}, "split.test_size"),
+    ({"split": {"test_size": "0.2"}}, "split.test_size must be of type float"),
+    ({"split": {"seed": 1.5}}, "split.seed must be of type int"),
+    ({"train": {"epochs": 0}}, "train.epochs must be >= 1"),
+    ({"train": {"epochs": True}}, "train.epochs must be an integer"),
+    ({"train": {"model": "resnet9000"}}, "train.model must be one of"),
+    ({"train": {"augment": {"zoom": 1.5}}}, "train.augment.zoom must be < 1"),
+    ({"train": {"augment": {"fill_mode": "mirror"}}}, "train.augment.fill_mode"),
+    ({"train": {"augment": 3}}, "train.augment must be a mapping"),
+    ({"unzip": {"layout": "folders"}}, "unzip.layout"),
+    ({"download": {"source": "ftp"}}, "download.source"),
+    ({"download": {"sha256": "abc"}}, "download.sha256"),
+    ({"evaluate": {"threshold": 1}}, "evaluate.threshold"),
+])
+def test_bad_values_are_one_line_errors(tmp_path, document, message):
+    section = next(iter(document))
+    section = section if section in params.SECTIONS else "split"
+    with pytest.raises(PipelineError) as err:
+        params.load(section, write(tmp_path, document))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("split: [unclosed\n")
+    with pytest.raises(PipelineError, match="params.yaml: not valid YAML"):
+        params.load("split", path)

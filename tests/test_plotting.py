@@ -1,0 +1,86 @@
+import matplotlib.figure
+import numpy as np
+import pytest
+from PIL import Image
+
+from valence import plotting
+from valence.evaluation import confusion, precision_recall_points, roc_points
+
+TRAIN_COLOUR, VAL_COLOUR = (31, 119, 180), (255, 127, 14)  # matplotlib's C0 and C1
+
+rng = np.random.default_rng(0)
+Y = rng.integers(0, 2, 30)
+P = np.clip(0.4 * Y + rng.uniform(0, 0.6, 30), 0, 1)
+HISTORY = [{"epoch": str(e), "loss": str(0.7 - 0.1 * e), "accuracy": str(0.5 + 0.05 * e),
+            "val_loss": str(0.75 - 0.05 * e), "val_accuracy": str(0.5 + 0.03 * e)} for e in range(4)]
+TRAIN_ONLY = [{k: v for k, v in row.items() if not k.startswith("val_")} for row in HISTORY]
+
+PLOTS = {
+    "roc": lambda path: plotting.roc(roc_points(Y, P), 0.8123, path),
+    "precision_recall": lambda path: plotting.precision_recall(precision_recall_points(Y, P), 0.77, Y.mean(), path),
+    "confusion_matrix": lambda path: plotting.confusion_matrix(confusion(Y, P, 0.5), path),
+    "confusion_matrix_empty_row": lambda path: plotting.confusion_matrix(np.array([[0, 0], [3, 5]]), path),
+    "learning_curves": lambda path: plotting.learning_curves(HISTORY, path),
+    "learning_curves_train_only": lambda path: plotting.learning_curves(TRAIN_ONLY, path),
+}
+
+
+def read_png(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        image.load()
+        return np.asarray(image.convert("RGB"))
+
+
+def colour_pixels(pixels, colour, tol=12):
+    return int((np.abs(pixels.astype(int) - colour).max(axis=-1) <= tol).sum())
+
+
+@pytest.mark.parametrize("name", PLOTS)
+def test_writes_real_png_atomically(tmp_path, name):
+    path = tmp_path / "out" / f"{name}.png"  # the folder is created as needed
+    PLOTS[name](path)
+    pixels = read_png(path)
+    height, width, _ = pixels.shape
+    assert 200 <= width <= 2000 and 200 <= height <= 2000
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10  # not a flat colour
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+
+
+@pytest.mark.parametrize("name", ["roc", "confusion_matrix", "learning_curves"])
+def test_replaces_existing_file(tmp_path, name):
+    path = tmp_path / f"{name}.png"
+    path.write_bytes(b"old contents")
+    PLOTS[name](path)
+    read_png(path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_failed_save_keeps_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "roc.png"
+    path.write_bytes(b"old contents")
+
+    def broken_savefig(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"half a PNG")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        PLOTS["roc"](path)
+    assert path.read_bytes() == b"old contents"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_curves_are_drawn(tmp_path):
+    PLOTS["roc"](tmp_path / "roc.png")
+    assert colour_pixels(read_png(tmp_path / "roc.png"), TRAIN_COLOUR) > 100
+
+
+@pytest.mark.parametrize("history, has_validation", [(HISTORY, True), (TRAIN_ONLY, False)])
+def test_learning_curves_validation_lines(tmp_path, history, has_validation):
+    path = tmp_path / "lc.png"
+    plotting.learning_curves(history, path)
+    pixels = read_png(path)
+    assert colour_pixels(pixels, TRAIN_COLOUR) > 100
+    assert (colour_pixels(pixels, VAL_COLOUR) > 100) == has_validation

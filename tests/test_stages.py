@@ -1,0 +1,57 @@
+"""Stage scripts as a user runs them: bad input ends in one clear line, exit 1, and no half-written output."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_stage(name, cwd, params_text, **env):
+    (cwd / "params.yaml").write_text(params_text)
+    environment = {"PATH": "/usr/bin:/bin", "KERAS_HOME": str(cwd / "empty-keras-home"), **env}
+    return subprocess.run([sys.executable, str(ROOT / f"stages/{name}.py")], cwd=cwd, env=environment,
+                          capture_output=True, text=True)
+
+
+def assert_one_line_error(result, start):
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(f"error: {start}"), result.stderr
+
+
+def test_download_without_network_or_local_copy(tmp_path):
+    result = run_stage("download", tmp_path, "download:\n  url: http://127.0.0.1:9/archive.zip\n")
+    assert_one_line_error(result, "cannot download http://127.0.0.1:9/archive.zip")
+    assert "empty-keras-home/datasets/shiny-server" in result.stderr and "download.source=demo" in result.stderr
+    assert not any((tmp_path / "data/raw").iterdir())
+
+
+@pytest.mark.parametrize("stage, params_text, start", [
+    ("download", "download:\n  sorce: demo\n", "unknown key(s) download.sorce"),
+    ("split", "split:\n  test_size: 1.5\n", "split.test_size must be between 0 and 1"),
+    ("unzip", "", "data/raw: expected exactly one .zip archive, found 0"),
+    ("split", "", "data/labels.csv: file not found"),
+    ("evaluate", "", "data/split/test.csv: file not found"),
+])
+def test_bad_params_or_missing_inputs(tmp_path, stage, params_text, start):
+    assert_one_line_error(run_stage(stage, tmp_path, params_text), start)
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    result = run_stage("split", tmp_path, "", VALENCE_DEBUG="1")
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_demo_download_then_unzip_keeps_earlier_outputs_on_failure(tmp_path):
+    params_text = "download:\n  source: demo\n  demo_images_per_class: 3\n  demo_height: 20\n  demo_width: 20\n"
+    assert run_stage("download", tmp_path, params_text).returncode == 0
+    assert run_stage("unzip", tmp_path, params_text).returncode == 0
+    labels = (tmp_path / "data/labels.csv").read_bytes()
+    result = run_stage("unzip", tmp_path, params_text + "unzip:\n  layout: rated_csv\n")
+    assert_one_line_error(result, "data/raw/demo.zip: expected one rated CSV")
+    assert (tmp_path / "data/labels.csv").read_bytes() == labels
+    assert len(list((tmp_path / "data/images").rglob("*.jpg"))) == 6
+    assert not list((tmp_path / "data").glob(".*tmp"))

@@ -1,0 +1,173 @@
+"""Archive layouts → one labels table (path, label, valence, category).
+
+Two layouts are understood:
+- rated_csv: a CSV with Theme and Valence_mean columns (OASIS) beside an images/ folder; labels from valence;
+- class_folders: images inside folders named Negative/ and Positive/ (the seed's `dataset 50:50`).
+"""
+import csv
+import io
+import math
+from pathlib import PurePosixPath
+
+import numpy as np
+from tqdm import tqdm
+
+from valence.errors import PipelineError
+from valence.files import extract_member, open_zip, safe_member_path
+from valence.images import decode
+
+CLASSES = ("Negative", "Positive")  # index = the model's target: 1 means Positive
+LABEL_COLUMNS = ["path", "label", "valence", "category"]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+CSV_COLUMNS = ("Theme", "Valence_mean")
+
+
+def targets(rows):
+    """0/1 targets from a table's labels: 1 means Positive."""
+    return np.array([CLASSES.index(r["label"]) for r in rows], dtype=np.float32)
+
+
+def _is_junk(path):
+    """macOS resource forks and folders: never data."""
+    return "__MACOSX" in path.parts or path.name.startswith("._")
+
+
+def _is_image_name(path):
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _members(archive, archive_path):
+    """{archive path: ZipInfo} of the regular files, after checking that no member escapes the target."""
+    members = {}
+    for info in archive.infolist():
+        path = safe_member_path(info.filename)
+        if not info.is_dir() and not _is_junk(path):
+            members[path] = info
+    if not members:
+        raise PipelineError(f"{archive_path}: the archive holds no files")
+    return members
+
+
+def _rated_csvs(archive, members):
+    found = []
+    for path, info in members.items():
+        if path.suffix.lower() == ".csv":
+            header = archive.read(info)[:4096].decode("utf-8-sig", errors="replace")
+            first_line = header.replace("\r", "\n").split("\n", 1)[0]
+            if all(column in next(csv.reader([first_line])) for column in CSV_COLUMNS):
+                found.append(path)
+    return found
+
+
+def _class_of(path):
+    name = path.parent.name.lower()
+    return next((c for c in CLASSES if c.lower() == name), None)
+
+
+def detect_layout(archive, members, archive_path):
+    if _rated_csvs(archive, members):
+        return "rated_csv"
+    if any(_class_of(p) for p in members if _is_image_name(p)):
+        return "class_folders"
+    raise PipelineError(f"{archive_path}: cannot tell the layout: no CSV with columns "
+                        f"{', '.join(CSV_COLUMNS)} and no Negative/ or Positive/ image folders")
+
+
+def label_from_valence(valence, threshold, margin):
+    """Positive above threshold + margin, Negative below threshold − margin, None (dropped) in between."""
+    if valence > threshold + margin:
+        return "Positive"
+    if valence < threshold - margin:
+        return "Negative"
+    return None
+
+
+def _read_rated_csv(archive, csv_path, archive_path):
+    # OASIS.csv ends its lines with a bare CR; newline="" lets the csv module accept CR, LF or CRLF.
+    text = archive.read(str(csv_path)).decode("utf-8-sig")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def select_rated_csv(archive, members, archive_path, threshold, margin):
+    """[(member path, label, valence, category)], skipped [(name, reason)], number of neutral rows dropped."""
+    csv_paths = _rated_csvs(archive, members)
+    if len(csv_paths) != 1:
+        raise PipelineError(f"{archive_path}: expected one rated CSV, found {len(csv_paths) or 'none'}")
+    csv_path = csv_paths[0]
+    image_dir = csv_path.parent / "images"
+    by_theme = {p.stem: p for p in members if p.parent == image_dir and _is_image_name(p)}
+    selected, skipped, neutral, used = [], [], 0, set()
+    for line, row in enumerate(_read_rated_csv(archive, csv_path, archive_path), start=2):
+        theme = (row.get("Theme") or "").strip()  # two OASIS themes carry a trailing space
+        image = by_theme.get(theme)
+        if image is None:
+            skipped.append((f"{csv_path}:{line}", f"no image {image_dir}/{theme}.* for this row"))
+            continue
+        used.add(image)
+        try:
+            valence = float(row.get("Valence_mean"))
+            if not math.isfinite(valence):  # 'NaN'/'inf' parse as floats but are no rating
+                raise ValueError
+        except (TypeError, ValueError):
+            skipped.append((f"{csv_path}:{line}", f"Valence_mean {row.get('Valence_mean')!r} is not a number"))
+            continue
+        label = label_from_valence(valence, threshold, margin)
+        if label is None:
+            neutral += 1
+            continue
+        selected.append((image, label, valence, (row.get("Category") or "").strip()))
+    skipped += [(str(p), "image has no CSV row") for p in sorted(set(by_theme.values()) - used)]
+    return selected, skipped, neutral
+
+
+def select_class_folders(members):
+    selected, skipped = [], []
+    for path in sorted(members):
+        label = _class_of(path)
+        if label is None:
+            continue
+        if _is_image_name(path):
+            selected.append((path, label, "", ""))
+        else:
+            skipped.append((str(path), "not an image file"))
+    return selected, skipped
+
+
+def _common_top(paths):
+    """The single top folder every member sits in (GitHub archives have one), stripped from outputs."""
+    tops = {p.parts[0] for p in paths if len(p.parts) > 1}
+    return tops.pop() if len(tops) == 1 and all(len(p.parts) > 1 for p in paths) else None
+
+
+def build_image_set(archive_path, images_dir, layout="auto", threshold=4.0, margin=0.0):
+    """Extract the labelled, decodable images of ``archive_path`` into ``images_dir``.
+
+    Returns (rows for labels.csv, skipped [(name, reason)], summary counts).
+    """
+    with open_zip(archive_path) as archive:
+        members = _members(archive, archive_path)
+        if layout == "auto":
+            layout = detect_layout(archive, members, archive_path)
+        neutral = 0
+        if layout == "rated_csv":
+            selected, skipped, neutral = select_rated_csv(archive, members, archive_path, threshold, margin)
+        else:
+            selected, skipped = select_class_folders(members)
+        top = _common_top(list(members))
+        rows = []
+        for member, label, valence, category in tqdm(selected, desc="extracting", unit="img"):
+            relative = PurePosixPath(*member.parts[1:]) if top else member
+            out = extract_member(archive, members[member], images_dir, relative)
+            try:
+                decode(out)
+            except ValueError as err:
+                out.unlink()
+                skipped.append((str(member), str(err)))
+                continue
+            rows.append({"path": out.as_posix(), "label": label, "valence": valence, "category": category})
+    rows.sort(key=lambda r: r["path"])
+    counts = {c: sum(r["label"] == c for r in rows) for c in CLASSES}
+    if not rows:
+        raise PipelineError(f"{archive_path}: no usable labelled images ({layout} layout)")
+    summary = {"images": len(rows), **counts, "neutral_dropped": neutral, "skipped": len(skipped)}
+    return rows, sorted(skipped), summary

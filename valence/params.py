@@ -1,0 +1,191 @@
+"""params.yaml, one section per stage: typed, range-checked, and strict about unknown keys.
+
+`dvc exp run -S train.epoch=3` (a typo) would otherwise be accepted silently, so every key must be known.
+"""
+import dataclasses
+import typing
+from pathlib import Path
+
+import yaml
+
+from valence.errors import PipelineError
+
+PARAMS_FILE = Path("params.yaml")
+DEFAULT_URL = "https://github.com/bkurdi/shiny-server/archive/1a3bcada01115bbe651bf0e69f7410c8ef63cc94.zip"
+
+
+@dataclasses.dataclass(frozen=True)
+class DownloadParams:
+    source: str = "url"  # url: fetch `url` (or use the Keras-cache copy); demo: generate synthetic faces
+    url: str = DEFAULT_URL
+    filename: str = "shiny-server-1a3bcada01115bbe651bf0e69f7410c8ef63cc94.zip"  # name in data/raw and Keras' cache
+    sha256: typing.Optional[str] = None  # checked when set
+    demo_images_per_class: int = 100
+    demo_height: int = 120
+    demo_width: int = 150
+    demo_seed: int = 21
+
+    def check(self):
+        _one_of("download.source", self.source, ("url", "demo"))
+        if not self.filename or "/" in self.filename or not self.filename.endswith(".zip"):
+            raise PipelineError(f"download.filename must be a plain file name ending in .zip, got {self.filename!r}")
+        if self.sha256 is not None and (len(self.sha256) != 64 or not all(c in "0123456789abcdef" for c in self.sha256.lower())):
+            raise PipelineError(f"download.sha256 must be 64 hex digits or null, got {self.sha256!r}")
+        _at_least("download.demo_images_per_class", self.demo_images_per_class, 2)
+        _at_least("download.demo_height", self.demo_height, 16)
+        _at_least("download.demo_width", self.demo_width, 16)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnzipParams:
+    layout: str = "auto"  # auto | rated_csv (OASIS) | class_folders (Negative/ and Positive/)
+    valence_threshold: float = 4.0  # neutral point of the 1–7 valence scale
+    neutral_margin: float = 0.0  # ratings within threshold ± margin are dropped as ambiguous
+
+    def check(self):
+        _one_of("unzip.layout", self.layout, ("auto", "rated_csv", "class_folders"))
+        if self.neutral_margin < 0:
+            raise PipelineError(f"unzip.neutral_margin must be >= 0, got {self.neutral_margin}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitParams:
+    test_size: float = 0.2  # share of images held out for evaluate
+    seed: int = 21
+
+    def check(self):
+        if not 0 < self.test_size < 1:
+            raise PipelineError(f"split.test_size must be between 0 and 1 (exclusive), got {self.test_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentParams:
+    rotation_degrees: float = 40.0  # random rotation in ±degrees
+    width_shift: float = 0.2  # random horizontal shift, fraction of the width
+    height_shift: float = 0.2  # random vertical shift, fraction of the height
+    shear_degrees: float = 0.2  # ImageDataGenerator's shear_range is in degrees, so the seed's 0.2 is tiny
+    zoom: float = 0.2  # zoom in/out by up to this fraction, each axis independently
+    horizontal_flip: bool = True
+    fill_mode: str = "nearest"  # how pixels moved in from outside the image are filled
+
+    def check(self):
+        for name in ("rotation_degrees", "width_shift", "height_shift", "shear_degrees", "zoom"):
+            if getattr(self, name) < 0:
+                raise PipelineError(f"train.augment.{name} must be >= 0, got {getattr(self, name)}")
+        if self.rotation_degrees > 180 or self.shear_degrees >= 90:
+            raise PipelineError("train.augment.rotation_degrees must be <= 180 and shear_degrees < 90")
+        for name in ("width_shift", "height_shift", "zoom"):
+            if getattr(self, name) >= 1:
+                raise PipelineError(f"train.augment.{name} must be < 1, got {getattr(self, name)}")
+        _one_of("train.augment.fill_mode", self.fill_mode, ("nearest", "reflect", "wrap", "constant"))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    model: str = "seed_baseline"
+    image_height: int = 400  # the seed's 400×500 keeps OASIS' 500×400 photos at full size
+    image_width: int = 500
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 0.001  # Adam's default, as in the seed
+    validation_size: float = 0.15  # carved from the training split for the learning curves; never the test split
+    seed: int = 21  # weight init, shuffling, augmentation
+    augment: AugmentParams = AugmentParams()
+
+    def check(self):
+        from valence.models import MODELS  # late import: models pulls in Keras
+
+        _one_of("train.model", self.model, sorted(MODELS))
+        _at_least("train.image_height", self.image_height, 32)
+        _at_least("train.image_width", self.image_width, 32)
+        _at_least("train.epochs", self.epochs, 1)
+        _at_least("train.batch_size", self.batch_size, 1)
+        if not self.learning_rate > 0:
+            raise PipelineError(f"train.learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.validation_size < 1:
+            raise PipelineError(f"train.validation_size must be in [0, 1), got {self.validation_size}")
+        self.augment.check()
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateParams:
+    threshold: float = 0.5  # P(Positive) at or above this is called Positive
+    batch_size: int = 32
+
+    def check(self):
+        if not 0 < self.threshold < 1:
+            raise PipelineError(f"evaluate.threshold must be between 0 and 1 (exclusive), got {self.threshold}")
+        _at_least("evaluate.batch_size", self.batch_size, 1)
+
+
+SECTIONS = {
+    "download": DownloadParams,
+    "unzip": UnzipParams,
+    "split": SplitParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+}
+
+
+def _one_of(name, value, allowed):
+    if value not in allowed:
+        raise PipelineError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def _at_least(name, value, low):
+    if value < low:
+        raise PipelineError(f"{name} must be >= {low}, got {value}")
+
+
+def _coerce(name, value, annotation):
+    """Check one value against its field type; ints are accepted where floats are expected."""
+    if annotation is typing.Optional[str]:
+        if value is None or isinstance(value, str):
+            return value
+        raise PipelineError(f"{name} must be a string or null, got {value!r}")
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is int and isinstance(value, bool):
+        raise PipelineError(f"{name} must be an integer, got {value!r}")
+    if not isinstance(value, annotation):
+        raise PipelineError(f"{name} must be of type {annotation.__name__}, got {value!r}")
+    return value
+
+
+def parse(cls, data, prefix):
+    """Build dataclass ``cls`` from a dict, rejecting unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PipelineError(f"{prefix} must be a mapping of keys to values, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise PipelineError(f"unknown key(s) {', '.join(f'{prefix}.{k}' for k in unknown)} in {PARAMS_FILE}; "
+                            f"known: {', '.join(fields)}")
+    values = {}
+    for key, value in data.items():
+        if dataclasses.is_dataclass(hints[key]):
+            values[key] = parse(hints[key], value, f"{prefix}.{key}")
+        else:
+            values[key] = _coerce(f"{prefix}.{key}", value, hints[key])
+    return cls(**values)
+
+
+def load(section, path=None):
+    """Load and validate one section of params.yaml (defaults fill what is absent)."""
+    path = Path(path or PARAMS_FILE)
+    try:
+        document = yaml.safe_load(path.read_text()) if path.exists() else {}
+    except yaml.YAMLError as err:
+        raise PipelineError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    document = document or {}
+    if not isinstance(document, dict):
+        raise PipelineError(f"{path}: expected a mapping of sections, got {type(document).__name__}")
+    unknown = sorted(set(document) - set(SECTIONS))
+    if unknown:
+        raise PipelineError(f"{path}: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    params = parse(SECTIONS[section], document.get(section), section)
+    params.check()
+    return params

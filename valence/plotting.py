@@ -1,0 +1,65 @@
+"""PNG renderings of the evaluation and training curves (DVC draws the same data interactively)."""
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on CI or servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from valence.datasets import CLASSES  # noqa: E402
+from valence.files import atomic_path  # noqa: E402
+
+
+def _save(figure, path):
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+
+
+def roc(points, auc, path):
+    figure, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([p["fpr"] for p in points], [p["tpr"] for p in points], label=f"model (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
+    ax.set(title="ROC curve (test split)", xlabel="false positive rate", ylabel="true positive rate",
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    _save(figure, path)
+
+
+def precision_recall(points, average_precision, positive_share, path):
+    figure, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([p["recall"] for p in points], [p["precision"] for p in points],
+            label=f"model (AP {average_precision:.3f})")
+    ax.axhline(positive_share, linestyle="--", color="grey", label="chance (share of Positive)")
+    ax.set(title="Precision–recall, Positive class (test split)", xlabel="recall", ylabel="precision",
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower left")
+    _save(figure, path)
+
+
+def confusion_matrix(matrix, path):
+    """Counts and row-normalised rates side by side."""
+    matrix = np.asarray(matrix)
+    normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, values, title, fmt in ((axes[0], matrix, "counts", "{:d}"), (axes[1], normalised, "normalised", "{:.2f}")):
+        ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), value in np.ndenumerate(values):
+            ax.text(j, i, fmt.format(value.item()), ha="center", va="center",
+                    color="white" if normalised[i, j] > 0.5 else "black")
+        ax.set(title=f"Confusion matrix ({title})", xlabel="predicted", ylabel="actual",
+               xticks=range(len(CLASSES)), yticks=range(len(CLASSES)), xticklabels=CLASSES, yticklabels=CLASSES)
+    _save(figure, path)
+
+
+def learning_curves(history, path):
+    """Loss and accuracy per epoch, train vs validation, from Keras' CSV history rows."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [int(row["epoch"]) + 1 for row in history]
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            if history and prefix + metric in history[0]:
+                ax.plot(epochs, [float(row[prefix + metric]) for row in history], marker="o", label=label)
+        ax.set(title=f"{metric} per epoch", xlabel="epoch", ylabel=metric)
+        ax.legend()
+    _save(figure, path)
