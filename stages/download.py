@@ -17,9 +17,7 @@ OUT_DIR = Path("data/raw")
 
 def main():
     p = params.load("download")
-    if OUT_DIR.exists():  # one archive at a time: unzip reads whatever is here
-        shutil.rmtree(OUT_DIR)
-    OUT_DIR.mkdir(parents=True)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
     if p.source == "demo":
         from valence.demo import write_demo_archive
 
@@ -29,6 +27,9 @@ def main():
         from valence.download import fetch
 
         out = fetch(p.url, p.filename, OUT_DIR, p.sha256)
+    for other in OUT_DIR.iterdir():  # one archive at a time (unzip reads it); old ones go only after success
+        if other != out:
+            shutil.rmtree(other) if other.is_dir() else other.unlink()
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
