@@ -1,9 +1,11 @@
-"""Stage 5: score the trained model on the test manifest.
+"""Stage 5: score the trained model on the test manifest, and on the training manifest for comparison.
 
     python stages/evaluate.py
 
-Reads models/model.keras and data/split/test.csv; writes metrics/metrics.json and, under plots/eval/, the
-curve data DVC draws (roc.csv, precision_recall.csv, predictions.csv for the confusion matrix) and PNGs.
+Reads models/model.keras, data/split/test.csv and data/split/train.csv; writes metrics/metrics.json (test
+metrics at the top level, the same for the training split under "train", so overfitting shows) and, under
+plots/eval/, the curve data DVC draws (roc_test.csv, roc_train.csv, precision_recall.csv, predictions.csv for
+the confusion matrix) and PNGs.
 """
 import _path  # noqa: F401
 from valence import params
@@ -17,24 +19,32 @@ PLOTS = "plots/eval"
 
 def main():
     p = params.load("evaluate")
-    rows = read_csv("data/split/test.csv", required=MANIFEST_COLUMNS)
+    splits = {name: read_csv(f"data/split/{name}.csv", required=MANIFEST_COLUMNS) for name in ("test", "train")}
     from valence import evaluation, models, plotting  # TensorFlow loads only after the inputs are checked
 
     model = models.load("models/model.keras")
-    probability = models.predict(model, [r["path"] for r in rows], p.batch_size)
-    y_true = targets(rows)
-    scores = evaluation.binary_metrics(y_true, probability, p.threshold)
-    write_json("metrics/metrics.json", scores)
-    roc = evaluation.roc_points(y_true, probability)
-    pr = evaluation.precision_recall_points(y_true, probability)
-    write_csv(f"{PLOTS}/roc.csv", roc, ["fpr", "tpr", "threshold"])
+    scores, roc = {}, {}
+    for name, rows in splits.items():
+        probability = models.predict(model, [r["path"] for r in rows], p.batch_size, desc=name)
+        y_true = targets(rows)
+        scores[name] = evaluation.binary_metrics(y_true, probability, p.threshold, split=name)
+        roc[name] = (evaluation.roc_points(y_true, probability), scores[name]["roc_auc"])
+        write_csv(f"{PLOTS}/roc_{name}.csv", roc[name][0], ["fpr", "tpr", "threshold"])
+        if name == "test":
+            test_truth, test_probability = y_true, probability
+    write_json("metrics/metrics.json", {**scores["test"], "train": scores["train"]})
+    pr = evaluation.precision_recall_points(test_truth, test_probability)
     write_csv(f"{PLOTS}/precision_recall.csv", pr, ["recall", "precision", "threshold"])
-    predictions = evaluation.prediction_rows([r["path"] for r in rows], y_true, probability, p.threshold)
+    predictions = evaluation.prediction_rows([r["path"] for r in splits["test"]], test_truth, test_probability,
+                                             p.threshold)
     write_csv(f"{PLOTS}/predictions.csv", predictions, ["path", "actual", "predicted", "probability"])
-    plotting.roc(roc, scores["roc_auc"], f"{PLOTS}/roc.png")
-    plotting.precision_recall(pr, scores["average_precision"], y_true.mean(), f"{PLOTS}/precision_recall.png")
-    plotting.confusion_matrix(evaluation.confusion(y_true, probability, p.threshold), f"{PLOTS}/confusion_matrix.png")
-    print({k: v for k, v in scores.items() if not isinstance(v, dict)})
+    plotting.roc(roc, f"{PLOTS}/roc.png")
+    plotting.precision_recall(pr, scores["test"]["average_precision"], test_truth.mean(),
+                              f"{PLOTS}/precision_recall.png")
+    plotting.confusion_matrix(evaluation.confusion(test_truth, test_probability, p.threshold),
+                              f"{PLOTS}/confusion_matrix.png")
+    for name, s in scores.items():
+        print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s.items() if not isinstance(v, dict)))
 
 
 if __name__ == "__main__":

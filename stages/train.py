@@ -3,13 +3,13 @@
     python stages/train.py
 
 Reads data/split/train.csv and the images it lists; writes models/model.keras (self-contained: RGB float32
-0–255 at train.image_height × train.image_width in, P(Positive) out), plots/train/history.csv (loss and
-accuracy per epoch, train and validation) and plots/train/learning_curves.png.
+0–255 at train.image_height × train.image_width in, P(Positive) out), plots/train/history.csv (loss,
+accuracy and AUC per epoch and phase, train and validation) and plots/train/learning_curves.png.
 """
 import _path  # noqa: F401
 from valence import params
 from valence.errors import run_stage
-from valence.files import atomic_path, read_csv
+from valence.files import atomic_path, read_csv, write_csv
 from valence.splitting import MANIFEST_COLUMNS
 
 HISTORY = "plots/train/history.csv"
@@ -20,11 +20,12 @@ def main():
     rows = read_csv("data/split/train.csv", required=MANIFEST_COLUMNS)
     from valence import plotting, training  # TensorFlow loads only after params and inputs are checked
 
-    model = training.train(p, rows, HISTORY)
+    model, history = training.train(p, rows)
     with atomic_path("models/model.keras", suffix=".keras") as tmp:
         model.save(tmp)
-    plotting.learning_curves(read_csv(HISTORY), "plots/train/learning_curves.png")
-    print("wrote models/model.keras")
+    write_csv(HISTORY, history, training.HISTORY_COLUMNS)
+    plotting.learning_curves(history, "plots/train/learning_curves.png")
+    print(f"wrote models/model.keras after {len(history)} epochs")
 
 
 if __name__ == "__main__":

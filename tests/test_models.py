@@ -1,12 +1,23 @@
+from dataclasses import replace
+from pathlib import Path
+
+import keras
 import numpy as np
 import pytest
 
 from valence import models
 from valence.errors import PipelineError
+from valence.params import TrainParams
+
+SHARED_WEIGHTS = Path(__file__).resolve().parent.parent.parent / "shared/models/mobilenet_v2"
+
+
+def params(model, height, width, **changes):
+    return replace(TrainParams(), model=model, image_height=height, image_width=width, **changes)
 
 
 def test_seed_baseline_layers_and_shapes_at_the_seed_size():
-    model = models.build("seed_baseline", 400, 500, learning_rate=1e-3)
+    model = models.build(params("seed_baseline", 400, 500))
     shapes = [(layer.__class__.__name__, tuple(layer.output.shape[1:])) for layer in model.layers]
     assert shapes == [
         ("Rescaling", (400, 500, 3)),
@@ -26,23 +37,93 @@ def test_seed_baseline_layers_and_shapes_at_the_seed_size():
     convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
     assert all(layer.activation.__name__ == "linear" for layer in convs)  # faithful: no activation
     assert model.layers[-1].activation.__name__ == "sigmoid"
-    assert model.loss == "binary_crossentropy"
+
+
+def test_small_cnn_is_conv_bn_relu_blocks_with_weight_decay():
+    model = models.build(params("small_cnn", 64, 80, weight_decay=0.001, dropout=0.25))
+    kinds = [layer.__class__.__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == kinds.count("BatchNormalization") == kinds.count("ReLU") == 5
+    assert "GlobalAveragePooling2D" in kinds and "Flatten" not in kinds
+    assert next(layer for layer in model.layers if kinds[model.layers.index(layer)] == "Dropout").rate == 0.25
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert all(layer.kernel_regularizer is not None for layer in convs)
+    assert model.output.shape[1:] == (1,)
+
+
+def test_mobilenet_v2_head_and_frozen_backbone():
+    model = models.build(params("mobilenet_v2", 96, 120), weights=None)
+    kinds = [layer.__class__.__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Rescaling", "Functional", "GlobalAveragePooling2D", "Dropout", "Dense"]
+    rescale = model.layers[1]  # mobilenet_v2.preprocess_input: 0–255 → -1…1
+    assert np.allclose(rescale(np.array([[0.0, 127.5, 255.0]])), [[-1, 0, 1]])
+    backbone = model.layers[2]
+    assert not backbone.trainable and backbone.output.shape[-1] == 1280
+    assert len(model.trainable_weights) == 2  # the Dense head only
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_unfreeze_top_blocks_keeps_batch_norm_frozen(blocks):
+    model = models.build(params("mobilenet_v2", 96, 96), weights=None)
+    models.unfreeze_top_blocks(model, blocks)
+    trainable = {layer.name for layer in model.layers[2].layers if layer.trainable and layer.weights}
+    expected_blocks = {str(b) for b in range(17 - blocks, 17)}
+    assert trainable and all(name.startswith("Conv_1") or name.split("_")[1] in expected_blocks for name in trainable)
+    assert {name.split("_")[1] for name in trainable if name.startswith("block_")} == expected_blocks
+    assert "Conv_1" in trainable and "Conv_1_bn" not in trainable
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+                   for layer in model.layers[2].layers)
+
+
+@pytest.mark.skipif(not SHARED_WEIGHTS.is_dir(), reason="needs ../shared/models/mobilenet_v2")
+def test_imagenet_weights_load_offline_from_the_keras_cache(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    for weights in SHARED_WEIGHTS.glob("*.h5"):
+        (tmp_path / "models" / weights.name).symlink_to(weights)
+    monkeypatch.setattr("keras.src.backend.config._KERAS_DIR", str(tmp_path))  # Keras read $KERAS_HOME at import
+    pretrained = models.build(params("mobilenet_v2", 96, 112))  # not square: Keras takes the 224 weights
+    untrained = models.build(params("mobilenet_v2", 96, 112), weights=None)
+    first_conv = lambda model: model.layers[2].get_layer("Conv1").get_weights()[0]  # noqa: E731
+    assert not np.allclose(first_conv(pretrained), first_conv(untrained))
+    import h5py
+
+    with h5py.File(tmp_path / "models" / models.mobilenet_weights_file(96, 112)) as f:
+        stored = f["Conv1"]["Conv1"]["kernel"][()]  # legacy HDF5 layout: layer / layer / weight
+    assert np.allclose(first_conv(pretrained), stored)
+
+
+def test_missing_weights_without_network_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("keras.src.backend.config._KERAS_DIR", str(tmp_path))
+
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure: network unreachable")
+
+    monkeypatch.setattr("keras.src.applications.mobilenet_v2.file_utils.get_file", no_network)
+    with pytest.raises(PipelineError, match=f"put them at {tmp_path}/models/mobilenet_v2_weights.*_1.0_96_no_top.h5"):
+        models.build(params("mobilenet_v2", 96, 96))
+
+
+@pytest.mark.parametrize("size, expected", [((224, 280), "224"), ((224, 224), "224"), ((128, 128), "128"),
+                                            ((100, 100), "224")])
+def test_mobilenet_weights_file_follows_keras(size, expected):
+    assert models.mobilenet_weights_file(*size).endswith(f"_1.0_{expected}_no_top.h5")
 
 
 def test_too_small_images_are_a_clear_error():
     with pytest.raises(PipelineError, match="seed_baseline cannot take 48×60 images"):
-        models.build("seed_baseline", 48, 60, learning_rate=1e-3)
+        models.build(params("seed_baseline", 48, 60))
 
 
-def test_saved_model_is_self_contained(tmp_path):
+@pytest.mark.parametrize("name", ["seed_baseline", "small_cnn", "mobilenet_v2"])
+def test_saved_model_is_self_contained(tmp_path, name):
     """Scaling lives inside: the reloaded file alone maps raw 0–255 pixels to the same probabilities."""
-    model = models.build("seed_baseline", 96, 112, learning_rate=1e-3)
+    model = models.build(params(name, 96, 112), weights=None)
+    models.compile_model(model, 1e-3)
     pixels = np.random.default_rng(0).integers(0, 256, size=(3, 96, 112, 3)).astype("float32")
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = models.load(path)
     expected = model.predict(pixels, verbose=0)
-    assert np.allclose(reloaded.predict(pixels, verbose=0), expected, atol=1e-6)
+    assert np.allclose(reloaded.predict(pixels, verbose=0), expected, atol=1e-5)
     assert ((expected >= 0) & (expected <= 1)).all()
 
 
@@ -53,7 +134,7 @@ def test_predict_resizes_files_to_the_model_input(tmp_path):
     for i, colour in enumerate(("red", "blue")):
         paths.append(tmp_path / f"{i}.png")
         Image.new("RGB", (300, 200), colour).save(paths[-1])
-    model = models.build("seed_baseline", 96, 112, learning_rate=1e-3)
+    model = models.build(params("seed_baseline", 96, 112))
     probability = models.predict(model, paths, batch_size=1)
     assert probability.shape == (2,)
     assert probability[0] != probability[1]

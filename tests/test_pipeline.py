@@ -33,7 +33,8 @@ def project(tmp_path_factory):
             shutil.copy(source, target)
     document = yaml.safe_load((work / "params.yaml").read_text())
     document["download"].update(source="demo", demo_images_per_class=20, demo_height=48, demo_width=60)
-    document["train"].update(image_height=96, image_width=96, epochs=2, batch_size=8)
+    # small_cnn: the default mobilenet_v2 needs ImageNet weights, which tests/test_models.py covers
+    document["train"].update(model="small_cnn", image_height=64, image_width=80, epochs=2, batch_size=8)
     (work / "params.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                KERAS_HOME=str(work / "empty-keras-home"), GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@t",
@@ -55,13 +56,17 @@ def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
     split = json.loads((work / "metrics/split.json").read_text())
     assert split["test"]["total"] == 8 and split["train"]["total"] == 32
     metrics = json.loads((work / "metrics/metrics.json").read_text())
-    assert metrics["n_test"] == 8
+    assert metrics["n_test"] == 8 and metrics["train"]["n_train"] == 32
     for key in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "majority_accuracy"):
         assert 0 <= metrics[key] <= 1, key
     assert metrics["Negative"]["support"] + metrics["Positive"]["support"] == 8
     assert len((work / "plots/eval/predictions.csv").read_text().splitlines()) == 9
+    for split, n in (("test", 8), ("train", 32)):
+        roc = (work / f"plots/eval/roc_{split}.csv").read_text().splitlines()
+        assert roc[0] == "fpr,tpr,threshold" and roc[1].startswith("0.0,0.0,") and roc[-1].startswith("1.0,1.0,")
     history = (work / "plots/train/history.csv").read_text().splitlines()
-    assert history[0].split(",") == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"] and len(history) == 3
+    assert history[0] == "epoch,phase,loss,accuracy,auc,val_loss,val_accuracy,val_auc" and len(history) == 3
+    assert history[1].startswith("1,train,")
     for png in ("train/learning_curves", "eval/roc", "eval/precision_recall", "eval/confusion_matrix"):
         with Image.open(work / f"plots/{png}.png") as image:
             assert image.format == "PNG" and image.getextrema() != ((255, 255),) * len(image.getbands())
@@ -79,7 +84,8 @@ def test_plots_show_renders_every_declared_plot(project):
     work, env, dvc, _ = project
     run(dvc + ["plots", "show", "-o", "plots_html"], work, env)
     page = (work / "plots_html/index.html").read_text()
-    for title in ("Loss per epoch", "ROC curve", "Confusion matrix", "Precision-recall"):
+    for title in ("Loss per epoch", "ROC AUC per epoch", "ROC curve, test and train", "Confusion matrix",
+                  "Precision-recall"):
         assert title in page
     assert "learning_curves.png" in page
 

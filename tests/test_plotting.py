@@ -11,12 +11,13 @@ TRAIN_COLOUR, VAL_COLOUR = (31, 119, 180), (255, 127, 14)  # matplotlib's C0 and
 rng = np.random.default_rng(0)
 Y = rng.integers(0, 2, 30)
 P = np.clip(0.4 * Y + rng.uniform(0, 0.6, 30), 0, 1)
-HISTORY = [{"epoch": str(e), "loss": str(0.7 - 0.1 * e), "accuracy": str(0.5 + 0.05 * e),
-            "val_loss": str(0.75 - 0.05 * e), "val_accuracy": str(0.5 + 0.03 * e)} for e in range(4)]
-TRAIN_ONLY = [{k: v for k, v in row.items() if not k.startswith("val_")} for row in HISTORY]
+HISTORY = [{"epoch": str(e), "phase": "head" if e < 3 else "fine_tune", "loss": str(0.7 - 0.1 * e),
+            "accuracy": str(0.5 + 0.05 * e), "auc": str(0.6 + 0.05 * e), "val_loss": str(0.75 - 0.05 * e),
+            "val_accuracy": str(0.5 + 0.03 * e), "val_auc": str(0.55 + 0.04 * e)} for e in range(1, 6)]
+TRAIN_ONLY = [{k: ("" if k.startswith("val_") else v) for k, v in row.items()} for row in HISTORY]  # as in the CSV
 
 PLOTS = {
-    "roc": lambda path: plotting.roc(roc_points(Y, P), 0.8123, path),
+    "roc": lambda path: plotting.roc({"test": (roc_points(Y, P), 0.8123), "train": (roc_points(Y, Y), 1.0)}, path),
     "precision_recall": lambda path: plotting.precision_recall(precision_recall_points(Y, P), 0.77, Y.mean(), path),
     "confusion_matrix": lambda path: plotting.confusion_matrix(confusion(Y, P, 0.5), path),
     "confusion_matrix_empty_row": lambda path: plotting.confusion_matrix(np.array([[0, 0], [3, 5]]), path),
@@ -84,3 +85,18 @@ def test_learning_curves_validation_lines(tmp_path, history, has_validation):
     pixels = read_png(path)
     assert colour_pixels(pixels, TRAIN_COLOUR) > 100
     assert (colour_pixels(pixels, VAL_COLOUR) > 100) == has_validation
+
+
+def test_learning_curves_mark_where_a_phase_starts(tmp_path):
+    one_phase = [dict(row, phase="train") for row in HISTORY]
+    plotting.learning_curves(HISTORY, tmp_path / "two.png")
+    plotting.learning_curves(one_phase, tmp_path / "one.png")
+    grey = (128, 128, 128)
+    assert colour_pixels(read_png(tmp_path / "two.png"), grey, tol=4) > colour_pixels(read_png(tmp_path / "one.png"), grey, tol=4) + 50
+
+
+def test_roc_draws_one_curve_per_split(tmp_path):
+    plotting.roc({"test": (roc_points(Y, P), 0.8)}, tmp_path / "one.png")
+    PLOTS["roc"](tmp_path / "two.png")
+    assert colour_pixels(read_png(tmp_path / "one.png"), VAL_COLOUR) < 20
+    assert colour_pixels(read_png(tmp_path / "two.png"), VAL_COLOUR) > 100

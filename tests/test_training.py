@@ -1,18 +1,18 @@
-import csv
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from valence import params, training
 
 
-def manifest(tmp_path, per_class=8):
+def manifest(tmp_path, per_class=8, size=96):
     """Bright images are Positive, dark ones Negative: learnable, tiny and fast."""
     rows, rng = [], np.random.default_rng(0)
     for label, base in (("Negative", 40), ("Positive", 200)):
         for i in range(per_class):
-            pixels = np.clip(base + rng.normal(0, 20, (96, 96, 3)), 0, 255).astype("uint8")
+            pixels = np.clip(base + rng.normal(0, 20, (size, size, 3)), 0, 255).astype("uint8")
             path = tmp_path / f"{label}_{i}.png"
             Image.fromarray(pixels).save(path)
             rows.append({"path": str(path), "label": label})
@@ -20,7 +20,8 @@ def manifest(tmp_path, per_class=8):
 
 
 def tiny_params(**changes):
-    settings = dict(image_height=96, image_width=96, epochs=2, batch_size=4, validation_size=0.25)
+    settings = dict(model="small_cnn", image_height=96, image_width=96, epochs=2, batch_size=4,
+                    validation_size=0.25, patience=0)
     return replace(params.TrainParams(), **{**settings, **changes})
 
 
@@ -32,24 +33,53 @@ def test_carve_validation_is_stratified_and_disjoint(tmp_path):
     assert training.carve_validation(rows, 0, seed=1) == (rows, [])
 
 
-def test_training_is_reproducible_and_writes_history(tmp_path):
+def test_class_weights_balance_the_classes():
+    y = np.array([0] * 10 + [1] * 30, dtype=np.float32)
+    weights = training.class_weights(y, "balanced")
+    assert weights == pytest.approx({0: 40 / 20, 1: 40 / 60})
+    assert weights[0] * 10 == pytest.approx(weights[1] * 30)  # each class carries the same total weight
+    assert training.class_weights(y, "none") is None
+
+
+@pytest.mark.parametrize("model, fine_tune_epochs, expected", [
+    ("mobilenet_v2", 3, [("head", 2, 1e-3), ("fine_tune", 3, 1e-5)]),
+    ("mobilenet_v2", 0, [("head", 2, 1e-3)]),
+    ("small_cnn", 3, [("train", 2, 1e-3)]),
+])
+def test_phases(model, fine_tune_epochs, expected):
+    p = tiny_params(model=model, fine_tune_epochs=fine_tune_epochs, learning_rate=1e-3, fine_tune_learning_rate=1e-5)
+    assert training.phases(p) == expected
+
+
+def test_training_is_reproducible(tmp_path):
     rows = manifest(tmp_path)
-    runs = []
-    for run in range(2):
-        history = tmp_path / f"history{run}.csv"
-        model = training.train(tiny_params(), rows, history)
-        runs.append((model.get_weights(), history.read_text()))
-    (weights_a, history_a), (weights_b, history_b) = runs
-    assert all(np.array_equal(a, b) for a, b in zip(weights_a, weights_b))
+    runs = [training.train(tiny_params(), rows) for _ in range(2)]
+    (model_a, history_a), (model_b, history_b) = runs
+    assert all(np.array_equal(a, b) for a, b in zip(model_a.get_weights(), model_b.get_weights()))
     assert history_a == history_b
-    with open(tmp_path / "history0.csv") as f:
-        history_rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in history_rows] == [0, 1]
-    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history_rows[0])
+    assert [r["epoch"] for r in history_a] == [1, 2] and {r["phase"] for r in history_a} == {"train"}
+    assert set(training.HISTORY_COLUMNS) <= set(history_a[0])
 
 
 def test_another_seed_gives_other_weights(tmp_path):
     rows = manifest(tmp_path)
-    a = training.train(tiny_params(epochs=1), rows, tmp_path / "a.csv").get_weights()
-    b = training.train(tiny_params(epochs=1, seed=7), rows, tmp_path / "b.csv").get_weights()
+    a = training.train(tiny_params(epochs=1), rows)[0].get_weights()
+    b = training.train(tiny_params(epochs=1, seed=7), rows)[0].get_weights()
     assert not all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_mobilenet_trains_head_then_fine_tunes_top_blocks(tmp_path):
+    rows = manifest(tmp_path, per_class=6)
+    p = tiny_params(model="mobilenet_v2", epochs=1, fine_tune_epochs=1, fine_tune_blocks=1)
+    model, history = training.train(p, rows, weights=None)
+    assert [(r["epoch"], r["phase"]) for r in history] == [(1, "head"), (2, "fine_tune")]
+    backbone = model.layers[2]
+    assert backbone.get_layer("block_16_project").trainable and not backbone.get_layer("block_15_project").trainable
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path):
+    rows = manifest(tmp_path)
+    # a learning rate this high makes validation AUC stall at once, so patience 1 stops long before 20 epochs
+    model, history = training.train(tiny_params(epochs=20, patience=1, learning_rate=5.0), rows)
+    assert len(history) < 20
+    assert history[-2]["val_auc"] == max(r["val_auc"] for r in history)  # monitored val AUC, higher is better

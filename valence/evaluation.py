@@ -5,8 +5,11 @@ from sklearn import metrics
 from valence.datasets import CLASSES
 
 
-def binary_metrics(y_true, probability, threshold):
-    """Headline metrics, per-class precision/recall/f1/support and the always-the-larger-class baseline."""
+def binary_metrics(y_true, probability, threshold, split="test"):
+    """Headline metrics, per-class precision/recall/f1/support and the always-the-larger-class baseline.
+
+    ``split`` names the image count: n_test, n_train.
+    """
     y_true = np.asarray(y_true, dtype=int)
     probability = np.asarray(probability, dtype=float)
     y_pred = (probability >= threshold).astype(int)
@@ -15,7 +18,7 @@ def binary_metrics(y_true, probability, threshold):
                                            output_dict=True, zero_division=0)
     positive_share = float(y_true.mean())
     result = {
-        "n_test": int(len(y_true)),
+        f"n_{split}": int(len(y_true)),
         "accuracy": metrics.accuracy_score(y_true, y_pred),
         "balanced_accuracy": metrics.balanced_accuracy_score(y_true, y_pred),
         "roc_auc": metrics.roc_auc_score(y_true, probability) if both_classes else None,

@@ -1,21 +1,30 @@
-"""The model registry: each builder returns a compiled, self-contained Keras model.
+"""The model registry: each builder returns a self-contained Keras model from the train params.
 
 Self-contained means: RGB float32 images in 0–255 at the configured size in, P(Positive) out; any scaling
 happens inside, so the saved file is usable without this package.
 """
+import re
 from pathlib import Path
 
 import keras
 from keras import layers
+from keras.src.backend.config import keras_home  # read from $KERAS_HOME once, when Keras is imported
 
 from valence.errors import PipelineError
 from valence.images import dataset, load_images
 
 
-def seed_baseline(height, width):
+
+def mobilenet_weights_file(height, width):
+    """The file name Keras caches MobileNetV2's no-top weights under: square 96–224 inputs get their own."""
+    size = height if height == width and height in (96, 128, 160, 192, 224) else 224
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"
+
+
+def seed_baseline(p, weights=None):
     """The seed's VGG-style CNN, layer for layer. Its convolutions have no activation, kept for fidelity."""
     return keras.Sequential([
-        keras.Input((height, width, 3)),
+        keras.Input((p.image_height, p.image_width, 3)),
         layers.Rescaling(1 / 255),
         layers.Conv2D(64, 3, strides=2),
         layers.Conv2D(64, 3, strides=2),
@@ -32,19 +41,76 @@ def seed_baseline(height, width):
     ], name="seed_baseline")
 
 
-MODELS = {"seed_baseline": seed_baseline}
+def small_cnn(p, weights=None):
+    """A from-scratch CNN for small data: conv + batch-norm + ReLU blocks, global pooling, dropout, L2.
+
+    A strided stem halves the image first, which keeps an epoch on 2 CPU cores short.
+    """
+    l2 = keras.regularizers.L2(p.weight_decay) if p.weight_decay else None
+    inputs = keras.Input((p.image_height, p.image_width, 3))
+    x = layers.Rescaling(1 / 255)(inputs)
+    for i, filters in enumerate((32, 32, 64, 128, 256)):
+        x = layers.Conv2D(filters, 3, strides=2 if i == 0 else 1, padding="same", use_bias=False,
+                          kernel_regularizer=l2)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        if i > 0:
+            x = layers.MaxPooling2D(2)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(p.dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid", kernel_regularizer=l2)(x)
+    return keras.Model(inputs, outputs, name="small_cnn")
 
 
-def build(name, height, width, learning_rate):
-    """A compiled model from the registry: Adam, binary cross-entropy, accuracy (as in the seed)."""
+def mobilenet_v2(p, weights="imagenet"):
+    """ImageNet MobileNetV2 (frozen; see unfreeze_top_blocks) with a new pooling–dropout–sigmoid head."""
     try:
-        model = MODELS[name](height, width)
+        backbone = keras.applications.MobileNetV2(input_shape=(p.image_height, p.image_width, 3),
+                                                  include_top=False, weights=weights)
+    except Exception as err:  # urllib, OSError or h5py errors when the weights can't be had
+        if weights != "imagenet":
+            raise
+        raise PipelineError(f"cannot get MobileNetV2's ImageNet weights ({type(err).__name__}); without network, "
+                            f"put them at {Path(keras_home(), 'models', mobilenet_weights_file(p.image_height, p.image_width))} "
+                            "(README: Offline use)") from None
+    backbone.trainable = False
+    inputs = keras.Input((p.image_height, p.image_width, 3))
+    x = layers.Rescaling(1 / 127.5, offset=-1)(inputs)  # = mobilenet_v2.preprocess_input, but safe to reload
+    x = backbone(x, training=False)  # BatchNormalization stays in inference mode, even when fine-tuning
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(p.dropout)(x)
+    l2 = keras.regularizers.L2(p.weight_decay) if p.weight_decay else None
+    outputs = layers.Dense(1, activation="sigmoid", kernel_regularizer=l2)(x)
+    return keras.Model(inputs, outputs, name="mobilenet_v2")
+
+
+MODELS = {"mobilenet_v2": mobilenet_v2, "small_cnn": small_cnn, "seed_baseline": seed_baseline}
+
+
+def unfreeze_top_blocks(model, blocks):
+    """Make MobileNetV2's top ``blocks`` inverted-residual blocks and its last conv trainable; BN stays frozen."""
+    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    backbone.trainable = True
+    first = 17 - blocks  # blocks are numbered 1–16
+    for layer in backbone.layers:
+        match = re.match(r"block_(\d+)_", layer.name)
+        in_top = (match and int(match.group(1)) >= first) or layer.name.startswith("Conv_1")
+        layer.trainable = bool(in_top) and not isinstance(layer, layers.BatchNormalization)
+
+
+def build(p, weights="imagenet"):
+    """The model ``p.model`` at ``p``'s image size (``weights`` applies to pretrained backbones only)."""
+    try:
+        return MODELS[p.model](p, weights=weights)
     except ValueError as err:  # e.g. the image is too small for the strided convolutions
-        raise PipelineError(f"train.model {name} cannot take {height}×{width} images: "
+        raise PipelineError(f"train.model {p.model} cannot take {p.image_height}×{p.image_width} images: "
                             f"{str(err).splitlines()[0]}") from None
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="binary_crossentropy", metrics=["accuracy"])
-    return model
+
+
+def compile_model(model, learning_rate):
+    """Adam and binary cross-entropy, as in the seed; AUC is tracked for early stopping."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
+                  metrics=["accuracy", keras.metrics.AUC(name="auc")])
 
 
 def load(path):
@@ -57,8 +123,8 @@ def load(path):
         raise PipelineError(f"{path}: cannot load the model ({type(err).__name__}: {str(err).splitlines()[0]})") from None
 
 
-def predict(model, paths, batch_size):
+def predict(model, paths, batch_size, desc="images"):
     """P(Positive) for each image file, resized to the model's own input size."""
     _, height, width, _ = model.input_shape
-    images = load_images(paths, height, width, desc="test")
+    images = load_images(paths, height, width, desc=desc)
     return model.predict(dataset(images, [0] * len(images), batch_size), verbose=0).reshape(-1)

@@ -16,11 +16,13 @@ def _save(figure, path):
     plt.close(figure)
 
 
-def roc(points, auc, path):
+def roc(curves, path):
+    """ROC curves, one per split: ``curves`` maps a split name to (points, AUC)."""
     figure, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([p["fpr"] for p in points], [p["tpr"] for p in points], label=f"model (AUC {auc:.3f})")
+    for split, (points, auc) in curves.items():
+        ax.plot([p["fpr"] for p in points], [p["tpr"] for p in points], label=f"{split} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
-    ax.set(title="ROC curve (test split)", xlabel="false positive rate", ylabel="true positive rate",
+    ax.set(title="ROC curve", xlabel="false positive rate", ylabel="true positive rate",
            xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right")
     _save(figure, path)
@@ -53,13 +55,19 @@ def confusion_matrix(matrix, path):
 
 
 def learning_curves(history, path):
-    """Loss and accuracy per epoch, train vs validation, from Keras' CSV history rows."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = [int(row["epoch"]) + 1 for row in history]
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    """Loss, accuracy and AUC per epoch, train vs validation; a dotted line where a new phase starts."""
+    metrics = [m for m in ("loss", "accuracy", "auc") if history and history[0].get(m) not in (None, "")]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    epochs = [int(row["epoch"]) for row in history]
+    starts = [row for before, row in zip(history, history[1:]) if row.get("phase") != before.get("phase")]
+    for ax, metric in zip(axes[0], metrics):
         for prefix, label in (("", "train"), ("val_", "validation")):
-            if history and prefix + metric in history[0]:
+            if history[0].get(prefix + metric) not in (None, ""):
                 ax.plot(epochs, [float(row[prefix + metric]) for row in history], marker="o", label=label)
+        for row in starts:
+            ax.axvline(int(row["epoch"]) - 0.5, linestyle=":", color="grey")
+            ax.annotate(row["phase"], (int(row["epoch"]) - 0.5, 1), xycoords=("data", "axes fraction"),
+                        xytext=(3, -12), textcoords="offset points", color="grey")
         ax.set(title=f"{metric} per epoch", xlabel="epoch", ylabel=metric)
         ax.legend()
     _save(figure, path)
