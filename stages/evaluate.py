@@ -23,26 +23,23 @@ def main():
     from valence import evaluation, models, plotting  # TensorFlow loads only after the inputs are checked
 
     model = models.load("models/model.keras")
+    truth = {name: targets(rows) for name, rows in splits.items()}
+    probability = {name: models.predict(model, [r["path"] for r in rows], p.batch_size, desc=name)
+                   for name, rows in splits.items()}
     scores, roc = {}, {}
-    for name, rows in splits.items():
-        probability = models.predict(model, [r["path"] for r in rows], p.batch_size, desc=name)
-        y_true = targets(rows)
-        scores[name] = evaluation.binary_metrics(y_true, probability, p.threshold, split=name)
-        roc[name] = (evaluation.roc_points(y_true, probability), scores[name]["roc_auc"])
+    for name in splits:
+        scores[name] = evaluation.binary_metrics(truth[name], probability[name], p.threshold, split=name)
+        roc[name] = (evaluation.roc_points(truth[name], probability[name]), scores[name]["roc_auc"])
         write_csv(f"{PLOTS}/roc_{name}.csv", roc[name][0], ["fpr", "tpr", "threshold"])
-        if name == "test":
-            test_truth, test_probability = y_true, probability
     write_json("metrics/metrics.json", {**scores["test"], "train": scores["train"]})
-    pr = evaluation.precision_recall_points(test_truth, test_probability)
+    y_test, p_test = truth["test"], probability["test"]
+    pr = evaluation.precision_recall_points(y_test, p_test)
     write_csv(f"{PLOTS}/precision_recall.csv", pr, ["recall", "precision", "threshold"])
-    predictions = evaluation.prediction_rows([r["path"] for r in splits["test"]], test_truth, test_probability,
-                                             p.threshold)
+    predictions = evaluation.prediction_rows([r["path"] for r in splits["test"]], y_test, p_test, p.threshold)
     write_csv(f"{PLOTS}/predictions.csv", predictions, ["path", "actual", "predicted", "probability"])
     plotting.roc(roc, f"{PLOTS}/roc.png")
-    plotting.precision_recall(pr, scores["test"]["average_precision"], test_truth.mean(),
-                              f"{PLOTS}/precision_recall.png")
-    plotting.confusion_matrix(evaluation.confusion(test_truth, test_probability, p.threshold),
-                              f"{PLOTS}/confusion_matrix.png")
+    plotting.precision_recall(pr, scores["test"]["average_precision"], y_test.mean(), f"{PLOTS}/precision_recall.png")
+    plotting.confusion_matrix(evaluation.confusion(y_test, p_test, p.threshold), f"{PLOTS}/confusion_matrix.png")
     for name, s in scores.items():
         print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s.items() if not isinstance(v, dict)))
 
