@@ -166,6 +166,15 @@ def test_unusable_archives(tmp_path, members, layout, message):
     assert str(path) in str(err.value)
 
 
+def test_rated_csv_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    members = {"t/OASIS.csv": ",Theme,Category,Valence_mean\r0,Caf\xe9 1,Object,5.5\r".encode("latin-1"),
+               "t/images/Caf\xe9 1.jpg": make_jpeg_bytes()}
+    path = write_zip(tmp_path / "a.zip", members)
+    with pytest.raises(PipelineError, match=r"t/OASIS.csv is not UTF-8 text \(byte 34\)") as err:
+        build_image_set(path, tmp_path / "img")
+    assert str(path) in str(err.value) and not (tmp_path / "img").exists()
+
+
 @pytest.mark.parametrize("evil", ["../evil.jpg", "d/Positive/../../../evil.jpg", "/tmp/evil.jpg"])
 def test_escaping_member_writes_nothing(tmp_path, evil):
     work = tmp_path / "work"

@@ -1,4 +1,3 @@
-from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -13,7 +12,7 @@ SHARED_WEIGHTS = Path(__file__).resolve().parent.parent.parent / "shared/models/
 
 
 def params(model, height, width, **changes):
-    return replace(TrainParams(), model=model, image_height=height, image_width=width, **changes)
+    return TrainParams().using(model, image_height=height, image_width=width, **changes)
 
 
 def test_seed_baseline_layers_and_shapes_at_the_seed_size():

@@ -33,6 +33,19 @@ def test_nested_section_is_parsed(tmp_path):
     assert p.augment.rotation_degrees == params.AugmentParams().rotation_degrees
 
 
+def test_the_chosen_model_takes_its_own_section(tmp_path):
+    document = {"train": {"model": "small_cnn", "small_cnn": {"epochs": 7}, "mobilenet_v2": {"epochs": 3}}}
+    p = params.load("train", write(tmp_path, document))
+    assert p.hyper == params.SmallCNNParams(epochs=7)
+    assert p.using("mobilenet_v2").hyper.epochs == 3  # the other sections are kept, not lost
+    assert p.using("seed_baseline", epochs=2).hyper == params.SeedBaselineParams(epochs=2)
+
+
+def test_patience_without_validation_is_fine_for_a_model_that_does_not_stop_early(tmp_path):
+    document = {"train": {"model": "seed_baseline", "validation_size": 0}}
+    assert params.load("train", write(tmp_path, document)).hyper.patience == 0
+
+
 @pytest.mark.parametrize("document, message", [
     ({"train": {"epoch": 3}}, "unknown key(s) train.epoch"),
     ({"train": {"augment": {"zoom_range": 0.1}}}, "train.augment.zoom_range"),
@@ -41,8 +54,15 @@ def test_nested_section_is_parsed(tmp_path):
     ({"split": {"test_size": 1.0}}, "split.test_size"),
     ({"split": {"test_size": "0.2"}}, "split.test_size must be of type float"),
     ({"split": {"seed": 1.5}}, "split.seed must be of type int"),
-    ({"train": {"epochs": 0}}, "train.epochs must be >= 1"),
-    ({"train": {"epochs": True}}, "train.epochs must be an integer"),
+    ({"train": {"epochs": 10}}, "unknown key(s) train.epochs"),  # epochs belong to a model's own section
+    ({"train": {"small_cnn": {"epochs": 0}}}, "train.small_cnn.epochs must be >= 1"),
+    ({"train": {"mobilenet_v2": {"epochs": True}}}, "train.mobilenet_v2.epochs must be an integer"),
+    ({"train": {"mobilenet_v2": {"fine_tune_blocks": 17}}}, "train.mobilenet_v2.fine_tune_blocks"),
+    ({"train": {"small_cnn": {"fine_tune_blocks": 2}}}, "unknown key(s) train.small_cnn.fine_tune_blocks"),
+    ({"train": {"small_cnn": {"dropout": 1.0}}}, "train.small_cnn.dropout must be in [0, 1)"),
+    ({"train": {"seed_baseline": {"learning_rate_decay": "step"}}}, "train.seed_baseline.learning_rate_decay must be one of"),
+    ({"train": {"seed_baseline": {"image_width": 8}}}, "train.seed_baseline.image_width must be >= 32"),
+    ({"train": {"model": "small_cnn", "validation_size": 0}}, "train.small_cnn.patience needs a validation slice"),
     ({"train": {"model": "resnet9000"}}, "train.model must be one of"),
     ({"train": {"augment": {"zoom": 1.5}}}, "train.augment.zoom must be < 1"),
     ({"train": {"augment": {"fill_mode": "mirror"}}}, "train.augment.fill_mode"),

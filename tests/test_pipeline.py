@@ -34,7 +34,8 @@ def project(tmp_path_factory):
     document = yaml.safe_load((work / "params.yaml").read_text())
     document["download"].update(source="demo", demo_images_per_class=20, demo_height=48, demo_width=60)
     # small_cnn: the default mobilenet_v2 needs ImageNet weights, which tests/test_models.py covers
-    document["train"].update(model="small_cnn", image_height=64, image_width=80, epochs=2, batch_size=8)
+    document["train"].update(model="small_cnn", batch_size=8)
+    document["train"]["small_cnn"].update(image_height=64, image_width=80, epochs=2)
     (work / "params.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                KERAS_HOME=str(work / "empty-keras-home"), GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@t",
@@ -94,7 +95,7 @@ def test_changing_a_train_param_reruns_only_train_and_evaluate(project):
     work, env, dvc, _ = project
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-qm", "after repro"], work, env)
-    output = run(dvc + ["exp", "run", "-S", "train.epochs=1"], work, env)
+    output = run(dvc + ["exp", "run", "-S", "train.small_cnn.epochs=1"], work, env)
     assert "Running stage 'train'" in output and "Running stage 'evaluate'" in output
     for stage in ("download", "unzip", "split"):
         assert f"Running stage '{stage}'" not in output

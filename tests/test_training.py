@@ -1,5 +1,3 @@
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,10 +17,10 @@ def manifest(tmp_path, per_class=8, size=96):
     return rows
 
 
-def tiny_params(**changes):
-    settings = dict(model="small_cnn", image_height=96, image_width=96, epochs=2, batch_size=4,
-                    validation_size=0.25, patience=0)
-    return replace(params.TrainParams(), **{**settings, **changes})
+def tiny_params(model="small_cnn", seed=21, **changes):
+    """Tiny train params: ``changes`` go to the model's own section."""
+    shared = params.TrainParams(batch_size=4, validation_size=0.25, seed=seed)
+    return shared.using(model, **{**dict(image_height=96, image_width=96, epochs=2, patience=0), **changes})
 
 
 def test_carve_validation_is_stratified_and_disjoint(tmp_path):
@@ -41,13 +39,14 @@ def test_class_weights_balance_the_classes():
     assert training.class_weights(y, "none") is None
 
 
-@pytest.mark.parametrize("model, fine_tune_epochs, expected", [
-    ("mobilenet_v2", 3, [("head", 2, 1e-3), ("fine_tune", 3, 1e-5)]),
-    ("mobilenet_v2", 0, [("head", 2, 1e-3)]),
-    ("small_cnn", 3, [("train", 2, 1e-3)]),
+@pytest.mark.parametrize("model, changes, expected", [
+    ("mobilenet_v2", dict(fine_tune_epochs=3, fine_tune_learning_rate=1e-5), [("head", 2, 1e-3), ("fine_tune", 3, 1e-5)]),
+    ("mobilenet_v2", dict(fine_tune_epochs=0), [("head", 2, 1e-3)]),
+    ("small_cnn", {}, [("train", 2, 1e-3)]),
+    ("seed_baseline", {}, [("train", 2, 1e-3)]),
 ])
-def test_phases(model, fine_tune_epochs, expected):
-    p = tiny_params(model=model, fine_tune_epochs=fine_tune_epochs, learning_rate=1e-3, fine_tune_learning_rate=1e-5)
+def test_phases_come_from_the_chosen_models_section(model, changes, expected):
+    p = tiny_params(model=model, learning_rate=1e-3, **changes)
     assert training.phases(p) == expected
 
 
@@ -59,6 +58,13 @@ def test_training_is_reproducible(tmp_path):
     assert history_a == history_b
     assert [r["epoch"] for r in history_a] == [1, 2] and {r["phase"] for r in history_a} == {"train"}
     assert set(training.HISTORY_COLUMNS) <= set(history_a[0])
+
+
+@pytest.mark.parametrize("decay, final_rate", [("none", 1e-3), ("cosine", 0.0)])
+def test_learning_rate_decay_spans_the_phase(tmp_path, decay, final_rate):
+    model, _ = training.train(tiny_params(learning_rate=1e-3, learning_rate_decay=decay), manifest(tmp_path))
+    assert int(model.optimizer.iterations) == 2 * 3  # 2 epochs of 12 fit images in batches of 4
+    assert float(model.optimizer.learning_rate) == pytest.approx(final_rate, abs=1e-9)
 
 
 def test_another_seed_gives_other_weights(tmp_path):

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from valence.errors import PipelineError
 from valence.files import extract_member, open_zip, safe_member_path
 from valence.images import decode
+from valence.splitting import class_counts
 
 CLASSES = ("Negative", "Positive")  # index = the model's target: 1 means Positive
 LABEL_COLUMNS = ["path", "label", "valence", "category"]
@@ -84,7 +85,10 @@ def label_from_valence(valence, threshold, margin):
 
 def _read_rated_csv(archive, csv_path, archive_path):
     # OASIS.csv ends its lines with a bare CR; newline="" lets the csv module accept CR, LF or CRLF.
-    text = archive.read(str(csv_path)).decode("utf-8-sig")
+    try:
+        text = archive.read(str(csv_path)).decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise PipelineError(f"{archive_path}: {csv_path} is not UTF-8 text (byte {err.start})") from None
     return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
@@ -166,7 +170,7 @@ def build_image_set(archive_path, images_dir, layout="auto", threshold=4.0, marg
                 continue
             rows.append({"path": out.as_posix(), "label": label, "valence": valence, "category": category})
     rows.sort(key=lambda r: r["path"])
-    counts = {c: sum(r["label"] == c for r in rows) for c in CLASSES}
+    counts = class_counts(rows, CLASSES)
     if not rows:
         raise PipelineError(f"{archive_path}: no usable labelled images ({layout} layout)")
     summary = {"images": len(rows), **counts, "neutral_dropped": neutral, "skipped": len(skipped)}

@@ -1,4 +1,4 @@
-"""The model registry: each builder returns a self-contained Keras model from the train params.
+"""The model registry: each builder returns a self-contained Keras model from its own section of train params.
 
 Self-contained means: RGB float32 images in 0–255 at the configured size in, P(Positive) out; any scaling
 happens inside, so the saved file is usable without this package.
@@ -12,7 +12,6 @@ from keras.src.backend.config import keras_home  # read from $KERAS_HOME once, w
 
 from valence.errors import PipelineError
 from valence.images import dataset, load_images
-
 
 
 def mobilenet_weights_file(height, width):
@@ -99,16 +98,23 @@ def unfreeze_top_blocks(model, blocks):
 
 
 def build(p, weights="imagenet"):
-    """The model ``p.model`` at ``p``'s image size (``weights`` applies to pretrained backbones only)."""
+    """The model ``p.model`` built from its section ``p.hyper`` (``weights`` applies to pretrained backbones only)."""
+    h = p.hyper
     try:
-        return MODELS[p.model](p, weights=weights)
+        return MODELS[p.model](h, weights=weights)
     except ValueError as err:  # e.g. the image is too small for the strided convolutions
-        raise PipelineError(f"train.model {p.model} cannot take {p.image_height}×{p.image_width} images: "
+        raise PipelineError(f"train.model {p.model} cannot take {h.image_height}×{h.image_width} images "
+                            f"(train.{p.model}.image_height/width): "
                             f"{str(err).splitlines()[0]}") from None
 
 
-def compile_model(model, learning_rate):
-    """Adam and binary cross-entropy, as in the seed; AUC is tracked for early stopping."""
+def compile_model(model, learning_rate, decay="none", steps=None):
+    """Adam and binary cross-entropy, as in the seed; AUC is tracked for early stopping.
+
+    ``decay="cosine"`` lowers the learning rate to 0 along a cosine over ``steps`` optimizer steps.
+    """
+    if decay == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
                   metrics=["accuracy", keras.metrics.AUC(name="auc")])
 

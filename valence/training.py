@@ -39,11 +39,12 @@ def class_weights(y, how):
 
 def phases(p):
     """[(name, epochs, learning rate)] for ``p.model``."""
+    h = p.hyper
     if p.model != "mobilenet_v2":
-        return [("train", p.epochs, p.learning_rate)]
-    plan = [("head", p.epochs, p.learning_rate)]
-    if p.fine_tune_epochs:
-        plan.append(("fine_tune", p.fine_tune_epochs, p.fine_tune_learning_rate))
+        return [("train", h.epochs, h.learning_rate)]
+    plan = [("head", h.epochs, h.learning_rate)]
+    if h.fine_tune_epochs:
+        plan.append(("fine_tune", h.fine_tune_epochs, h.fine_tune_learning_rate))
     return plan
 
 
@@ -51,7 +52,8 @@ def train(p, rows, weights="imagenet"):
     """Train ``p.model`` on manifest ``rows``; return the model and its history rows (one per epoch)."""
     seed_everything(p.seed)
     fit_rows, val_rows = carve_validation(rows, p.validation_size, p.seed)
-    size = (p.image_height, p.image_width)
+    h = p.hyper
+    size = (h.image_height, h.image_width)
     y_fit = targets(fit_rows)
     train_data = dataset(load_images([r["path"] for r in fit_rows], *size, desc="train"), y_fit,
                          p.batch_size, seed=p.seed, augment=augmenter(p.augment, p.seed))
@@ -66,11 +68,12 @@ def train(p, rows, weights="imagenet"):
     history = []
     for name, epochs, learning_rate in phases(p):
         if name == "fine_tune":
-            unfreeze_top_blocks(model, p.fine_tune_blocks)
-        compile_model(model, learning_rate)  # (re)compiling after unfreezing makes the change take effect
+            unfreeze_top_blocks(model, h.fine_tune_blocks)
+        # (re)compiling after unfreezing makes the change take effect; a decay spans this phase's epochs
+        compile_model(model, learning_rate, h.learning_rate_decay, steps=epochs * len(train_data))
         callbacks = []
-        if p.patience and val_data is not None:
-            callbacks.append(keras.callbacks.EarlyStopping("val_auc", mode="max", patience=p.patience,
+        if h.patience and val_data is not None:
+            callbacks.append(keras.callbacks.EarlyStopping("val_auc", mode="max", patience=h.patience,
                                                            restore_best_weights=True, verbose=1))
         print(f"phase {name}: up to {epochs} epochs at learning rate {learning_rate}")
         # shuffle=False: the dataset already shuffles, seeded; Keras' own shuffle would be ignored anyway.
