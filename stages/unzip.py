@@ -2,9 +2,10 @@
 
     python stages/unzip.py
 
-Reads the one archive in data/raw/, detects its layout (or uses unzip.layout), extracts only the images it
-labels into data/images/, and writes data/labels.csv (path, label, valence, category), data/skipped.csv
-(files or CSV rows left out, with the reason) and metrics/data.json (counts).
+Reads the one archive in data/raw/ (refusing zip bombs and members that would land outside data/images/),
+detects its layout (or uses unzip.layout) and extracts only the distinct images it labels into data/images/.
+Writes data/labels.csv (path, label, valence, category), data/skipped.csv (files or CSV rows left out, with
+the reason: undecodable, unrated, duplicate, label conflict, …) and metrics/data.json (counts).
 """
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def main():
     if len(archives) != 1:
         raise PipelineError(f"{RAW_DIR}: expected exactly one .zip archive, found {len(archives)}; run the download stage")
     with atomic_dir(IMAGES_DIR) as tmp:
-        rows, skipped, summary = build_image_set(archives[0], tmp, p.layout, p.valence_threshold, p.neutral_margin)
+        rows, skipped, summary = build_image_set(archives[0], tmp, p.layout, p.valence_threshold, p.neutral_margin,
+                                                 p.max_total_mb, p.max_compression_ratio)
     for row in rows:  # the images now live at their final place
         row["path"] = (IMAGES_DIR / Path(row["path"]).relative_to(tmp)).as_posix()
     write_csv("data/labels.csv", rows, LABEL_COLUMNS)

@@ -1,10 +1,20 @@
 """Tiny generated images and zip archives for tests (plain functions, so any test file can import them)."""
+import hashlib
 import io
+import os
+import shutil
 import random
+import re
 import stat
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
+import yaml
 from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
 
 OASIS_COLUMNS = ["", "Theme", "Category", "Source", "Valence_mean", "Valence_SD", "Valence_N",
                  "Arousal_mean", "Arousal_SD", "Arousal_N"]
@@ -69,3 +79,70 @@ def make_oasis_zip(path, rows, images, top="shiny-server-abc", extra=None, line_
     members.update({f"{top}/images/{name}": data for name, data in images.items()})
     members.update(extra or {})
     return write_zip(path, members)
+
+
+# tqdm's progress bars, and the start-up log lines TensorFlow's C++ core prints whatever the log level
+NOISE = re.compile(r".*%\||WARNING: All log messages before absl|[IWE]\d{4} |To enable the following instructions")
+
+
+def run_stage(name, cwd, params_text=None, **env):
+    """Run ``stages/<name>.py`` as a user would, in ``cwd`` (params.yaml written first when given)."""
+    if params_text is not None:
+        (cwd / "params.yaml").write_text(params_text)
+    environment = {"PATH": "/usr/bin:/bin", "KERAS_HOME": str(cwd / "empty-keras-home"), **env}
+    return subprocess.run([sys.executable, str(ROOT / f"stages/{name}.py")], cwd=cwd, env=environment,
+                          capture_output=True, text=True)
+
+
+def assert_one_line_error(result, start):
+    """Exit status 1 and one stderr line, ``error: <start>…``, besides progress bars; no traceback."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if not NOISE.match(line)]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {start}"), result.stderr
+
+
+def snapshot(folder):
+    """{relative path: sha256} of every file and symlink under ``folder``: what a failed stage must not touch."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): "link" if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() or p.is_symlink()}
+
+
+PROJECT_FILES = ["stages", "valence", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config"]
+DVC = [sys.executable, "-m", "dvc"]
+
+
+def run(args, cwd, env):
+    """Run a command that must succeed; return its stdout and stderr together."""
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def make_project(work, download, train):
+    """A git + DVC copy of the project in ``work``, with tiny small_cnn training; returns the environment.
+
+    ``download`` and ``train`` update those params sections (small_cnn, 64×80, 2 epochs unless changed);
+    small_cnn because the default mobilenet_v2 needs ImageNet weights, which tests/test_models.py covers.
+    """
+    for name in PROJECT_FILES:
+        source, target = ROOT / name, work / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
+    document = yaml.safe_load((work / "params.yaml").read_text())
+    document["download"].update(download)
+    document["train"].update(model="small_cnn", batch_size=8)
+    document["train"]["small_cnn"].update({"image_height": 64, "image_width": 80, "epochs": 2, **train})
+    (work / "params.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               KERAS_HOME=str(work / "empty-keras-home"), GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@t",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="t@t", PYTHONUNBUFFERED="1")
+    run(["git", "init", "-q"], work, env)
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "project"], work, env)
+    return env

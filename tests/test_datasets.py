@@ -97,7 +97,7 @@ def test_oasis_threshold_and_margin(tmp_path, oasis_zip, threshold, margin, posi
 @pytest.mark.parametrize("line_end", ["\n", "\r\n"])
 def test_oasis_other_line_ends_and_forced_layout(tmp_path, line_end):
     rows_in = [("A 1", "Object", "6.1"), ("B 1 ", "Object", "1.2")]
-    images = {"A 1.jpg": make_jpeg_bytes(), "B 1.jpg": make_jpeg_bytes()}
+    images = {"A 1.jpg": make_jpeg_bytes(colour=(250, 250, 0)), "B 1.jpg": make_jpeg_bytes(colour=(0, 0, 90))}
     path = make_oasis_zip(tmp_path / "o.zip", rows_in, images, line_end=line_end)
     rows, skipped, summary = build_image_set(path, tmp_path / "img", layout="rated_csv")
     assert [(Path(r["path"]).name, r["label"]) for r in rows] == [("A 1.jpg", "Positive"), ("B 1.jpg", "Negative")]
@@ -107,7 +107,7 @@ def test_oasis_other_line_ends_and_forced_layout(tmp_path, line_end):
 @pytest.mark.parametrize("valence", ["", "NA", "abc", "NaN", "inf"])
 def test_oasis_unusable_valence_is_skipped(tmp_path, valence):
     rows_in = [("A 1", "Object", "6.1"), ("B 1", "Object", "1.2"), ("C 1", "Object", valence)]
-    images = {name: make_jpeg_bytes() for name in ("A 1.jpg", "B 1.jpg", "C 1.jpg")}
+    images = {name: make_jpeg_bytes(colour=(i * 90, 50, 50)) for i, name in enumerate(("A 1.jpg", "B 1.jpg", "C 1.jpg"))}
     rows, skipped, summary = build_image_set(make_oasis_zip(tmp_path / "o.zip", rows_in, images), tmp_path / "img")
     assert [Path(r["path"]).name for r in rows] == ["A 1.jpg", "B 1.jpg"] and summary["neutral_dropped"] == 0
     assert (f"{CSV}:4", f"Valence_mean {valence!r} is not a number") in skipped
@@ -145,7 +145,7 @@ def test_class_folders(tmp_path, layout):
 
 
 def test_class_folders_without_top_folder(tmp_path):
-    path = write_zip(tmp_path / "flat.zip", {"negative/x.jpg": make_jpeg_bytes(), "POSITIVE/y.jpg": make_jpeg_bytes()})
+    path = write_zip(tmp_path / "flat.zip", {"negative/x.jpg": make_jpeg_bytes(colour=(0, 0, 0)), "POSITIVE/y.jpg": make_jpeg_bytes()})
     rows, _, _ = build_image_set(path, tmp_path / "img")
     assert [(r["path"], r["label"]) for r in rows] == [((tmp_path / "img/POSITIVE/y.jpg").as_posix(), "Positive"),
                                                        ((tmp_path / "img/negative/x.jpg").as_posix(), "Negative")]

@@ -134,3 +134,18 @@ def test_open_zip_reads_a_zip(tmp_path):
     write_zip(tmp_path / "a.zip", {"f.txt": b"hi"})
     with open_zip(tmp_path / "a.zip") as zf:
         assert isinstance(zf, zipfile.ZipFile) and zf.read("f.txt") == b"hi"
+
+
+def test_atomic_writes_remove_what_a_killed_run_left(tmp_path):
+    (tmp_path / ".out.txt.k1ll3d.tmp").write_text("half of an earlier write")
+    (tmp_path / ".images.k1ll3d.tmp").mkdir()
+    (tmp_path / ".images.k1ll3d.tmp/a.jpg").write_text("half")
+    (tmp_path / ".model.keras.k1ll3d.keras").write_text("half")
+    (tmp_path / ".other.k1ll3d.tmp").write_text("not ours: kept")
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("new")
+    with atomic_dir(tmp_path / "images") as tmp:
+        (tmp / "b.jpg").write_text("new")
+    with atomic_path(tmp_path / "model.keras", suffix=".keras") as tmp:
+        tmp.write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.k1ll3d.tmp", "images", "model.keras", "out.txt"]

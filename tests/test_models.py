@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -6,13 +7,18 @@ import pytest
 
 from valence import models
 from valence.errors import PipelineError
-from valence.params import TrainParams
+from valence.params import MODEL_NAMES, TrainParams
 
 SHARED_WEIGHTS = Path(__file__).resolve().parent.parent.parent / "shared/models/mobilenet_v2"
 
 
 def params(model, height, width, **changes):
     return TrainParams().using(model, image_height=height, image_width=width, **changes)
+
+
+def test_every_model_has_a_params_section():
+    assert sorted(models.MODELS) == sorted(MODEL_NAMES)
+    assert all(dataclasses.is_dataclass(getattr(TrainParams(), name)) for name in MODEL_NAMES)
 
 
 def test_seed_baseline_layers_and_shapes_at_the_seed_size():

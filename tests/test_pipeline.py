@@ -1,51 +1,19 @@
 """End to end: the real `dvc repro` on a tiny demo dataset in a copy of the project."""
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ["stages", "valence", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config"]
-
-
-def run(args, cwd, env):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
+from helpers import DVC, make_project, run
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A git + DVC copy of the project set to the demo source at tiny sizes, after one `dvc repro`."""
     work = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source, target = ROOT / name, work / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, target)
-    document = yaml.safe_load((work / "params.yaml").read_text())
-    document["download"].update(source="demo", demo_images_per_class=20, demo_height=48, demo_width=60)
-    # small_cnn: the default mobilenet_v2 needs ImageNet weights, which tests/test_models.py covers
-    document["train"].update(model="small_cnn", batch_size=8)
-    document["train"]["small_cnn"].update(image_height=64, image_width=80, epochs=2)
-    (work / "params.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               KERAS_HOME=str(work / "empty-keras-home"), GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@t",
-               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="t@t")
-    dvc = [sys.executable, "-m", "dvc"]
-    run(["git", "init", "-q"], work, env)
-    run(["git", "add", "-A"], work, env)
-    run(["git", "commit", "-qm", "project"], work, env)
-    first = run(dvc + ["repro"], work, env)
-    return work, env, dvc, first
+    env = make_project(work, dict(source="demo", demo_images_per_class=20, demo_height=48, demo_width=60), {})
+    first = run(DVC + ["repro"], work, env)
+    return work, env, DVC, first
 
 
 def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):

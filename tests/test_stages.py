@@ -1,25 +1,7 @@
 """Stage scripts as a user runs them: bad input ends in one clear line, exit 1, and no half-written output."""
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_stage(name, cwd, params_text, **env):
-    (cwd / "params.yaml").write_text(params_text)
-    environment = {"PATH": "/usr/bin:/bin", "KERAS_HOME": str(cwd / "empty-keras-home"), **env}
-    return subprocess.run([sys.executable, str(ROOT / f"stages/{name}.py")], cwd=cwd, env=environment,
-                          capture_output=True, text=True)
-
-
-def assert_one_line_error(result, start):
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-    assert result.stderr.startswith(f"error: {start}"), result.stderr
+from helpers import assert_one_line_error, run_stage
 
 
 def test_download_without_network_or_local_copy(tmp_path):

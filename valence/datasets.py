@@ -7,13 +7,14 @@ Two layouts are understood:
 import csv
 import io
 import math
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from tqdm import tqdm
 
 from valence.errors import PipelineError
-from valence.files import extract_member, open_zip, safe_member_path
+from valence.files import (check_sizes, extract_member, is_symlink, open_zip, read_member, safe_member_path,
+                           sha256_of)
 from valence.images import decode
 from valence.splitting import class_counts
 
@@ -41,7 +42,12 @@ def _members(archive, archive_path):
     """{archive path: ZipInfo} of the regular files, after checking that no member escapes the target."""
     members = {}
     for info in archive.infolist():
-        path = safe_member_path(info.filename)
+        try:
+            path = safe_member_path(info.filename)
+        except PipelineError as err:
+            raise PipelineError(f"{archive_path}: {err}") from None
+        if is_symlink(info):  # refused up front, before anything is extracted
+            raise PipelineError(f"{archive_path}: archive member {info.filename!r} is a symbolic link")
         if not info.is_dir() and not _is_junk(path):
             members[path] = info
     if not members:
@@ -53,7 +59,7 @@ def _rated_csvs(archive, members):
     found = []
     for path, info in members.items():
         if path.suffix.lower() == ".csv":
-            header = archive.read(info)[:4096].decode("utf-8-sig", errors="replace")
+            header = read_member(archive, info)[:4096].decode("utf-8-sig", errors="replace")
             first_line = header.replace("\r", "\n").split("\n", 1)[0]
             if all(column in next(csv.reader([first_line])) for column in CSV_COLUMNS):
                 found.append(path)
@@ -65,13 +71,26 @@ def _class_of(path):
     return next((c for c in CLASSES if c.lower() == name), None)
 
 
+def _csv_without_columns(archive, members):
+    """'; <csv> lacks column(s) …' for the first CSV that has only some of the rated columns, else ''."""
+    for path, info in members.items():
+        if path.suffix.lower() == ".csv":
+            header = read_member(archive, info)[:4096].decode("utf-8-sig", errors="replace")
+            columns = next(csv.reader([header.replace("\r", "\n").split("\n", 1)[0]]), [])
+            missing = [c for c in CSV_COLUMNS if c not in columns]
+            if len(missing) < len(CSV_COLUMNS):
+                return f"; {path} lacks column(s) {', '.join(missing)}"
+    return ""
+
+
 def detect_layout(archive, members, archive_path):
     if _rated_csvs(archive, members):
         return "rated_csv"
     if any(_class_of(p) for p in members if _is_image_name(p)):
         return "class_folders"
     raise PipelineError(f"{archive_path}: cannot tell the layout: no CSV with columns "
-                        f"{', '.join(CSV_COLUMNS)} and no Negative/ or Positive/ image folders")
+                        f"{', '.join(CSV_COLUMNS)} and no Negative/ or Positive/ image folders"
+                        f"{_csv_without_columns(archive, members)}")
 
 
 def label_from_valence(valence, threshold, margin):
@@ -86,7 +105,7 @@ def label_from_valence(valence, threshold, margin):
 def _read_rated_csv(archive, csv_path, archive_path):
     # OASIS.csv ends its lines with a bare CR; newline="" lets the csv module accept CR, LF or CRLF.
     try:
-        text = archive.read(str(csv_path)).decode("utf-8-sig")
+        text = read_member(archive, str(csv_path)).decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise PipelineError(f"{archive_path}: {csv_path} is not UTF-8 text (byte {err.start})") from None
     return list(csv.DictReader(io.StringIO(text, newline="")))
@@ -96,7 +115,8 @@ def select_rated_csv(archive, members, archive_path, threshold, margin):
     """[(member path, label, valence, category)], skipped [(name, reason)], number of neutral rows dropped."""
     csv_paths = _rated_csvs(archive, members)
     if len(csv_paths) != 1:
-        raise PipelineError(f"{archive_path}: expected one rated CSV, found {len(csv_paths) or 'none'}")
+        raise PipelineError(f"{archive_path}: expected one rated CSV, found {len(csv_paths) or 'none'}"
+                            f"{_csv_without_columns(archive, members) if not csv_paths else ''}")
     csv_path = csv_paths[0]
     image_dir = csv_path.parent / "images"
     by_theme = {p.stem: p for p in members if p.parent == image_dir and _is_image_name(p)}
@@ -143,12 +163,37 @@ def _common_top(paths):
     return tops.pop() if len(tops) == 1 and all(len(p.parts) > 1 for p in paths) else None
 
 
-def build_image_set(archive_path, images_dir, layout="auto", threshold=4.0, margin=0.0):
-    """Extract the labelled, decodable images of ``archive_path`` into ``images_dir``.
+def drop_duplicates(rows):
+    """(rows kept, skipped): byte-identical images keep their first copy; one image under both labels keeps none.
+
+    A duplicate could land in both the train and the test split, and a photo labelled both ways teaches nothing.
+    """
+    by_digest = {}
+    for row in rows:
+        by_digest.setdefault(sha256_of(row["path"]), []).append(row)
+    kept, skipped = [], []
+    for copies in by_digest.values():
+        first = copies[0]
+        if len({r["label"] for r in copies}) > 1:
+            names = ", ".join(f"{r['member']} ({r['label']})" for r in copies)
+            skipped += [(r["member"], f"label conflict: the same image is {names}") for r in copies]
+            continue
+        kept.append(first)
+        skipped += [(r["member"], f"duplicate of {first['member']}") for r in copies[1:]]
+    for row in rows:
+        if row not in kept:
+            Path(row["path"]).unlink()
+    return kept, skipped
+
+
+def build_image_set(archive_path, images_dir, layout="auto", threshold=4.0, margin=0.0,
+                    max_total_mb=2048, max_compression_ratio=100):
+    """Extract the labelled, decodable, distinct images of ``archive_path`` into ``images_dir``.
 
     Returns (rows for labels.csv, skipped [(name, reason)], summary counts).
     """
     with open_zip(archive_path) as archive:
+        check_sizes(archive, archive_path, max_total_mb, max_compression_ratio)
         members = _members(archive, archive_path)
         if layout == "auto":
             layout = detect_layout(archive, members, archive_path)
@@ -168,10 +213,15 @@ def build_image_set(archive_path, images_dir, layout="auto", threshold=4.0, marg
                 out.unlink()
                 skipped.append((str(member), str(err)))
                 continue
-            rows.append({"path": out.as_posix(), "label": label, "valence": valence, "category": category})
+            rows.append({"path": out.as_posix(), "label": label, "valence": valence, "category": category,
+                         "member": str(member)})
     rows.sort(key=lambda r: r["path"])
+    rows, duplicates = drop_duplicates(rows)
+    skipped += duplicates
     counts = class_counts(rows, CLASSES)
     if not rows:
         raise PipelineError(f"{archive_path}: no usable labelled images ({layout} layout)")
     summary = {"images": len(rows), **counts, "neutral_dropped": neutral, "skipped": len(skipped)}
+    for row in rows:
+        del row["member"]
     return rows, sorted(skipped), summary

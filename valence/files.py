@@ -8,9 +8,26 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from valence.errors import PipelineError
+
+
+def remove_stale_temporaries(path, suffix):
+    """Delete what a killed run (kill -9, power loss) left of an earlier atomic write of ``path``.
+
+    Stages run one at a time (DVC locks the repository), so no live writer owns these.
+    """
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*{suffix}"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
+
+
+def glob_escape(name):
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 @contextlib.contextmanager
@@ -22,6 +39,7 @@ def atomic_path(path, suffix=".tmp"):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path, suffix)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -38,6 +56,7 @@ def atomic_dir(path):
     """Yield a temporary folder beside ``path``; it replaces ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path, ".tmp")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
@@ -104,6 +123,23 @@ def open_zip(path):
         raise PipelineError(f"{path}: not a readable zip archive ({err})") from None
 
 
+def check_sizes(archive, path, max_total_mb, max_ratio, large=1 << 20):
+    """Refuse a zip bomb before extracting anything: too many bytes in all, or a large member packed too well.
+
+    The sizes come from the archive's headers; zipfile never reads a member past its declared size.
+    """
+    infos = [i for i in archive.infolist() if not i.is_dir()]
+    total = sum(i.file_size for i in infos)
+    if total > max_total_mb * 2**20:
+        raise PipelineError(f"{path}: unpacks to {total / 2**20:.0f} MiB, more than unzip.max_total_mb "
+                            f"({max_total_mb}); raise it if the archive is genuine")
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size >= large and ratio > max_ratio:
+            raise PipelineError(f"{path}: member {info.filename!r} is compressed {ratio:.0f}:1, more than "
+                                f"unzip.max_compression_ratio ({max_ratio}); a zip bomb?")
+
+
 def is_symlink(info):
     return stat.S_ISLNK(info.external_attr >> 16)
 
@@ -114,6 +150,23 @@ def extract_member(archive, info, target_dir, relative_path):
         raise PipelineError(f"archive member {info.filename!r} is a symbolic link")
     out = Path(target_dir, relative_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with archive.open(info) as src, open(out, "wb") as dst:
+    with member_errors(archive, info), archive.open(info) as src, open(out, "wb") as dst:
         shutil.copyfileobj(src, dst)
     return out
+
+
+def read_member(archive, info):
+    """A member's bytes (for small files such as the CSV)."""
+    with member_errors(archive, info):
+        return archive.read(info)
+
+
+@contextlib.contextmanager
+def member_errors(archive, info):
+    """Turn a damaged member (bad CRC, truncated or corrupt data, unsupported method, encryption) into one line."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as err:
+        name = getattr(info, "filename", info)
+        raise PipelineError(f"{archive.filename}: member {name!r} is damaged or unreadable "
+                            f"({type(err).__name__}: {err})") from None

@@ -41,11 +41,15 @@ class UnzipParams:
     layout: str = "auto"  # auto | rated_csv (OASIS) | class_folders (Negative/ and Positive/)
     valence_threshold: float = 4.0  # neutral point of the 1–7 valence scale
     neutral_margin: float = 0.0  # ratings within threshold ± margin are dropped as ambiguous
+    max_total_mb: int = 2048  # zip-bomb guard: refuse archives that unpack to more (OASIS: 66 MiB)
+    max_compression_ratio: float = 100.0  # zip-bomb guard for members of 1 MiB or more (photos: about 1:1)
 
     def check(self):
         _one_of("unzip.layout", self.layout, ("auto", "rated_csv", "class_folders"))
         if self.neutral_margin < 0:
             raise PipelineError(f"unzip.neutral_margin must be >= 0, got {self.neutral_margin}")
+        _at_least("unzip.max_total_mb", self.max_total_mb, 1)
+        _at_least("unzip.max_compression_ratio", self.max_compression_ratio, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +160,10 @@ class SeedBaselineParams(ModelParams):
     patience: int = 0  # the seed trained all its epochs
 
 
+MODEL_NAMES = ("mobilenet_v2", "small_cnn", "seed_baseline")  # valence.models.MODELS; listed here to check
+# params without loading TensorFlow
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
     model: str = "mobilenet_v2"  # mobilenet_v2 | small_cnn | seed_baseline: its own section below applies
@@ -178,14 +186,12 @@ class TrainParams:
         return dataclasses.replace(self, model=model, **{model: dataclasses.replace(getattr(self, model), **hyper)})
 
     def check(self):
-        from valence.models import MODELS  # late import: models pulls in Keras
-
-        _one_of("train.model", self.model, sorted(MODELS))
+        _one_of("train.model", self.model, sorted(MODEL_NAMES))
         _at_least("train.batch_size", self.batch_size, 1)
         _one_of("train.class_weight", self.class_weight, ("balanced", "none"))
         if not 0 <= self.validation_size < 1:
             raise PipelineError(f"train.validation_size must be in [0, 1), got {self.validation_size}")
-        for model in MODELS:
+        for model in MODEL_NAMES:
             getattr(self, model).check(f"train.{model}")
         if self.hyper.patience and not self.validation_size:
             raise PipelineError(f"train.{self.model}.patience needs a validation slice: "

@@ -1,0 +1,136 @@
+"""`kill -9` in the middle of download, unzip and train, then a plain `dvc repro`: it must finish with no clean-up.
+
+The archive comes from a local HTTP server (never the network) that can stall half-way, so the download is
+killed mid-transfer for certain; unzip and train are killed once their temporary output or their process is
+seen. After each kill the next `dvc repro` must simply work.
+"""
+import http.server
+import io
+import os
+import signal
+import subprocess
+import threading
+import time
+import zipfile
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from helpers import DVC, make_project, run
+
+IMAGES_PER_CLASS = 40
+
+
+def slow_to_unzip_archive():
+    """Class folders of 2000×1500 photos: each takes milliseconds to decode, so unzip lasts long enough to kill."""
+    buf, rng = io.BytesIO(), np.random.default_rng(0)
+    with zipfile.ZipFile(buf, "w") as zf:
+        for label, base in (("Negative", 40), ("Positive", 200)):
+            for i in range(IMAGES_PER_CLASS):
+                small = np.clip(base + rng.normal(0, 30, (15, 20, 3)), 0, 255).astype("uint8")
+                photo = io.BytesIO()
+                Image.fromarray(small).resize((2000, 1500)).save(photo, "JPEG", quality=80)
+                zf.writestr(f"set/{label}/{i:03d}.jpg", photo.getvalue())
+    return buf.getvalue()
+
+
+class ArchiveServer(http.server.BaseHTTPRequestHandler):
+    """Serves ``body``; while ``stall`` is set it sends half, signals ``half_sent`` and waits until released."""
+    body = b""
+    stall = threading.Event()
+    half_sent = threading.Event()
+    release = threading.Event()
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        if self.stall.is_set():
+            self.wfile.write(self.body[: len(self.body) // 2])
+            self.wfile.flush()
+            self.half_sent.set()
+            self.release.wait(60)
+            return
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    ArchiveServer.body = slow_to_unzip_archive()
+    for event in (ArchiveServer.stall, ArchiveServer.half_sent, ArchiveServer.release):
+        event.clear()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ArchiveServer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}/archive.zip"
+    ArchiveServer.release.set()
+    httpd.shutdown()
+
+
+def stage_running(repro, stage):
+    """Whether `python stages/<stage>.py` runs under the ``repro`` process."""
+    try:
+        children = psutil.Process(repro.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return False
+    for child in children:
+        try:
+            if f"stages/{stage}.py" in " ".join(child.cmdline()):
+                return True
+        except psutil.NoSuchProcess:
+            pass
+    return False
+
+
+def kill_repro_when(work, env, ready, timeout=120):
+    """Start `dvc repro`, wait until ``ready()``, then SIGKILL dvc and the stage it runs, all at once."""
+    repro = subprocess.Popen(DVC + ["repro"], cwd=work, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not ready(repro):
+        assert repro.poll() is None, "dvc repro ended before it could be killed"
+        assert time.monotonic() < deadline, "timed out waiting to kill dvc repro"
+        time.sleep(0.005)
+    os.killpg(repro.pid, signal.SIGKILL)
+    repro.wait()
+    assert repro.returncode == -signal.SIGKILL
+
+
+def temporaries(work):
+    return sorted(p.relative_to(work).as_posix() for p in work.rglob(".*.tmp")) + \
+        sorted(p.relative_to(work).as_posix() for p in (work / "models").glob(".model.keras.*"))
+
+
+def test_kill_9_during_download_unzip_and_train_then_repro_recovers(tmp_path, server):
+    work = tmp_path
+    env = make_project(work, dict(url=server, filename="archive.zip"), dict(epochs=300))
+
+    ArchiveServer.stall.set()  # 1. download: killed with half the archive in its temporary file
+    kill_repro_when(work, env, lambda repro: ArchiveServer.half_sent.is_set() and list((work / "data/raw").glob(".*.tmp")))
+    assert [p.name for p in (work / "data/raw").iterdir()][0].startswith(".archive.zip.")
+    ArchiveServer.stall.clear()
+    ArchiveServer.release.set()
+
+    # 2. unzip: killed while it extracts into its temporary folder
+    kill_repro_when(work, env, lambda repro: stage_running(repro, "unzip") and list((work / "data").glob(".images.*.tmp/*/*")))
+    assert list((work / "data").glob(".images.*.tmp")) and not (work / "data/labels.csv").exists()
+
+    # 3. train: killed a few seconds into 300 epochs
+    started = []
+    kill_repro_when(work, env, lambda repro: stage_running(repro, "train") and (
+        started.append(time.monotonic()) or time.monotonic() - started[0] > 8))
+    assert (work / "data/split/train.csv").exists() and not (work / "models/model.keras").exists()
+
+    # 4. nothing but `dvc repro`; train again, but briefly
+    params = (work / "params.yaml").read_text()
+    (work / "params.yaml").write_text(params.replace("epochs: 300", "epochs: 2"))
+    output = run(DVC + ["repro"], work, env)
+    assert "Running stage 'evaluate'" in output
+    assert temporaries(work) == []  # what the killed runs left behind is gone
+    assert sorted(p.name for p in (work / "data/raw").iterdir()) == ["archive.zip"]
+    assert len(list((work / "data/images").rglob("*.jpg"))) == 2 * IMAGES_PER_CLASS
+    assert "up to date" in run(DVC + ["status"], work, env)
