@@ -1,5 +1,7 @@
 """Tiny generated images and zip archives for tests (plain functions, so any test file can import them)."""
+import contextlib
 import hashlib
+import http.server
 import io
 import os
 import shutil
@@ -8,6 +10,7 @@ import re
 import stat
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -146,3 +149,41 @@ def make_project(work, download, train):
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-qm", "project"], work, env)
     return env
+
+
+class ArchiveServer(http.server.BaseHTTPRequestHandler):
+    """Serves ``body`` at any path, announcing its full length, in one of three ``mode``s: "full";
+    "cut" (half, then hang up); "stall" (half, set ``half_sent``, then wait for ``release``)."""
+    body, mode = b"", "full"
+    half_sent, release = threading.Event(), threading.Event()
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        if self.mode == "full":
+            self.wfile.write(self.body)
+            return
+        self.wfile.write(self.body[: len(self.body) // 2])
+        self.wfile.flush()
+        if self.mode == "stall":
+            self.half_sent.set()
+            self.release.wait(60)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def archive_server(body, mode="full"):
+    """A local HTTP server (never the network) for ``body``; yields its URL."""
+    ArchiveServer.body, ArchiveServer.mode = body, mode
+    ArchiveServer.half_sent.clear()
+    ArchiveServer.release.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ArchiveServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/archive.zip"
+    finally:
+        ArchiveServer.release.set()
+        server.shutdown()

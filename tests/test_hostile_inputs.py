@@ -5,17 +5,15 @@ nothing: the project folder is byte-for-byte what it was.
 
 Numbers in the test ids are the cases of the issue that asked for this corpus (README: Troubleshooting).
 """
-import http.server
 import io
-import threading
 import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import (assert_one_line_error, make_garbage_bytes, make_jpeg_bytes, make_oasis_zip, make_png_bytes,
-                     run_stage, snapshot, symlink_info, write_zip)
+from helpers import (archive_server, assert_one_line_error, make_jpeg_bytes, make_oasis_zip,
+                     make_png_bytes, run_stage, snapshot, symlink_info, write_zip)
 from valence.files import read_csv
 from valence.images import load_image
 
@@ -282,27 +280,10 @@ def test_split_refuses(tmp_path, case, labels, start):
 
 # --- download: checksum mismatch and a connection cut off (cases 8, 9) ---
 
-class HalfServer(http.server.BaseHTTPRequestHandler):
-    """Promises the whole body in Content-Length, sends half, and hangs up."""
-    body = b""
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body[: len(self.body) // 2])
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def half_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HalfServer)
-    HalfServer.body = random_bytes(300_000)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/archive.zip"
-    server.shutdown()
+    with archive_server(random_bytes(300_000), mode="cut") as url:
+        yield url
 
 
 def project_with_earlier_download(tmp_path):

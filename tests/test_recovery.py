@@ -4,12 +4,10 @@ The archive comes from a local HTTP server (never the network) that can stall ha
 killed mid-transfer for certain; unzip and train are killed once their temporary output or their process is
 seen. After each kill the next `dvc repro` must simply work.
 """
-import http.server
 import io
 import os
 import signal
 import subprocess
-import threading
 import time
 import zipfile
 
@@ -18,7 +16,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from helpers import DVC, make_project, run
+from helpers import DVC, ArchiveServer, archive_server, make_project, run
 
 IMAGES_PER_CLASS = 40
 
@@ -36,39 +34,10 @@ def slow_to_unzip_archive():
     return buf.getvalue()
 
 
-class ArchiveServer(http.server.BaseHTTPRequestHandler):
-    """Serves ``body``; while ``stall`` is set it sends half, signals ``half_sent`` and waits until released."""
-    body = b""
-    stall = threading.Event()
-    half_sent = threading.Event()
-    release = threading.Event()
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        if self.stall.is_set():
-            self.wfile.write(self.body[: len(self.body) // 2])
-            self.wfile.flush()
-            self.half_sent.set()
-            self.release.wait(60)
-            return
-        self.wfile.write(self.body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server():
-    ArchiveServer.body = slow_to_unzip_archive()
-    for event in (ArchiveServer.stall, ArchiveServer.half_sent, ArchiveServer.release):
-        event.clear()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ArchiveServer)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}/archive.zip"
-    ArchiveServer.release.set()
-    httpd.shutdown()
+    with archive_server(slow_to_unzip_archive(), mode="stall") as url:
+        yield url
 
 
 def stage_running(repro, stage):
@@ -109,10 +78,10 @@ def test_kill_9_during_download_unzip_and_train_then_repro_recovers(tmp_path, se
     work = tmp_path
     env = make_project(work, dict(url=server, filename="archive.zip"), dict(epochs=300))
 
-    ArchiveServer.stall.set()  # 1. download: killed with half the archive in its temporary file
+    # 1. download: killed with half the archive in its temporary file (the server stalls after half)
     kill_repro_when(work, env, lambda repro: ArchiveServer.half_sent.is_set() and list((work / "data/raw").glob(".*.tmp")))
     assert [p.name for p in (work / "data/raw").iterdir()][0].startswith(".archive.zip.")
-    ArchiveServer.stall.clear()
+    ArchiveServer.mode = "full"
     ArchiveServer.release.set()
 
     # 2. unzip: killed while it extracts into its temporary folder
