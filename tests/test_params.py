@@ -42,8 +42,9 @@ def test_the_chosen_model_takes_its_own_section(tmp_path):
 
 
 def test_patience_without_validation_is_fine_for_a_model_that_does_not_stop_early(tmp_path):
-    document = {"train": {"model": "seed_baseline", "validation_size": 0}}
-    assert params.load("train", write(tmp_path, document)).hyper.patience == 0
+    for model in ("seed_baseline", "small_cnn"):
+        document = {"train": {"model": model, "validation_size": 0}}
+        assert params.load("train", write(tmp_path, document)).hyper.patience == 0
 
 
 @pytest.mark.parametrize("document, message", [
@@ -62,7 +63,7 @@ def test_patience_without_validation_is_fine_for_a_model_that_does_not_stop_earl
     ({"train": {"small_cnn": {"dropout": 1.0}}}, "train.small_cnn.dropout must be in [0, 1)"),
     ({"train": {"seed_baseline": {"learning_rate_decay": "step"}}}, "train.seed_baseline.learning_rate_decay must be one of"),
     ({"train": {"seed_baseline": {"image_width": 8}}}, "train.seed_baseline.image_width must be >= 32"),
-    ({"train": {"model": "small_cnn", "validation_size": 0}}, "train.small_cnn.patience needs a validation slice"),
+    ({"train": {"validation_size": 0}}, "train.mobilenet_v2.patience needs a validation slice"),
     ({"train": {"model": "resnet9000"}}, "train.model must be one of"),
     ({"train": {"augment": {"zoom": 1.5}}}, "train.augment.zoom must be < 1"),
     ({"train": {"augment": {"fill_mode": "mirror"}}}, "train.augment.fill_mode"),
