@@ -113,7 +113,7 @@ def snapshot(folder):
             for p in sorted(folder.rglob("*")) if p.is_file() or p.is_symlink()}
 
 
-PROJECT_FILES = ["stages", "valence", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config"]
+PROJECT_FILES = ["stages", "valence", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/plots"]
 DVC = [sys.executable, "-m", "dvc"]
 
 

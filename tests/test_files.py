@@ -6,7 +6,7 @@ import pytest
 
 from helpers import make_jpeg_bytes, symlink_info, write_zip
 from valence.errors import PipelineError
-from valence.files import (atomic_dir, atomic_path, extract_member, open_zip, read_csv, safe_member_path,
+from valence.files import (UMASK, atomic_dir, atomic_path, extract_member, open_zip, read_csv, safe_member_path,
                            sha256_of, write_csv, write_json)
 
 
@@ -33,6 +33,15 @@ def test_atomic_path_writes_only_on_success(tmp_path, existed):
         tmp.write_text("new")
     assert target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_writes_give_ordinary_modes(tmp_path):
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~UMASK
+    with atomic_dir(tmp_path / "images"):
+        pass
+    assert (tmp_path / "images").stat().st_mode & 0o777 == 0o777 & ~UMASK
 
 
 def test_atomic_path_creates_parent(tmp_path):

@@ -165,42 +165,44 @@ def pixel_bomb_png():
     return buf.getvalue()
 
 
+# case 20 as well: the top folder has Unicode, spaces and colons, as the seed's "dataset 50:50" had
+ODD = "jeu de données 50:50 ✓"
 HANDLED = {  # member name → (case, expected outcome: a skip reason, or "kept")
-    "set/Positive/notes.txt": ("12-non-image-file", "not an image file"),
-    "set/Negative/cut.jpg": ("13-truncated-jpeg", "cannot decode"),
-    "set/Negative/zero.jpg": ("14-zero-byte-image", "not an image Pillow can read"),
-    "set/Positive/cmyk.jpg": ("15-cmyk-jpeg", "kept"),
-    "set/Positive/grey.png": ("16a-grayscale-png", "kept"),
-    "set/Positive/deep.png": ("16b-16-bit-png", "kept"),
-    "set/Negative/rgba.png": ("17-rgba-png", "kept"),
-    "set/Negative/rotated.jpg": ("18-exif-rotated", "kept"),
-    "set/Positive/huge.png": ("19-decompression-bomb", "more than 50000000 pixels (decompression bomb?)"),
-    "set/Positive/Café: au lait ☕ 1.jpg": ("20-unicode-space-colon", "kept"),
-    "set/Positive/same.jpg": ("21-label-conflict", "label conflict: the same image is set/Negative/same.jpg (Negative), "
-                                                   "set/Positive/same.jpg (Positive)"),
-    "set/Negative/same.jpg": ("21-label-conflict", "label conflict: the same image is set/Negative/same.jpg (Negative), "
-                                                   "set/Positive/same.jpg (Positive)"),
-    "set/Negative/n0_copy.jpg": ("21b-duplicate-in-one-class", "duplicate of set/Negative/n0.jpg"),
+    f"{ODD}/Positive/notes.txt": ("12-non-image-file", "not an image file"),
+    f"{ODD}/Negative/cut.jpg": ("13-truncated-jpeg", "cannot decode"),
+    f"{ODD}/Negative/zero.jpg": ("14-zero-byte-image", "not an image Pillow can read"),
+    f"{ODD}/Positive/cmyk.jpg": ("15-cmyk-jpeg", "kept"),
+    f"{ODD}/Positive/grey.png": ("16a-grayscale-png", "kept"),
+    f"{ODD}/Positive/deep.png": ("16b-16-bit-png", "kept"),
+    f"{ODD}/Negative/rgba.png": ("17-rgba-png", "kept"),
+    f"{ODD}/Negative/rotated.jpg": ("18-exif-rotated", "kept"),
+    f"{ODD}/Positive/huge.png": ("19-decompression-bomb", "more than 50000000 pixels (decompression bomb?)"),
+    f"{ODD}/Positive/Café: au lait ☕ 1.jpg": ("20-unicode-space-colon", "kept"),
+    f"{ODD}/Positive/same.jpg": ("21-label-conflict", f"label conflict: the same image is {ODD}/Negative/same.jpg (Negative), "
+                                                   f"{ODD}/Positive/same.jpg (Positive)"),
+    f"{ODD}/Negative/same.jpg": ("21-label-conflict", f"label conflict: the same image is {ODD}/Negative/same.jpg (Negative), "
+                                                   f"{ODD}/Positive/same.jpg (Positive)"),
+    f"{ODD}/Negative/n0_copy.jpg": ("21b-duplicate-in-one-class", f"duplicate of {ODD}/Negative/n0.jpg"),
 }
 
 
 @pytest.fixture(scope="module")
 def odd_files_unzipped(tmp_path_factory):
     full = make_jpeg_bytes(64, 48, (90, 30, 30))
-    members = class_folders({
-        "set/Positive/notes.txt": b"a note, not a photo\n",
-        "set/Negative/cut.jpg": full[: len(full) // 2],
-        "set/Negative/zero.jpg": b"",
-        "set/Positive/cmyk.jpg": cmyk_jpeg(),
-        "set/Positive/grey.png": make_png_bytes(mode="L", width=16, height=12, colour=77),
-        "set/Positive/deep.png": png16(),
-        "set/Negative/rgba.png": make_png_bytes(mode="RGBA", width=16, height=12, colour=(0, 200, 0, 0)),
-        "set/Negative/rotated.jpg": exif_rotated_jpeg(),
-        "set/Positive/huge.png": pixel_bomb_png(),
-        "set/Positive/Café: au lait ☕ 1.jpg": jpeg((250, 250, 250)),
-        "set/Positive/same.jpg": jpeg((10, 250, 250)),
-        "set/Negative/same.jpg": jpeg((10, 250, 250)),
-        "set/Negative/n0_copy.jpg": jpeg((0, 0, 0)),  # n0.jpg is jpeg((0, 0, 0)) too
+    members = class_folders(top=ODD, extra={
+        f"{ODD}/Positive/notes.txt": b"a note, not a photo\n",
+        f"{ODD}/Negative/cut.jpg": full[: len(full) // 2],
+        f"{ODD}/Negative/zero.jpg": b"",
+        f"{ODD}/Positive/cmyk.jpg": cmyk_jpeg(),
+        f"{ODD}/Positive/grey.png": make_png_bytes(mode="L", width=16, height=12, colour=77),
+        f"{ODD}/Positive/deep.png": png16(),
+        f"{ODD}/Negative/rgba.png": make_png_bytes(mode="RGBA", width=16, height=12, colour=(0, 200, 0, 0)),
+        f"{ODD}/Negative/rotated.jpg": exif_rotated_jpeg(),
+        f"{ODD}/Positive/huge.png": pixel_bomb_png(),
+        f"{ODD}/Positive/Café: au lait ☕ 1.jpg": jpeg((250, 250, 250)),
+        f"{ODD}/Positive/same.jpg": jpeg((10, 250, 250)),
+        f"{ODD}/Negative/same.jpg": jpeg((10, 250, 250)),
+        f"{ODD}/Negative/n0_copy.jpg": jpeg((0, 0, 0)),  # n0.jpg is jpeg((0, 0, 0)) too
     })
     work = project_with_archive(tmp_path_factory.mktemp("odd"), members)
     result = run_stage("unzip", work)
@@ -210,11 +212,11 @@ def odd_files_unzipped(tmp_path_factory):
     return work, labels, skipped
 
 
-@pytest.mark.parametrize("member", HANDLED, ids=[f"{case} {m}" for m, (case, _) in HANDLED.items()])
+@pytest.mark.parametrize("member", HANDLED, ids=[f"{case} {m.split('/', 1)[1]}" for m, (case, _) in HANDLED.items()])
 def test_odd_files_are_kept_or_skipped_and_listed(odd_files_unzipped, member):
     work, labels, skipped = odd_files_unzipped
     _, outcome = HANDLED[member]
-    extracted = "data/images/" + member.split("/", 1)[1]
+    extracted = "data/images/" + member.split("/", 1)[1]  # the common top folder is dropped
     if outcome == "kept":
         assert labels[extracted] == member.split("/")[1] and member not in skipped
         assert (work / extracted).is_file()

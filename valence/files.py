@@ -13,6 +13,9 @@ from pathlib import Path, PurePosixPath
 
 from valence.errors import PipelineError
 
+UMASK = os.umask(0o022)  # reading the umask means setting it: put it straight back
+os.umask(UMASK)
+
 
 def remove_stale_temporaries(path, suffix):
     """Delete what a killed run (kill -9, power loss) left of an earlier atomic write of ``path``.
@@ -45,6 +48,7 @@ def atomic_path(path, suffix=".tmp"):
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it private (0600); the output is an ordinary file
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -60,6 +64,7 @@ def atomic_dir(path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it private (0700)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
