@@ -349,9 +349,10 @@ def test_model_file_is_loaded_in_safe_mode(tmp_path, write_model, reason):
     assert after == {**before, "params.yaml": after["params.yaml"]}
 
 
-# --- params (case 25) ---
+# --- params (case 25), and stages run before their inputs exist ---
 
 @pytest.mark.parametrize("stage, params_text, start", [
+    ("download", "download:\n  sorce: demo\n", "unknown key(s) download.sorce"),
     ("split", "split:\n  test_size: 0\n", "split.test_size must be between 0 and 1 (exclusive), got 0.0"),
     ("split", "split:\n  test_size: 1\n", "split.test_size must be between 0 and 1 (exclusive), got 1.0"),
     ("split", "split:\n  test_size: a fifth\n", "split.test_size must be of type float, got 'a fifth'"),
@@ -362,8 +363,12 @@ def test_model_file_is_loaded_in_safe_mode(tmp_path, write_model, reason):
     ("train", "train:\n  epochs: 3\n", "unknown key(s) train.epochs in params.yaml"),
     ("unzip", "unzip:\n  max_total_mb: 0\n", "unzip.max_total_mb must be >= 1, got 0"),
     ("split", "split: [1, 2\n", "params.yaml: not valid YAML"),
-], ids=["test_size-0", "test_size-1", "test_size-text", "misspelled-split-key", "epochs-0", "unknown-model",
-        "misspelled-model-key", "model-key-outside-its-section", "zip-limit-0", "broken-yaml"])
-def test_25_bad_params(tmp_path, stage, params_text, start):
+    ("unzip", "", "data/raw: expected exactly one .zip archive, found 0"),
+    ("split", "", "data/labels.csv: file not found"),
+    ("evaluate", "", "data/split/test.csv: file not found"),
+], ids=["misspelled-download-key", "test_size-0", "test_size-1", "test_size-text", "misspelled-split-key", "epochs-0",
+        "unknown-model", "misspelled-model-key", "model-key-outside-its-section", "zip-limit-0", "broken-yaml",
+        "unzip-before-download", "split-before-unzip", "evaluate-before-split"])
+def test_25_bad_params_and_missing_inputs(tmp_path, stage, params_text, start):
     assert_one_line_error(run_stage(stage, tmp_path, params_text), start)
     assert snapshot(tmp_path).keys() == {"params.yaml"}

@@ -105,15 +105,22 @@ class ModelParams:
             raise PipelineError(f"{prefix}.learning_rate must be > 0, got {self.learning_rate}")
 
 
-def _check_regularization(prefix, dropout, weight_decay):
-    if not 0 <= dropout < 1:
-        raise PipelineError(f"{prefix}.dropout must be in [0, 1), got {dropout}")
-    if weight_decay < 0:
-        raise PipelineError(f"{prefix}.weight_decay must be >= 0, got {weight_decay}")
+@dataclasses.dataclass(frozen=True)
+class RegularizedParams(ModelParams):
+    """The models of this project's own design add dropout and L2 weight decay."""
+    dropout: float = 0.5  # before the output unit
+    weight_decay: float = 0.0005  # L2 on the head (mobilenet_v2) or on every kernel (small_cnn)
+
+    def check(self, prefix):
+        super().check(prefix)
+        if not 0 <= self.dropout < 1:
+            raise PipelineError(f"{prefix}.dropout must be in [0, 1), got {self.dropout}")
+        if self.weight_decay < 0:
+            raise PipelineError(f"{prefix}.weight_decay must be >= 0, got {self.weight_decay}")
 
 
 @dataclasses.dataclass(frozen=True)
-class MobileNetV2Params(ModelParams):
+class MobileNetV2Params(RegularizedParams):
     image_height: int = 320  # OASIS' 500×400 photos at 4/5 of their size: MobileNetV2 sees more than at 224
     image_width: int = 400
     epochs: int = 20  # phase 1: the new head on the frozen backbone
@@ -121,13 +128,10 @@ class MobileNetV2Params(ModelParams):
     fine_tune_epochs: int = 15  # phase 2; 0 trains the head only
     fine_tune_learning_rate: float = 0.00001  # low, so fine-tuning nudges rather than wipes ImageNet features
     fine_tune_blocks: int = 3  # how many of MobileNetV2's 16 inverted-residual blocks unfreeze in phase 2
-    dropout: float = 0.5  # before the output unit
-    weight_decay: float = 0.0005  # L2 on the head
     patience: int = 5
 
     def check(self, prefix):
         super().check(prefix)
-        _check_regularization(prefix, self.dropout, self.weight_decay)
         _at_least(f"{prefix}.fine_tune_epochs", self.fine_tune_epochs, 0)
         if not self.fine_tune_learning_rate > 0:
             raise PipelineError(f"{prefix}.fine_tune_learning_rate must be > 0, got {self.fine_tune_learning_rate}")
@@ -136,21 +140,15 @@ class MobileNetV2Params(ModelParams):
 
 
 @dataclasses.dataclass(frozen=True)
-class SmallCNNParams(ModelParams):
+class SmallCNNParams(RegularizedParams):
     image_height: int = 128  # from scratch, 500 photos carry little detail to learn from; small is fast
     image_width: int = 160
     epochs: int = 60  # each epoch takes a few seconds
     learning_rate: float = 0.001
     learning_rate_decay: str = "cosine"  # a constant rate left validation AUC noisy and lower (0.68 against 0.73)
-    dropout: float = 0.5  # before the output unit
-    weight_decay: float = 0.0005  # L2 on every kernel
     # The cosine schedule ends training in a settled state; early stopping on the noisy 86-image validation AUC
     # sometimes restored an early epoch that called every photo Negative (split seed 22: train AUC 0.59).
     patience: int = 0
-
-    def check(self, prefix):
-        super().check(prefix)
-        _check_regularization(prefix, self.dropout, self.weight_decay)
 
 
 @dataclasses.dataclass(frozen=True)
