@@ -143,7 +143,7 @@ class MobileNetV2Params(RegularizedParams):
 class SmallCNNParams(RegularizedParams):
     image_height: int = 128  # from scratch, 500 photos carry little detail to learn from; small is fast
     image_width: int = 160
-    epochs: int = 60  # each epoch takes a few seconds
+    epochs: int = 120  # ~3 s each; validation AUC on split seed 22 rose from 0.64 (60 epochs) to 0.69
     learning_rate: float = 0.001
     learning_rate_decay: str = "cosine"  # a constant rate left validation AUC noisy and lower (0.68 against 0.73)
     # The cosine schedule ends training in a settled state; early stopping on the noisy 86-image validation AUC
