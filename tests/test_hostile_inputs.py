@@ -161,7 +161,7 @@ def exif_rotated_jpeg():
 
 def pixel_bomb_png():
     buf = io.BytesIO()
-    Image.new("1", (8000, 8000)).save(buf, "PNG")  # 64 million pixels in a ~10 KB file
+    Image.new("1", (8000, 8000)).save(buf, "PNG")  # 64 million pixels in an 8 KB file
     return buf.getvalue()
 
 
