@@ -3,7 +3,7 @@
     python stages/train.py
 
 Reads data/split/train.csv and the images it lists; writes models/model.keras (self-contained: RGB float32
-0–255 at train.image_height × train.image_width in, P(Positive) out), plots/train/history.csv (loss,
+0–255 at train.<model>.image_height × image_width in, P(Positive) out), plots/train/history.csv (loss,
 accuracy and AUC per epoch and phase, train and validation) and plots/train/learning_curves.png.
 """
 import _path  # noqa: F401

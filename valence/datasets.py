@@ -55,15 +55,19 @@ def _members(archive, archive_path):
     return members
 
 
-def _rated_csvs(archive, members):
-    found = []
+def _csv_columns(archive, members):
+    """{path: header columns} of every CSV member (any line ending: OASIS.csv uses a bare CR)."""
+    columns = {}
     for path, info in members.items():
         if path.suffix.lower() == ".csv":
             header = read_member(archive, info)[:4096].decode("utf-8-sig", errors="replace")
-            first_line = header.replace("\r", "\n").split("\n", 1)[0]
-            if all(column in next(csv.reader([first_line])) for column in CSV_COLUMNS):
-                found.append(path)
-    return found
+            columns[path] = next(csv.reader([header.replace("\r", "\n").split("\n", 1)[0]]), [])
+    return columns
+
+
+def _rated_csvs(archive, members):
+    return [path for path, columns in _csv_columns(archive, members).items()
+            if all(column in columns for column in CSV_COLUMNS)]
 
 
 def _class_of(path):
@@ -73,13 +77,10 @@ def _class_of(path):
 
 def _csv_without_columns(archive, members):
     """'; <csv> lacks column(s) …' for the first CSV that has only some of the rated columns, else ''."""
-    for path, info in members.items():
-        if path.suffix.lower() == ".csv":
-            header = read_member(archive, info)[:4096].decode("utf-8-sig", errors="replace")
-            columns = next(csv.reader([header.replace("\r", "\n").split("\n", 1)[0]]), [])
-            missing = [c for c in CSV_COLUMNS if c not in columns]
-            if len(missing) < len(CSV_COLUMNS):
-                return f"; {path} lacks column(s) {', '.join(missing)}"
+    for path, columns in _csv_columns(archive, members).items():
+        missing = [c for c in CSV_COLUMNS if c not in columns]
+        if len(missing) < len(CSV_COLUMNS):
+            return f"; {path} lacks column(s) {', '.join(missing)}"
     return ""
 
 
@@ -180,8 +181,9 @@ def drop_duplicates(rows):
             continue
         kept.append(first)
         skipped += [(r["member"], f"duplicate of {first['member']}") for r in copies[1:]]
+    kept_paths = {r["path"] for r in kept}
     for row in rows:
-        if row not in kept:
+        if row["path"] not in kept_paths:
             Path(row["path"]).unlink()
     return kept, skipped
 

@@ -1,7 +1,8 @@
 """Fit a registry model on the training manifest, reproducibly, with per-epoch learning curves.
 
 mobilenet_v2 trains in two phases: the new head on the frozen backbone, then the top blocks fine-tuned at a
-low learning rate. The other models train in one phase. Every phase stops early on the validation AUC.
+low learning rate. The other models train in one phase. A phase stops early on the validation AUC when
+the model's patience is above 0.
 """
 import keras
 import numpy as np
