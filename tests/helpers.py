@@ -36,9 +36,14 @@ def make_png_bytes(mode="RGBA", width=8, height=6, colour=None):
     return buf.getvalue()
 
 
+def random_bytes(n, seed=0):
+    """``n`` incompressible bytes, seeded so every run is the same."""
+    return random.Random(seed).randbytes(n)
+
+
 def make_garbage_bytes(n=600, seed=0):
-    """Bytes no image decoder accepts (seeded, so every run is the same)."""
-    return b"\x00garbage" + random.Random(seed).randbytes(n)
+    """Bytes no image decoder accepts."""
+    return b"\x00garbage" + random_bytes(n, seed)
 
 
 def symlink_info(name, target="/etc/passwd"):

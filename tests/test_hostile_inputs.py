@@ -12,17 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import (archive_server, assert_one_line_error, make_jpeg_bytes, make_oasis_zip,
+from helpers import (archive_server, assert_one_line_error, make_jpeg_bytes, make_oasis_zip, random_bytes,
                      make_png_bytes, run_stage, snapshot, symlink_info, write_zip)
 from valence.files import read_csv
 from valence.images import load_image
 
 ARCHIVE = "data/raw/archive.zip"
 PARAMS = "download:\n  filename: archive.zip\n"
-
-
-def random_bytes(n):
-    return np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8).tobytes()
 
 
 def jpeg(colour, size=(16, 12)):
