@@ -20,8 +20,9 @@ PLOTS = "plots/eval"
 def main():
     p = params.load("evaluate")
     splits = {name: read_csv(f"data/split/{name}.csv", required=MANIFEST_COLUMNS) for name in ("test", "train")}
-    from valence import evaluation, models, plotting  # TensorFlow loads only after the inputs are checked
+    from valence import compute, evaluation, models, plotting  # TensorFlow loads only after the inputs are checked
 
+    compute.configure()
     model = models.load("models/model.keras")
     truth = {name: targets(rows) for name, rows in splits.items()}
     probability = {name: models.predict(model, [r["path"] for r in rows], p.batch_size, desc=name)

@@ -6,7 +6,7 @@ from PIL import Image
 
 from valence import images
 from valence.errors import PipelineError
-from valence.images import augmenter, dataset, decode, load_image, load_images
+from valence.images import augments, dataset, decode, load_image, load_images, random_affine
 from valence.params import AugmentParams
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -137,23 +137,48 @@ def batch_of_images(n=3, size=24):
     return rng.uniform(0, 255, (n, size, size, 3)).astype(np.float32)
 
 
-def test_augmenter_all_off_is_identity():
+def affine(x, augment, seed):
+    return np.asarray(random_affine(x, augment, np.array(seed, dtype=np.int64)))
+
+
+def test_all_off_augments_nothing():
+    assert not augments(OFF)
+    assert augments(AugmentParams(rotation_degrees=0, width_shift=0, height_shift=0, shear_degrees=0, zoom=0))
+
+
+@pytest.mark.parametrize("fill_mode", ["nearest", "reflect", "wrap", "constant"])
+def test_random_affine_reproducible_and_changes_input(fill_mode):
     x = batch_of_images()
-    layer = augmenter(OFF, seed=3)
-    np.testing.assert_array_equal(np.asarray(layer(x, training=True)), x)
+    augment = AugmentParams(fill_mode=fill_mode)
+    first = affine(x, augment, [1, 2])
+    np.testing.assert_array_equal(first, affine(x, augment, [1, 2]))
+    assert first.shape == x.shape and not np.allclose(first, x)
+    assert not np.allclose(first, affine(x, augment, [1, 3]))  # another seed, other views
+    assert not np.allclose(first[0], first[1])  # each image its own draw
 
 
-def test_augmenter_reproducible_and_changes_input():
-    import keras
-
+def test_random_affine_with_zero_ranges_is_identity():
     x = batch_of_images()
-    outs = []
-    for _ in range(2):
-        keras.utils.set_random_seed(0)
-        outs.append(np.asarray(augmenter(AugmentParams(), seed=21)(x, training=True)))
-    np.testing.assert_array_equal(outs[0], outs[1])
-    assert outs[0].shape == x.shape
-    assert not np.allclose(outs[0], x)
+    np.testing.assert_allclose(affine(x, OFF, [4, 5]), x, atol=1e-3)
+
+
+def test_random_affine_flip_only_mirrors_some_images():
+    x = batch_of_images(n=16)
+    flip_only = AugmentParams(rotation_degrees=0, width_shift=0, height_shift=0, shear_degrees=0, zoom=0)
+    out = affine(x, flip_only, [0, 9])
+    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-3) for o, i in zip(out, x)]
+    kept = [np.allclose(o, i, atol=1e-3) for o, i in zip(out, x)]
+    assert all(m or k for m, k in zip(mirrored, kept)) and any(mirrored) and any(kept)
+
+
+def test_random_affine_shift_moves_content_within_its_range():
+    """A bright column moves sideways by at most width_shift × width, and moves for some draw."""
+    x = np.zeros((8, 20, 40, 3), dtype=np.float32)
+    x[:, :, 20] = 255
+    shift_only = AugmentParams(rotation_degrees=0, width_shift=0.25, height_shift=0, shear_degrees=0, zoom=0,
+                               horizontal_flip=False, fill_mode="constant")
+    columns = affine(x, shift_only, [2, 2])[:, 10, :, 0].argmax(axis=1)
+    assert np.all(np.abs(columns - 20) <= 10) and np.any(columns != 20)
 
 
 def ids_images(n, h=4, w=5):
@@ -192,12 +217,21 @@ def test_dataset_shuffle_covers_all_reproducibly():
     assert order(epoch(dataset(ids_images(n), np.arange(n), batch_size=8, seed=7))[1]) == order(first)
 
 
-def test_dataset_with_augmenter():
+def test_dataset_with_augmentation_is_reproducible_per_seed_and_epoch():
     n = 6
-    data = dataset(batch_of_images(n).astype(np.uint8), np.zeros(n), batch_size=4, seed=0,
-                   augment=augmenter(AugmentParams(), seed=0))
+    images = batch_of_images(n).astype(np.uint8)
+    data = dataset(images, np.zeros(n), batch_size=4, seed=0, augment=AugmentParams())
     xs, ys = epoch(data)
     assert [x.shape for x in xs] == [(4, 24, 24, 3), (2, 24, 24, 3)]
     assert all(x.dtype == np.float32 for x in xs)
-    identity = dataset(ids_images(n), np.arange(n), batch_size=4, augment=augmenter(OFF, seed=0))
+    again = dataset(images, np.zeros(n), batch_size=4, seed=0, augment=AugmentParams())
+    np.testing.assert_array_equal(np.concatenate(xs), np.concatenate(epoch(again)[0]))
+    assert not np.array_equal(np.concatenate(xs), np.concatenate(epoch(data)[0]))  # new views next epoch
+    identity = dataset(ids_images(n), np.arange(n), batch_size=4, augment=OFF)
     np.testing.assert_array_equal(np.concatenate(epoch(identity)[0]), ids_images(n).astype(np.float32))
+
+
+def test_dataset_unshuffled_views_keep_image_order():
+    n = 5
+    data = dataset(ids_images(n, 8, 8), np.arange(n), batch_size=2, seed=3, augment=AugmentParams(), shuffle=False)
+    np.testing.assert_array_equal(np.concatenate(epoch(data)[1]), np.arange(n))

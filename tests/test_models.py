@@ -152,3 +152,19 @@ def test_loading_a_missing_or_corrupt_model_is_a_clear_error(tmp_path, content):
         path.write_bytes(content)
     with pytest.raises(PipelineError, match="model.keras"):
         models.load(path)
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 16])
+def test_split_frozen_composes_to_the_whole_model(blocks):
+    p = TrainParams().using("mobilenet_v2", image_height=64, image_width=80)
+    model = models.build(p, weights=None)
+    parts = models.split_frozen(model, blocks)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 64, 80, 3)).astype("float32")
+    whole = np.asarray(model(pixels))
+    np.testing.assert_allclose(parts.top(parts.lower(pixels)), whole, atol=1e-5)
+    np.testing.assert_allclose(parts.head(parts.upper(parts.lower(pixels))), whole, atol=1e-5)
+    shared = {id(w) for w in model.weights}
+    assert all(id(w) in shared for part in parts for w in part.weights)  # training a part trains the model
+    lower_layers = {layer.name for layer in parts.lower.layers[-1].layers}
+    assert f"block_{16 - blocks}_project" in lower_layers or blocks == 16
+    assert not any(name.startswith(f"block_{17 - blocks}_") for name in lower_layers)

@@ -89,3 +89,47 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
     model, history = training.train(tiny_params(epochs=20, patience=1, learning_rate=5.0), rows)
     assert len(history) < 20
     assert history[-2]["val_auc"] == max(r["val_auc"] for r in history)  # monitored val AUC, higher is better
+
+
+def test_cached_views_cover_every_image_once_an_epoch_reproducibly():
+    features = np.arange(3 * 10, dtype=np.float32).reshape(3, 10, 1)  # view v of image i holds 10·v + i
+    y = np.array([0, 1] * 5, dtype=np.float32)
+    runs = []
+    for _ in range(2):
+        data = training.CachedViews(features, y, {0: 2.0, 1: 0.5}, batch_size=4, seed=5)
+        epochs = []
+        for _ in range(3):
+            x, labels, weights = map(np.concatenate, zip(*[data[i] for i in range(len(data))]))
+            image, view = x[:, 0].astype(int) % 10, x[:, 0].astype(int) // 10
+            assert sorted(image) == list(range(10)) and set(view) <= {0, 1, 2}
+            np.testing.assert_array_equal(labels, y[image])
+            np.testing.assert_array_equal(weights, np.where(y[image] == 1, 0.5, 2.0))
+            epochs.append(x[:, 0].tolist())
+            data.on_epoch_end()
+        runs.append(epochs)
+    assert runs[0] == runs[1]  # same seed, same order and views
+    assert runs[0][0] != runs[0][1]  # a new order and new views each epoch
+
+
+@pytest.mark.parametrize("cached_views", [0, 2])
+def test_mobilenet_cached_or_not_trains_the_same_layers(tmp_path, cached_views):
+    rows = manifest(tmp_path, per_class=6)
+    p = tiny_params(model="mobilenet_v2", epochs=1, fine_tune_epochs=1, fine_tune_blocks=2, cached_views=cached_views,
+                    fine_tune_learning_rate=0.01)  # large enough to move every trainable weight in one epoch
+    training.compute.configure(p.seed)
+    before = training.build(p, weights=None).get_weights()  # seeded: the weights train() starts from
+    model, history = training.train(p, rows, weights=None)
+    backbone = model.layers[2]
+    changed = {w.path.split("/")[-2] for w, old in zip(model.weights, before) if not np.array_equal(w, old)}
+    assert any(name.startswith("block_16") for name in changed) and any(name.startswith("block_15") for name in changed)
+    assert not any(name.startswith(("block_14", "block_13", "Conv1")) for name in changed)
+    assert not backbone.get_layer("block_14_project").trainable
+    assert [r["phase"] for r in history] == ["head", "fine_tune"]
+
+
+def test_cached_training_is_reproducible(tmp_path):
+    rows = manifest(tmp_path, per_class=6)
+    p = tiny_params(model="mobilenet_v2", epochs=2, fine_tune_epochs=1, fine_tune_blocks=1, cached_views=3)
+    (a, history_a), (b, history_b) = [training.train(p, rows, weights=None) for _ in range(2)]
+    assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+    assert history_a == history_b

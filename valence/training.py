@@ -3,18 +3,27 @@
 mobilenet_v2 trains in two phases: the new head on the frozen backbone, then the top blocks fine-tuned at a
 low learning rate. The other models train in one phase. A phase stops early on the validation AUC when
 the model's patience is above 0.
+
+Below its top ``fine_tune_blocks`` blocks, MobileNetV2 never trains, yet that part costs ~90 % of every
+forward pass. With ``cached_views`` > 0 its output is computed once for that many augmented views of each
+training image (and once for each validation image), and both phases train only the top on those cached
+features: each epoch shows every image once, under one of its views drawn at random. The saved model is the
+whole network all the same.
 """
+import math
+
 import keras
 import numpy as np
-import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
+from valence import compute
 from valence.datasets import targets
-from valence.images import augmenter, dataset, load_images
-from valence.models import build, compile_model, unfreeze_top_blocks
+from valence.images import dataset, load_images
+from valence.models import build, compile_model, predictor, split_frozen, unfreeze_top_blocks
 from valence.splitting import stratified_split
 
 HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc"]
+FEATURE_BATCH = 64  # images per forward pass when caching features: inference only, so larger is cheaper
 
 
 def carve_validation(rows, validation_size, seed):
@@ -22,12 +31,6 @@ def carve_validation(rows, validation_size, seed):
     if validation_size == 0:
         return rows, []
     return stratified_split(rows, validation_size, seed, what="training split (train.validation_size)")
-
-
-def seed_everything(seed):
-    """Python, NumPy and TensorFlow seeds plus deterministic kernels: same params → same weights on CPU."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
 
 
 def class_weights(y, how):
@@ -49,37 +52,105 @@ def phases(p):
     return plan
 
 
+def uses_feature_cache(p):
+    return p.model == "mobilenet_v2" and p.hyper.cached_views > 0
+
+
+class CachedViews(keras.utils.PyDataset):
+    """Batches of cached features (views, images, …): every image once an epoch, under a random view.
+
+    The order and the views come from ``seed`` and the epoch number, so runs repeat exactly.
+    """
+
+    def __init__(self, features, y, weights_by_class, batch_size, seed):
+        super().__init__()
+        self.features, self.y, self.batch_size, self.seed, self.epoch = features, y, batch_size, seed, 0
+        self.weight = (np.ones_like(y) if weights_by_class is None
+                       else np.where(y == 1, weights_by_class[1], weights_by_class[0]).astype(np.float32))
+        self._draw()
+
+    def _draw(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.order = rng.permutation(len(self.y))
+        self.views = rng.integers(0, len(self.features), len(self.y))
+
+    def __len__(self):
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __getitem__(self, i):
+        index = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        return self.features[self.views[index], index], self.y[index], self.weight[index]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._draw()
+
+
+def cache_features(p, model, fit_images, y_fit, val_images, y_val):
+    """{phase: (training data, validation data, the part of the model that trains)} over cached features.
+
+    The lower blocks run once per view; the head phase trains on the pooled output of the (then frozen) top
+    blocks, computed once per view too, and fine-tuning trains the top blocks on the lower blocks' output.
+    """
+    h = p.hyper
+    parts = split_frozen(model, h.fine_tune_blocks)
+    lower, upper = predictor(parts.lower, p.jit_compile), predictor(parts.upper, p.jit_compile)
+    cut = np.stack([lower(dataset(fit_images, y_fit, FEATURE_BATCH, seed=p.seed * 1000 + view, augment=p.augment,
+                                  shuffle=False), f"features of view {view + 1}/{h.cached_views}")
+                    for view in range(h.cached_views)])
+    pooled = np.stack([upper(tf_data(view, y_fit), "pooled features") for view in cut])
+    weights_by_class = class_weights(y_fit, p.class_weight)
+    plan = {"head": [CachedViews(pooled, y_fit, weights_by_class, p.batch_size, p.seed), None, parts.head],
+            "fine_tune": [CachedViews(cut, y_fit, weights_by_class, p.batch_size, p.seed + 1), None, parts.top]}
+    if len(val_images):
+        val_cut = lower(dataset(val_images, y_val, FEATURE_BATCH), "validation features")
+        plan["fine_tune"][1] = (val_cut, y_val)
+        plan["head"][1] = (upper(tf_data(val_cut, y_val), "pooled validation features"), y_val)
+    return plan
+
+
+def tf_data(features, y):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((features, y)).batch(FEATURE_BATCH)
+
+
 def train(p, rows, weights="imagenet"):
     """Train ``p.model`` on manifest ``rows``; return the model and its history rows (one per epoch)."""
-    seed_everything(p.seed)
+    compute.configure(p.seed, p.precision, p.op_determinism)
     fit_rows, val_rows = carve_validation(rows, p.validation_size, p.seed)
     h = p.hyper
     size = (h.image_height, h.image_width)
-    y_fit = targets(fit_rows)
-    train_data = dataset(load_images([r["path"] for r in fit_rows], *size, desc="train"), y_fit,
-                         p.batch_size, seed=p.seed, augment=augmenter(p.augment, p.seed))
-    val_data = None
-    if val_rows:
-        val_data = dataset(load_images([r["path"] for r in val_rows], *size, desc="validation"),
-                           targets(val_rows), p.batch_size)
+    y_fit, y_val = targets(fit_rows), targets(val_rows)
+    fit_images = load_images([r["path"] for r in fit_rows], *size, desc="train")
+    val_images = load_images([r["path"] for r in val_rows], *size, desc="validation")
     weights_by_class = class_weights(y_fit, p.class_weight)
     print(f"training {p.model} on {len(fit_rows)} images, validating on {len(val_rows)}; "
           f"class weights {weights_by_class}")
     model = build(p, weights)
+    if uses_feature_cache(p):
+        plan = cache_features(p, model, fit_images, y_fit, val_images, y_val)
+        weights_by_class = None  # CachedViews carries them as sample weights
+    else:
+        plan = {name: (dataset(fit_images, y_fit, p.batch_size, seed=p.seed, augment=p.augment),
+                       dataset(val_images, y_val, p.batch_size) if len(val_rows) else None, model)
+                for name, _, _ in phases(p)}
     history = []
     for name, epochs, learning_rate in phases(p):
+        train_data, val_data, trained = plan[name]
         if name == "fine_tune":
             unfreeze_top_blocks(model, h.fine_tune_blocks)
         # (re)compiling after unfreezing makes the change take effect; a decay spans this phase's epochs
-        compile_model(model, learning_rate, h.learning_rate_decay, steps=epochs * len(train_data))
+        compile_model(trained, learning_rate, h.learning_rate_decay, steps=epochs * len(train_data),
+                      jit_compile=p.jit_compile)
         callbacks = []
         if h.patience and val_data is not None:
             callbacks.append(keras.callbacks.EarlyStopping("val_auc", mode="max", patience=h.patience,
                                                            restore_best_weights=True, verbose=1))
         print(f"phase {name}: up to {epochs} epochs at learning rate {learning_rate}")
-        # shuffle=False: the dataset already shuffles, seeded; Keras' own shuffle would be ignored anyway.
-        fit = model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=2, shuffle=False,
-                        class_weight=weights_by_class, callbacks=callbacks)
+        # shuffle=False: the data already shuffles, seeded; Keras' own shuffle would be ignored anyway.
+        fit = trained.fit(train_data, validation_data=val_data, epochs=epochs, verbose=2, shuffle=False,
+                          class_weight=weights_by_class, callbacks=callbacks)
         for i in range(len(fit.history["loss"])):
             history.append({"epoch": len(history) + 1, "phase": name,
                             **{k: round(float(v[i]), 6) for k, v in fit.history.items()}})

@@ -1,0 +1,214 @@
+"""How fast training runs, side by side on one machine, in one run: prints one JSON line.
+
+    python benchmarks/epoch_speed.py                          # everything (~45 min on 2 cores)
+    python benchmarks/epoch_speed.py --skip-pipelines         # the epoch timings only (~6 min)
+    python benchmarks/epoch_speed.py --previous 6de57ff       # the commit whose default pipeline to compare
+
+Needs the training split (`dvc repro split`) and, offline, KERAS_HOME as in the README. Each epoch timing
+runs in its own process, so every one starts from the same thread settings, and is the second of two
+epochs (the first traces the graph). Keys:
+- pure_compute_epoch_s: the default model (mobilenet_v2, top blocks trainable, the fine-tuning step) fit on
+  pre-loaded, pre-augmented float32 tensors: the bound for any input pipeline;
+- pipeline_epoch_s: the same model through valence.images.dataset, augmenting as it goes;
+- seed_generator_epoch_s: the seed's way: its network at 400×500, float32, fed by the legacy
+  ImageDataGenerator.flow_from_directory with the seed's augmentation, TensorFlow's default threads;
+- seed_model_ours_epoch_s: the same network through our pipeline, threads and precision;
+- inference_images_per_s: the default model scoring images, as evaluate does;
+- default_pipeline_s / previous_default_pipeline_s: `dvc repro --force evaluate` (download → evaluate from
+  the Keras-cache copy of OASIS) in git worktrees of HEAD and of --previous; train_cpu_percent is the train
+  stage's CPU time over its wall time, peak_rss_mb the largest process of the new run, noop_repro_s a second
+  `dvc repro evaluate` with nothing to do; roc_auc / previous_roc_auc their test ROC AUC.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PREVIOUS = "6de57ff"  # the last commit before the speed work (issue 10)
+SEED_SIZE = (400, 500)
+
+
+def training_images(count, height, width):
+    """The first ``count`` images of the training split, as uint8, and their 0/1 labels."""
+    from valence.datasets import targets
+    from valence.files import read_csv
+    from valence.images import load_images
+
+    rows = read_csv(ROOT / "data/split/train.csv")[:count]
+    return load_images([str(ROOT / r["path"]) for r in rows], height, width, desc="benchmark"), targets(rows), rows
+
+
+def second_epoch_s(model, data, **fit_args):
+    """Seconds of the second of two epochs (the first one traces)."""
+    import keras
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds = time.perf_counter() - self.start
+
+    clock = Clock()
+    model.fit(data, epochs=2, verbose=0, callbacks=[clock], **fit_args)
+    return round(clock.seconds, 2)
+
+
+def default_model(p):
+    from valence.models import build, compile_model, unfreeze_top_blocks
+
+    model = build(p, weights=None)  # the same arithmetic as ImageNet weights
+    unfreeze_top_blocks(model, p.hyper.fine_tune_blocks)
+    compile_model(model, 1e-5)
+    return model
+
+
+def measure(what, count):
+    """One timing, in this (fresh) process."""
+    from valence import compute, params
+
+    p = params.load("train", ROOT / "params.yaml")
+    if what != "seed_generator":
+        compute.configure(p.seed, p.precision)
+    import numpy as np
+    import tensorflow as tf
+
+    from valence.images import dataset, random_affine
+    from valence.models import build, compile_model, predictor
+
+    h = p.mobilenet_v2
+    if what in ("pure_compute", "pipeline", "inference"):
+        images, y, _ = training_images(count, h.image_height, h.image_width)
+        model = default_model(p)
+        if what == "inference":
+            run = predictor(model)
+            run(dataset(images, y, 64), "warm-up")
+            started = time.perf_counter()
+            run(dataset(images, y, 64), "inference")
+            return round(len(images) / (time.perf_counter() - started), 1)
+        if what == "pipeline":
+            return second_epoch_s(model, dataset(images, y, p.batch_size, seed=p.seed, augment=p.augment))
+        augmented = np.concatenate([random_affine(tf.cast(images[i:i + 64], tf.float32), p.augment, [p.seed, i])
+                                    for i in range(0, len(images), 64)])
+        return second_epoch_s(model, tf.data.Dataset.from_tensor_slices((augmented, y)).batch(p.batch_size))
+    seed_p = p.using("seed_baseline", image_height=SEED_SIZE[0], image_width=SEED_SIZE[1])
+    model = build(seed_p, weights=None)
+    compile_model(model, 1e-3)
+    if what == "seed_model_ours":
+        images, y, _ = training_images(count, *SEED_SIZE)
+        return second_epoch_s(model, dataset(images, y, 32, seed=p.seed, augment=p.augment))
+    # the seed: class folders read and augmented by ImageDataGenerator (no rescale: the network has it)
+    _, _, rows = training_images(0, 1, 1)
+    from valence.files import read_csv
+
+    rows = read_csv(ROOT / "data/split/train.csv")[:count]
+    with tempfile.TemporaryDirectory() as folder:
+        for i, row in enumerate(rows):
+            (Path(folder) / row["label"]).mkdir(exist_ok=True)
+            os.symlink(ROOT / row["path"], Path(folder) / row["label"] / f"{i:04d}{Path(row['path']).suffix}")
+        generator = tf.keras.preprocessing.image.ImageDataGenerator(
+            rotation_range=40, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.2, zoom_range=0.2,
+            horizontal_flip=True, fill_mode="nearest")
+        flow = generator.flow_from_directory(folder, target_size=SEED_SIZE, batch_size=32, class_mode="binary",
+                                             seed=p.seed)
+        return second_epoch_s(model, flow)
+
+
+def in_subprocess(what, count):
+    out = subprocess.run([sys.executable, __file__, "--measure", what, "--images", str(count)], check=True,
+                         capture_output=True, text=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class StageWatch(threading.Thread):
+    """Polls descendants for the train stage's process: its CPU time and lifetime."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.cpu_s, self.wall_s, self.done = 0.0, 0.0, False
+
+    def run(self):
+        import psutil
+
+        me = psutil.Process()
+        while not self.done:
+            for child in me.children(recursive=True):
+                try:
+                    if any("stages/train.py" in part for part in child.cmdline()):
+                        times = child.cpu_times()
+                        self.cpu_s = times.user + times.system + times.children_user + times.children_system
+                        self.wall_s = time.time() - child.create_time()
+                except psutil.Error:
+                    pass
+            time.sleep(0.5)
+
+
+def repro(folder, env):
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "--force", "evaluate"], cwd=folder, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def pipelines(previous):
+    """Default pipeline timings for HEAD and ``previous``, each in a fresh git worktree."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, rev in (("new", "HEAD"), ("previous", previous)):
+            folder = Path(scratch) / name
+            subprocess.run(["git", "worktree", "add", "--detach", str(folder), rev], cwd=ROOT, check=True,
+                           capture_output=True)
+            try:
+                watch = StageWatch()
+                watch.start()
+                started = time.perf_counter()
+                repro(folder, env)
+                seconds = round(time.perf_counter() - started, 1)
+                watch.done = True
+                auc = json.loads((folder / "metrics/metrics.json").read_text())["roc_auc"]
+                if name == "new":
+                    result.update(default_pipeline_s=seconds, roc_auc=auc,
+                                  train_cpu_percent=round(100 * watch.cpu_s / watch.wall_s),
+                                  peak_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024))
+                    started = time.perf_counter()
+                    subprocess.run([sys.executable, "-m", "dvc", "repro", "evaluate"], cwd=folder, env=env,
+                                   check=True, stdout=subprocess.DEVNULL)
+                    result["noop_repro_s"] = round(time.perf_counter() - started, 2)
+                else:
+                    result.update(previous_default_pipeline_s=seconds, previous_roc_auc=auc,
+                                  previous_train_cpu_percent=round(100 * watch.cpu_s / watch.wall_s))
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, check=False)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=256, help="training images per timed epoch")
+    parser.add_argument("--previous", default=PREVIOUS, help="the commit whose default pipeline to compare")
+    parser.add_argument("--skip-pipelines", action="store_true", help="only the epoch timings")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # one timing, run in a child process
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.images)))
+        return
+    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "images": args.images}
+    for what in ("pure_compute", "pipeline", "seed_generator", "seed_model_ours"):
+        result[f"{what}_epoch_s"] = in_subprocess(what, args.images)
+        print(f"{what}_epoch_s: {result[f'{what}_epoch_s']}", file=sys.stderr, flush=True)
+    result["inference_images_per_s"] = in_subprocess("inference", args.images)
+    if not args.skip_pipelines:
+        result.update(pipelines(args.previous))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
