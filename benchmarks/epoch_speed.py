@@ -107,7 +107,6 @@ def measure(what, count):
         images, y, _ = training_images(count, *SEED_SIZE)
         return second_epoch_s(model, dataset(images, y, 32, seed=p.seed, augment=p.augment))
     # the seed: class folders read and augmented by ImageDataGenerator (no rescale: the network has it)
-    _, _, rows = training_images(0, 1, 1)
     from valence.files import read_csv
 
     rows = read_csv(ROOT / "data/split/train.csv")[:count]
