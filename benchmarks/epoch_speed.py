@@ -37,14 +37,20 @@ PREVIOUS = "6de57ff"  # the last commit before the speed work (issue 10)
 SEED_SIZE = (400, 500)
 
 
+def training_rows(count):
+    """The first ``count`` rows of the training split's manifest."""
+    from valence.files import read_csv
+
+    return read_csv(ROOT / "data/split/train.csv")[:count]
+
+
 def training_images(count, height, width):
     """The first ``count`` images of the training split, as uint8, and their 0/1 labels."""
     from valence.datasets import targets
-    from valence.files import read_csv
     from valence.images import load_images
 
-    rows = read_csv(ROOT / "data/split/train.csv")[:count]
-    return load_images([str(ROOT / r["path"]) for r in rows], height, width, desc="benchmark"), targets(rows), rows
+    rows = training_rows(count)
+    return load_images([str(ROOT / r["path"]) for r in rows], height, width, desc="benchmark"), targets(rows)
 
 
 def second_epoch_s(model, data, **fit_args):
@@ -78,7 +84,7 @@ def measure(what, count):
 
     p = params.load("train", ROOT / "params.yaml")
     if what != "seed_generator":
-        compute.configure(p.seed, p.precision)
+        compute.configure(p.seed, p.precision, p.op_determinism)
     import numpy as np
     import tensorflow as tf
 
@@ -87,7 +93,7 @@ def measure(what, count):
 
     h = p.mobilenet_v2
     if what in ("pure_compute", "pipeline", "inference"):
-        images, y, _ = training_images(count, h.image_height, h.image_width)
+        images, y = training_images(count, h.image_height, h.image_width)
         model = default_model(p)
         if what == "inference":
             run = predictor(model)
@@ -104,12 +110,10 @@ def measure(what, count):
     model = build(seed_p, weights=None)
     compile_model(model, 1e-3)
     if what == "seed_model_ours":
-        images, y, _ = training_images(count, *SEED_SIZE)
+        images, y = training_images(count, *SEED_SIZE)
         return second_epoch_s(model, dataset(images, y, 32, seed=p.seed, augment=p.augment))
     # the seed: class folders read and augmented by ImageDataGenerator (no rescale: the network has it)
-    from valence.files import read_csv
-
-    rows = read_csv(ROOT / "data/split/train.csv")[:count]
+    rows = training_rows(count)
     with tempfile.TemporaryDirectory() as folder:
         for i, row in enumerate(rows):
             (Path(folder) / row["label"]).mkdir(exist_ok=True)

@@ -1,9 +1,8 @@
 """How TensorFlow uses this machine: threads, seeds, deterministic kernels, precision.
 
-On a 2-core machine TensorFlow's default of two inter-op threads lets two ops compete for the two intra-op
-threads; measured here, a MobileNetV2 forward pass then dropped at random, for seconds at a time, to half
-speed on ~100 % CPU (README: Performance). One inter-op thread and one intra-op thread per core keep both
-cores on the one op that runs, and change no result.
+One inter-op thread and one intra-op thread per core keep both cores on the one op that runs. With two
+inter-op threads on 2 cores, MobileNetV2's forward pass dipped to half speed on ~100 % CPU more often in short
+probes; the dips still happen with one (README: Performance, cause not yet found). Results do not change.
 """
 import os
 

@@ -131,7 +131,6 @@ class MobileNetV2Params(RegularizedParams):
     patience: int = 5
     cached_views: int = 8  # augmented views per image whose frozen-block features are computed once; 0: none
 
-
     def check(self, prefix):
         super().check(prefix)
         _at_least(f"{prefix}.fine_tune_epochs", self.fine_tune_epochs, 0)

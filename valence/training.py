@@ -132,9 +132,10 @@ def train(p, rows, weights="imagenet"):
         plan = cache_features(p, model, fit_images, y_fit, val_images, y_val)
         weights_by_class = None  # CachedViews carries them as sample weights
     else:
-        plan = {name: (dataset(fit_images, y_fit, p.batch_size, seed=p.seed, augment=p.augment),
-                       dataset(val_images, y_val, p.batch_size) if len(val_rows) else None, model)
-                for name, _, _ in phases(p)}
+        # one data set for all phases, so the seeded shuffle and views go on where the last phase stopped
+        data = (dataset(fit_images, y_fit, p.batch_size, seed=p.seed, augment=p.augment),
+                dataset(val_images, y_val, p.batch_size) if len(val_rows) else None, model)
+        plan = {name: data for name, _, _ in phases(p)}
     history = []
     for name, epochs, learning_rate in phases(p):
         train_data, val_data, trained = plan[name]
