@@ -1,29 +1,33 @@
 """How fast training runs, side by side on one machine, in one run: prints one JSON line.
 
     python benchmarks/epoch_speed.py                          # everything (~45 min on 2 cores)
-    python benchmarks/epoch_speed.py --skip-pipelines         # the epoch timings only (~6 min)
+    python benchmarks/epoch_speed.py --skip-pipelines         # the epoch timings only (~12 min)
     python benchmarks/epoch_speed.py --previous 6de57ff       # the commit whose default pipeline to compare
 
 Needs the training split (`dvc repro split`) and, offline, KERAS_HOME as in the README. Each epoch timing
-runs in its own process, so every one starts from the same thread settings, and is the second of two
-epochs (the first traces the graph). Keys:
+runs in its own process, so every one starts from the same thread settings, and is the median of epochs
+2-4 (the first traces the graph). Keys:
 - pure_compute_epoch_s: the default model (mobilenet_v2, top blocks trainable, the fine-tuning step) fit on
   pre-loaded, pre-augmented float32 tensors: the bound for any input pipeline;
 - pipeline_epoch_s: the same model through valence.images.dataset, augmenting as it goes;
 - seed_generator_epoch_s: the seed's way: its network at 400×500, float32, fed by the legacy
   ImageDataGenerator.flow_from_directory with the seed's augmentation, TensorFlow's default threads;
 - seed_model_ours_epoch_s: the same network through our pipeline, threads and precision;
-- inference_images_per_s: the default model scoring images, as evaluate does;
+- seed_model_pure_epoch_s: the same network on pre-augmented tensors: its compute bound;
+- inference_images_per_s: the default model scoring images, as evaluate does (median of 3 passes);
 - default_pipeline_s / previous_default_pipeline_s: `dvc repro --force evaluate` (download → evaluate from
   the Keras-cache copy of OASIS) in git worktrees of HEAD and of --previous; train_cpu_percent is the train
   stage's CPU time over its wall time, peak_rss_mb the largest process of the new run, noop_repro_s a second
-  `dvc repro evaluate` with nothing to do; roc_auc / previous_roc_auc their test ROC AUC.
+  `dvc repro evaluate` with nothing to do; roc_auc / previous_roc_auc their test ROC AUC;
+- host_steal_percent: for each timing, the share of all cores' time the hypervisor gave to other machines
+  (/proc/stat "steal"): a virtual machine's cores can be slowed from outside, and this says when.
 """
 import argparse
 import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,20 +57,45 @@ def training_images(count, height, width):
     return load_images([str(ROOT / r["path"]) for r in rows], height, width, desc="benchmark"), targets(rows)
 
 
-def second_epoch_s(model, data, **fit_args):
-    """Seconds of the second of two epochs (the first one traces)."""
+def epoch_s(model, data, **fit_args):
+    """Median seconds of epochs 2-4 (the first one traces); one slow epoch does not decide the number."""
     import keras
 
     class Clock(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.seconds = []
+
         def on_epoch_begin(self, epoch, logs=None):
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.seconds = time.perf_counter() - self.start
+            self.seconds.append(time.perf_counter() - self.start)
 
     clock = Clock()
-    model.fit(data, epochs=2, verbose=0, callbacks=[clock], **fit_args)
-    return round(clock.seconds, 2)
+    model.fit(data, epochs=4, verbose=0, callbacks=[clock], **fit_args)
+    return round(statistics.median(clock.seconds[1:]), 2)
+
+
+def host_cpu():
+    """Jiffies since boot from /proc/stat: (busy, steal, total), or None off Linux."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
+    return user + nice + system + irq + softirq, steal, sum(fields[:8])
+
+
+def pre_augmented(images, y, p, batch_size):
+    """The images augmented once, ahead of time, as float32 tensors: input costs nothing during the epoch."""
+    import numpy as np
+    import tensorflow as tf
+
+    from valence.images import random_affine
+
+    augmented = np.concatenate([random_affine(tf.cast(images[i:i + 64], tf.float32), p.augment, [p.seed, i])
+                                for i in range(0, len(images), 64)])
+    return tf.data.Dataset.from_tensor_slices((augmented, y)).batch(batch_size)
 
 
 def default_model(p):
@@ -85,10 +114,7 @@ def measure(what, count):
     p = params.load("train", ROOT / "params.yaml")
     if what != "seed_generator":
         compute.configure(p.seed, p.precision, p.op_determinism)
-    import numpy as np
-    import tensorflow as tf
-
-    from valence.images import dataset, random_affine
+    from valence.images import dataset
     from valence.models import build, compile_model, predictor
 
     h = p.mobilenet_v2
@@ -98,21 +124,26 @@ def measure(what, count):
         if what == "inference":
             run = predictor(model)
             run(dataset(images, y, 64), "warm-up")
-            started = time.perf_counter()
-            run(dataset(images, y, 64), "inference")
-            return round(len(images) / (time.perf_counter() - started), 1)
+            rates = []
+            for _ in range(3):
+                started = time.perf_counter()
+                run(dataset(images, y, 64), "inference")
+                rates.append(len(images) / (time.perf_counter() - started))
+            return round(statistics.median(rates), 1)
         if what == "pipeline":
-            return second_epoch_s(model, dataset(images, y, p.batch_size, seed=p.seed, augment=p.augment))
-        augmented = np.concatenate([random_affine(tf.cast(images[i:i + 64], tf.float32), p.augment, [p.seed, i])
-                                    for i in range(0, len(images), 64)])
-        return second_epoch_s(model, tf.data.Dataset.from_tensor_slices((augmented, y)).batch(p.batch_size))
+            return epoch_s(model, dataset(images, y, p.batch_size, seed=p.seed, augment=p.augment))
+        return epoch_s(model, pre_augmented(images, y, p, p.batch_size))
     seed_p = p.using("seed_baseline", image_height=SEED_SIZE[0], image_width=SEED_SIZE[1])
     model = build(seed_p, weights=None)
     compile_model(model, 1e-3)
-    if what == "seed_model_ours":
+    if what in ("seed_model_ours", "seed_model_pure"):
         images, y = training_images(count, *SEED_SIZE)
-        return second_epoch_s(model, dataset(images, y, 32, seed=p.seed, augment=p.augment))
+        if what == "seed_model_pure":
+            return epoch_s(model, pre_augmented(images, y, p, 32))
+        return epoch_s(model, dataset(images, y, 32, seed=p.seed, augment=p.augment))
     # the seed: class folders read and augmented by ImageDataGenerator (no rescale: the network has it)
+    import tensorflow as tf
+
     rows = training_rows(count)
     with tempfile.TemporaryDirectory() as folder:
         for i, row in enumerate(rows):
@@ -123,12 +154,29 @@ def measure(what, count):
             horizontal_flip=True, fill_mode="nearest")
         flow = generator.flow_from_directory(folder, target_size=SEED_SIZE, batch_size=32, class_mode="binary",
                                              seed=p.seed)
-        return second_epoch_s(model, flow)
+        return epoch_s(model, flow)
 
 
-def in_subprocess(what, count):
-    out = subprocess.run([sys.executable, __file__, "--measure", what, "--images", str(count)], check=True,
-                         capture_output=True, text=True, cwd=ROOT)
+class Steal:
+    """The share of all cores' time stolen by the hypervisor while the block ran (None off Linux)."""
+
+    def __enter__(self):
+        self.before, self.percent = host_cpu(), None
+        return self
+
+    def __exit__(self, *exc):
+        after = host_cpu()
+        if self.before and after:
+            _, steal, total = (b - a for a, b in zip(self.before, after))
+            self.percent = round(100 * steal / max(total, 1), 1)
+
+
+def in_subprocess(what, count, steal):
+    """One timing in a fresh process; ``steal[what]`` gets the stolen CPU share meanwhile."""
+    with Steal() as stolen:
+        out = subprocess.run([sys.executable, __file__, "--measure", what, "--images", str(count)], check=True,
+                             capture_output=True, text=True, cwd=ROOT)
+    steal[what] = stolen.percent
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -160,7 +208,7 @@ def repro(folder, env):
                    stdout=subprocess.DEVNULL)
 
 
-def pipelines(previous):
+def pipelines(previous, steal):
     """Default pipeline timings for HEAD and ``previous``, each in a fresh git worktree."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = {}
@@ -173,7 +221,9 @@ def pipelines(previous):
                 watch = StageWatch()
                 watch.start()
                 started = time.perf_counter()
-                repro(folder, env)
+                with Steal() as stolen:
+                    repro(folder, env)
+                steal[f"{name}_pipeline"] = stolen.percent
                 seconds = round(time.perf_counter() - started, 1)
                 watch.done = True
                 auc = json.loads((folder / "metrics/metrics.json").read_text())["roc_auc"]
@@ -193,6 +243,13 @@ def pipelines(previous):
     return result
 
 
+def cpu_model():
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=256, help="training images per timed epoch")
@@ -203,13 +260,15 @@ def main():
     if args.measure:
         print(json.dumps(measure(args.measure, args.images)))
         return
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "images": args.images}
-    for what in ("pure_compute", "pipeline", "seed_generator", "seed_model_ours"):
-        result[f"{what}_epoch_s"] = in_subprocess(what, args.images)
+    result = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "images": args.images}
+    steal = {}
+    for what in ("pure_compute", "pipeline", "seed_generator", "seed_model_ours", "seed_model_pure"):
+        result[f"{what}_epoch_s"] = in_subprocess(what, args.images, steal)
         print(f"{what}_epoch_s: {result[f'{what}_epoch_s']}", file=sys.stderr, flush=True)
-    result["inference_images_per_s"] = in_subprocess("inference", args.images)
+    result["inference_images_per_s"] = in_subprocess("inference", args.images, steal)
     if not args.skip_pipelines:
-        result.update(pipelines(args.previous))
+        result.update(pipelines(args.previous, steal))
+    result["host_steal_percent"] = steal
     print(json.dumps(result))
 
 
