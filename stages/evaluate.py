@@ -5,8 +5,11 @@
 Reads models/model.keras, data/split/test.csv and data/split/train.csv; writes metrics/metrics.json (test
 metrics at the top level, the same for the training split under "train", so overfitting shows) and, under
 plots/eval/, the curve data DVC draws (roc_test.csv, roc_train.csv, precision_recall.csv, predictions.csv for
-the confusion matrix) and PNGs.
+the confusion matrix) and PNGs, among them mistakes.png: the test split's most confident false positives and
+false negatives with their probability and rated valence (from data/labels.csv).
 """
+from pathlib import Path
+
 import _path  # noqa: F401
 from valence import params
 from valence.datasets import targets
@@ -20,6 +23,8 @@ PLOTS = "plots/eval"
 def main():
     p = params.load("evaluate")
     splits = {name: read_csv(f"data/split/{name}.csv", required=MANIFEST_COLUMNS) for name in ("test", "train")}
+    labels = Path("data/labels.csv")  # for the rated valence shown beside each mistake, where there is one
+    valence = {r["path"]: r.get("valence") for r in read_csv(labels, required=["path"])} if labels.exists() else {}
     from valence import compute, evaluation, models, plotting  # TensorFlow loads only after the inputs are checked
 
     compute.configure()
@@ -41,6 +46,7 @@ def main():
     plotting.roc(roc, f"{PLOTS}/roc.png")
     plotting.precision_recall(pr, scores["test"]["average_precision"], y_test.mean(), f"{PLOTS}/precision_recall.png")
     plotting.confusion_matrix(evaluation.confusion(y_test, p_test, p.threshold), f"{PLOTS}/confusion_matrix.png")
+    plotting.mistakes([{**r, "valence": valence.get(r["path"])} for r in predictions], f"{PLOTS}/mistakes.png")
     for name, s in scores.items():
         print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s.items() if not isinstance(v, dict)))
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from helpers import make_garbage_bytes, make_jpeg_bytes, make_oasis_zip, make_png_bytes, write_zip
-from valence.datasets import build_image_set, label_from_valence, targets
+from valence.datasets import build_image_set, concept_of, label_from_valence, targets
 from valence.errors import PipelineError
 
 TOP = "shiny-server-abc"
@@ -59,14 +59,14 @@ def test_oasis_layout(tmp_path, oasis_zip):
     rows, skipped, summary = build_image_set(oasis_zip, images_dir)
     check_consistent(rows, skipped, summary, images_dir)
     under = (images_dir / "images").as_posix()  # top folder stripped, images/ kept
-    assert {(r["path"], r["label"], r["valence"], r["category"]) for r in rows} == {
-        (f"{under}/Acorns 1.jpg", "Positive", 4.68627451, "Object"),
-        (f"{under}/War 2.jpg", "Negative", 1.5, "Scene"),
-        (f"{under}/Monkey 3.jpg", "Positive", 5.5, "Animal"),
-        (f"{under}/Near 1.jpg", "Positive", 4.25, "Object"),
-        (f"{under}/Low 1.jpg", "Negative", 3.75, "Person"),
+    assert {(r["path"], r["label"], r["valence"], r["category"], r["group"]) for r in rows} == {
+        (f"{under}/Acorns 1.jpg", "Positive", 4.68627451, "Object", "Acorns"),
+        (f"{under}/War 2.jpg", "Negative", 1.5, "Scene", "War"),
+        (f"{under}/Monkey 3.jpg", "Positive", 5.5, "Animal", "Monkey"),
+        (f"{under}/Near 1.jpg", "Positive", 4.25, "Object", "Near"),
+        (f"{under}/Low 1.jpg", "Negative", 3.75, "Person", "Low"),
     }
-    assert summary == {"images": 5, "Negative": 2, "Positive": 3, "neutral_dropped": 1, "skipped": 5}
+    assert summary == {"images": 5, "Negative": 2, "Positive": 3, "groups": 5, "neutral_dropped": 1, "skipped": 5}
     reasons = dict(skipped)
     assert reasons.keys() == {f"{CSV}:{LINE['Missing 1']}", f"{CSV}:{LINE['Bad 1']}", f"{TOP}/images/Broken 1.jpg",
                               f"{TOP}/images/Cut 1.jpg", f"{TOP}/images/Orphan 1.jpg"}
@@ -135,13 +135,17 @@ def test_class_folders(tmp_path, layout):
     rows, skipped, summary = build_image_set(path, images_dir, layout=layout)
     check_consistent(rows, skipped, summary, images_dir)
     base = images_dir.as_posix()
-    assert rows == [{"path": f"{base}/Negative/a b.jpg", "label": "Negative", "valence": "", "category": ""},
-                    {"path": f"{base}/Negative/e f.png", "label": "Negative", "valence": "", "category": ""},
-                    {"path": f"{base}/Positive/c d.jpg", "label": "Positive", "valence": "", "category": ""},
-                    {"path": f"{base}/Positive/g h.JPEG", "label": "Positive", "valence": "", "category": ""}]
+    assert rows == [{"path": f"{base}/Negative/a b.jpg", "label": "Negative", "valence": "", "category": "",
+                     "group": "Negative/a b"},
+                    {"path": f"{base}/Negative/e f.png", "label": "Negative", "valence": "", "category": "",
+                     "group": "Negative/e f"},
+                    {"path": f"{base}/Positive/c d.jpg", "label": "Positive", "valence": "", "category": "",
+                     "group": "Positive/c d"},
+                    {"path": f"{base}/Positive/g h.JPEG", "label": "Positive", "valence": "", "category": "",
+                     "group": "Positive/g h"}]
     assert [name for name, _ in skipped] == ["dataset 50:50/Positive/broken.jpg", "dataset 50:50/Positive/notes.txt"]
     assert dict(skipped)["dataset 50:50/Positive/notes.txt"] == "not an image file"
-    assert summary == {"images": 4, "Negative": 2, "Positive": 2, "neutral_dropped": 0, "skipped": 2}
+    assert summary == {"images": 4, "Negative": 2, "Positive": 2, "groups": 4, "neutral_dropped": 0, "skipped": 2}
 
 
 def test_class_folders_without_top_folder(tmp_path):
@@ -207,3 +211,11 @@ def test_targets():
     assert targets([]).shape == (0,)
     with pytest.raises(ValueError):
         targets([{"label": "Neutral"}])
+
+
+@pytest.mark.parametrize("theme, concept", [
+    ("Dog 3", "Dog"), ("Crosswalk 1 ", "Crosswalk"), ("Car crash 12", "Car crash"), ("Fire", "Fire"),
+    ("Dog 3b", "Dog 3b"), ("7", "7"),
+])
+def test_concept_is_the_theme_without_its_number(theme, concept):
+    assert concept_of(theme) == concept

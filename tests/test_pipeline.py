@@ -21,12 +21,16 @@ def project(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
     work, _, _, output = project
-    for stage in ("download", "unzip", "split", "train", "evaluate"):
+    for stage in ("download", "unzip", "audit", "split", "train", "evaluate"):
         assert f"Running stage '{stage}'" in output
     data = json.loads((work / "metrics/data.json").read_text())
     assert data["Negative"] == data["Positive"] == 20 and data["skipped"] == 0
     split = json.loads((work / "metrics/split.json").read_text())
     assert split["test"]["total"] == 8 and split["train"]["total"] == 32
+    assert split["group_by"] == "concept" and split["groups_in_both_splits"] == 0
+    assert split["near_duplicate_pairs_across_splits"] == 0
+    audit = json.loads((work / "metrics/audit.json").read_text())
+    assert audit["images"] == 40 and audit["tiny"] == 40  # 48×60 demo faces are under audit.min_side
     metrics = json.loads((work / "metrics/metrics.json").read_text())
     assert metrics["n_test"] == 8 and metrics["train"]["n_train"] == 32
     for key in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "majority_accuracy"):
@@ -39,7 +43,8 @@ def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
     history = (work / "plots/train/history.csv").read_text().splitlines()
     assert history[0] == "epoch,phase,loss,accuracy,auc,val_loss,val_accuracy,val_auc" and len(history) == 3
     assert history[1].startswith("1,train,")
-    for png in ("train/learning_curves", "eval/roc", "eval/precision_recall", "eval/confusion_matrix"):
+    for png in ("train/learning_curves", "eval/roc", "eval/precision_recall", "eval/confusion_matrix", "eval/mistakes",
+                "audit/near_duplicates"):
         with Image.open(work / f"plots/{png}.png") as image:
             assert image.format == "PNG" and image.getextrema() != ((255, 255),) * len(image.getbands())
     assert (work / "models/model.keras").stat().st_size > 0
@@ -93,7 +98,8 @@ def test_plots_show_draws_every_plot_offline_in_chromium(project, chromium):
         assert view is not None, f"{title!r} not drawn"
         assert x_label in view["text"] and y_label in view["text"], title
         assert view["marks"] > 0, f"{title!r} drew no marks"
-    assert len(images) == 4 and all(width > 0 for _, width in images), images
+    image_plots = [p for p in yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"] if isinstance(p, str)]
+    assert len(images) == len(image_plots) == 6 and all(width > 0 for _, width in images), images
     assert requests and all(url.startswith("file://") for url in requests), requests  # no network at all
     assert screenshot.stat().st_size > 10_000
 
@@ -117,7 +123,7 @@ def test_changing_a_train_param_reruns_only_train_and_evaluate(project):
     run(["git", "commit", "-qm", "after repro"], work, env)
     output = run(dvc + ["exp", "run", "-S", "train.small_cnn.epochs=1"], work, env)
     assert "Running stage 'train'" in output and "Running stage 'evaluate'" in output
-    for stage in ("download", "unzip", "split"):
+    for stage in ("download", "unzip", "audit", "split"):
         assert f"Running stage '{stage}'" not in output
 
 

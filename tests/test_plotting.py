@@ -100,3 +100,23 @@ def test_roc_draws_one_curve_per_split(tmp_path):
     PLOTS["roc"](tmp_path / "two.png")
     assert colour_pixels(read_png(tmp_path / "one.png"), VAL_COLOUR) < 20
     assert colour_pixels(read_png(tmp_path / "two.png"), VAL_COLOUR) > 100
+
+
+def test_mistakes_sheet_shows_the_most_confident_mistakes(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr(plotting, "_thumbnail", lambda path, side=160: shown.append(path) or np.zeros((4, 4, 3), np.uint8))
+    rows = ([{"path": f"neg{i}.jpg", "actual": "Negative", "predicted": "Positive" if p >= 0.5 else "Negative",
+              "probability": p, "valence": "2.5"} for i, p in enumerate((0.9, 0.6, 0.55, 0.2))]
+            + [{"path": f"pos{i}.jpg", "actual": "Positive", "predicted": "Positive" if p >= 0.5 else "Negative",
+                "probability": p, "valence": ""} for i, p in enumerate((0.1, 0.45, 0.8))])
+    plotting.mistakes(rows, tmp_path / "mistakes.png", per_kind=2)
+    assert shown == ["neg0.jpg", "neg1.jpg", "pos0.jpg", "pos1.jpg"]  # highest P(Positive) first, then lowest
+    assert read_png(tmp_path / "mistakes.png").shape[1] > 100
+
+
+def test_pair_and_mistake_sheets_without_anything_to_show_say_so(tmp_path):
+    plotting.image_pairs([], "near-duplicates", tmp_path / "pairs.png")
+    plotting.mistakes([{"path": "a.jpg", "actual": "Positive", "predicted": "Positive", "probability": 0.9}],
+                      tmp_path / "mistakes.png")
+    for name in ("pairs.png", "mistakes.png"):
+        assert read_png(tmp_path / name).min() < 100  # the message is drawn, not a blank page

@@ -3,7 +3,8 @@ from collections import Counter
 import pytest
 
 from valence.errors import PipelineError
-from valence.splitting import class_counts, stratified_split
+from valence.splitting import (check_no_shared_groups, class_counts, grouped_folds, merge_groups, pairs_across,
+                                shared_groups, stratified_split)
 
 
 def table(negative, positive):
@@ -41,3 +42,72 @@ def test_unsplittable_tables_are_clear_errors(rows, message):
 def test_test_size_too_small_for_both_classes():
     with pytest.raises(PipelineError, match="cannot split"):
         stratified_split(table(5, 5), 0.05, seed=0)
+
+
+def concepts(sizes, seed=0):
+    """Rows of concepts with the given numbers of photos; a concept's photos share its label, as in OASIS."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for c, size in enumerate(sizes):
+        label = "Negative" if rng.random() < 0.35 else "Positive"
+        rows += [{"path": f"img/c{c:03d}_{i:02d}.jpg", "label": label, "group": f"concept {c}"} for i in range(size)]
+    return rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_grouped_split_keeps_every_group_on_one_side_and_stays_stratified(seed):
+    rows = concepts([1, 2, 3, 5, 8, 20] * 8, seed=seed)
+    train, test = stratified_split(rows, 0.2, seed, grouped=True)
+    assert not shared_groups(train, test)
+    assert sorted(r["path"] for r in train + test) == sorted(r["path"] for r in rows)
+    share = lambda part: sum(r["label"] == "Positive" for r in part) / len(part)  # noqa: E731
+    assert abs(share(test) - share(rows)) < 0.1
+    assert 0.1 < len(test) / len(rows) < 0.3
+
+
+def test_ungrouped_split_of_the_same_rows_leaks_groups():
+    """The check above can fail: image-by-image splitting puts large concepts on both sides."""
+    rows = concepts([1, 2, 3, 5, 8, 20] * 8)
+    train, test = stratified_split(rows, 0.2, 0, grouped=False)
+    assert len(shared_groups(train, test)) > 5
+
+
+def test_grouped_split_is_deterministic_and_seeded():
+    rows = concepts([1, 2, 3, 5, 8] * 10)
+    first, again, other = (stratified_split(rows, 0.2, seed, grouped=True) for seed in (5, 5, 6))
+    assert first == again and first[1] != other[1]
+
+
+def test_grouped_folds_cover_every_image_once():
+    rows = concepts([1, 2, 4, 7] * 10)
+    folds = grouped_folds(rows, 5, seed=1)
+    held_out = [r["path"] for _, test in folds for r in test]
+    assert sorted(held_out) == sorted(r["path"] for r in rows)
+    for train, test in folds:
+        assert not shared_groups(train, test) and len(train) + len(test) == len(rows)
+
+
+def test_too_few_groups_for_the_folds_is_a_clear_error():
+    with pytest.raises(PipelineError, match="3 groups cannot fill 5 folds"):
+        grouped_folds(concepts([4, 4, 4], seed=3) + [{"path": "x", "label": "Negative", "group": "concept 0"},
+                                                     {"path": "y", "label": "Positive", "group": "concept 1"}],
+                      5, seed=0)
+
+
+def test_merge_groups_joins_connected_pairs():
+    rows = [{"path": p, "label": "Positive", "group": g} for p, g in
+            (("a1", "A"), ("a2", "A"), ("b1", "B"), ("c1", "C"), ("d1", "D"), ("e1", ""))]
+    merged = {r["path"]: r["group"] for r in merge_groups(rows, [("a2", "c1"), ("c1", "e1"), ("zz", "b1")])}
+    assert merged == {"a1": "A", "a2": "A", "c1": "A", "e1": "A", "b1": "B", "d1": "D"}
+
+
+def test_pairs_across_finds_only_pairs_split_apart():
+    first, second = [{"path": "a"}, {"path": "b"}], [{"path": "c"}]
+    assert pairs_across(first, second, [("a", "b"), ("c", "a"), ("b", "x")]) == [("c", "a")]
+
+
+def test_check_no_shared_groups_names_them():
+    with pytest.raises(PipelineError, match="group.s. Dog on both sides"):
+        check_no_shared_groups([{"path": "a", "group": "Dog"}], [{"path": "b", "group": "Dog"}], "labels")

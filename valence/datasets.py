@@ -1,12 +1,17 @@
-"""Archive layouts → one labels table (path, label, valence, category).
+"""Archive layouts → one labels table (path, label, valence, category, group).
 
 Two layouts are understood:
 - rated_csv: a CSV with Theme and Valence_mean columns (OASIS) beside an images/ folder; labels from valence;
 - class_folders: images inside folders named Negative/ and Positive/ (the seed's `dataset 50:50`).
+
+``group`` is the concept an image shows, so that splits keep its photos together: for rated_csv the Theme
+without its trailing number ("Dog 3" → "Dog"); for class_folders each image is its own group (the audit stage
+later joins near-copies into one group, in both layouts).
 """
 import csv
 import io
 import math
+import re
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -19,9 +24,14 @@ from valence.images import decode
 from valence.splitting import class_counts
 
 CLASSES = ("Negative", "Positive")  # index = the model's target: 1 means Positive
-LABEL_COLUMNS = ["path", "label", "valence", "category"]
+LABEL_COLUMNS = ["path", "label", "valence", "category", "group"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CSV_COLUMNS = ("Theme", "Valence_mean")
+
+
+def concept_of(theme):
+    """OASIS' concept of a Theme: the name without its trailing number ("Dog 3" → "Dog", "Crosswalk 1 " → "Crosswalk")."""
+    return re.sub(r"\s*\d+$", "", theme.strip()) or theme.strip()
 
 
 def targets(rows):
@@ -113,7 +123,7 @@ def _read_rated_csv(archive, csv_path, archive_path):
 
 
 def select_rated_csv(archive, members, archive_path, threshold, margin):
-    """[(member path, label, valence, category)], skipped [(name, reason)], number of neutral rows dropped."""
+    """[(member path, label, valence, category, group)], skipped [(name, reason)], number of neutral rows dropped."""
     csv_paths = _rated_csvs(archive, members)
     if len(csv_paths) != 1:
         raise PipelineError(f"{archive_path}: expected one rated CSV, found {len(csv_paths) or 'none'}"
@@ -140,7 +150,7 @@ def select_rated_csv(archive, members, archive_path, threshold, margin):
         if label is None:
             neutral += 1
             continue
-        selected.append((image, label, valence, (row.get("Category") or "").strip()))
+        selected.append((image, label, valence, (row.get("Category") or "").strip(), concept_of(theme)))
     skipped += [(str(p), "image has no CSV row") for p in sorted(set(by_theme.values()) - used)]
     return selected, skipped, neutral
 
@@ -152,7 +162,7 @@ def select_class_folders(members):
         if label is None:
             continue
         if _is_image_name(path):
-            selected.append((path, label, "", ""))
+            selected.append((path, label, "", "", None))  # group: the image itself, named below
         else:
             skipped.append((str(path), "not an image file"))
     return selected, skipped
@@ -206,8 +216,9 @@ def build_image_set(archive_path, images_dir, layout="auto", threshold=4.0, marg
             selected, skipped = select_class_folders(members)
         top = _common_top(list(members))
         rows = []
-        for member, label, valence, category in tqdm(selected, desc="extracting", unit="img"):
+        for member, label, valence, category, group in tqdm(selected, desc="extracting", unit="img"):
             relative = PurePosixPath(*member.parts[1:]) if top else member
+            group = group or relative.with_suffix("").as_posix()
             out = extract_member(archive, members[member], images_dir, relative)
             try:
                 decode(out)
@@ -216,14 +227,15 @@ def build_image_set(archive_path, images_dir, layout="auto", threshold=4.0, marg
                 skipped.append((str(member), str(err)))
                 continue
             rows.append({"path": out.as_posix(), "label": label, "valence": valence, "category": category,
-                         "member": str(member)})
+                         "group": group, "member": str(member)})
     rows.sort(key=lambda r: r["path"])
     rows, duplicates = drop_duplicates(rows)
     skipped += duplicates
     counts = class_counts(rows, CLASSES)
     if not rows:
         raise PipelineError(f"{archive_path}: no usable labelled images ({layout} layout)")
-    summary = {"images": len(rows), **counts, "neutral_dropped": neutral, "skipped": len(skipped)}
+    summary = {"images": len(rows), **counts, "groups": len({r["group"] for r in rows}), "neutral_dropped": neutral,
+               "skipped": len(skipped)}
     for row in rows:
         del row["member"]
     return rows, sorted(skipped), summary

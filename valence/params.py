@@ -53,13 +53,34 @@ class UnzipParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuditParams:
+    near_duplicate_bits: int = 8  # pHash bits (of 64) two near-copies may differ in; OASIS: one pair at 6, next at 12
+    dark_below: float = 0.06  # mean brightness (0–1) under which an image is flagged dark
+    blurry_below: float = 65.0  # Laplacian variance (at 256 px) under which an image is flagged blurry
+    min_side: int = 64  # pixels: a shorter side is flagged tiny
+    max_aspect: float = 3.0  # longer side / shorter side above this is flagged odd
+
+    def check(self):
+        if not 0 <= self.near_duplicate_bits <= 32:
+            raise PipelineError(f"audit.near_duplicate_bits must be between 0 and 32, got {self.near_duplicate_bits}")
+        if not 0 <= self.dark_below <= 1:
+            raise PipelineError(f"audit.dark_below must be between 0 and 1, got {self.dark_below}")
+        if self.blurry_below < 0:
+            raise PipelineError(f"audit.blurry_below must be >= 0, got {self.blurry_below}")
+        _at_least("audit.min_side", self.min_side, 1)
+        _at_least("audit.max_aspect", self.max_aspect, 1)
+
+
+@dataclasses.dataclass(frozen=True)
 class SplitParams:
     test_size: float = 0.2  # share of images held out for evaluate
     seed: int = 21
+    group_by: str = "concept"  # concept: no concept or near-copy on both sides; none: image by image (leaky)
 
     def check(self):
         if not 0 < self.test_size < 1:
             raise PipelineError(f"split.test_size must be between 0 and 1 (exclusive), got {self.test_size}")
+        _one_of("split.group_by", self.group_by, ("concept", "none"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +240,7 @@ class EvaluateParams:
 SECTIONS = {
     "download": DownloadParams,
     "unzip": UnzipParams,
+    "audit": AuditParams,
     "split": SplitParams,
     "train": TrainParams,
     "evaluate": EvaluateParams,

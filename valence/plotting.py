@@ -71,3 +71,64 @@ def learning_curves(history, path):
         ax.set(title=f"{metric} per epoch", xlabel="epoch", ylabel=metric)
         ax.legend()
     _save(figure, path)
+
+
+def _thumbnail(path, side=160):
+    from valence.images import decode
+
+    try:
+        image = decode(path)
+    except ValueError:
+        return np.full((side, side, 3), 200, dtype=np.uint8)  # an unreadable file shows as a grey square
+    image.thumbnail((side, side))
+    return np.asarray(image)
+
+
+def _no_images(title, message, path):
+    figure, ax = plt.subplots(figsize=(6, 1.5))
+    ax.axis("off")
+    ax.set_title(title)
+    ax.text(0.5, 0.4, message, ha="center", va="center")
+    _save(figure, path)
+
+
+def image_pairs(pairs, title, path, limit=12):
+    """A contact sheet of image pairs, one pair a row: ``pairs`` of {paths, labels, distance}."""
+    if not pairs:
+        return _no_images(title, "none found", path)
+    shown = pairs[:limit]
+    figure, axes = plt.subplots(len(shown), 2, figsize=(6, 2.6 * len(shown)), squeeze=False)
+    for row, pair in zip(axes, shown):
+        for ax, image_path, label in zip(row, pair["paths"], pair["labels"]):
+            ax.imshow(_thumbnail(image_path))
+            ax.set_title(f"{image_path.rsplit('/', 1)[-1]}\n{label}, {pair['distance']} bits apart", fontsize=8)
+            ax.axis("off")
+    figure.suptitle(title + (f" ({limit} of {len(pairs)})" if len(pairs) > limit else ""))
+    _save(figure, path)
+
+
+def mistakes(rows, path, per_kind=8):
+    """The most confident false positives and false negatives: ``rows`` of {path, actual, probability, valence}.
+
+    False positives (actually Negative) come first, highest P(Positive) first; then false negatives, lowest first.
+    """
+    wrong = {"false positive": sorted((r for r in rows if r["actual"] == CLASSES[0] and r["predicted"] == CLASSES[1]),
+                                      key=lambda r: -r["probability"])[:per_kind],
+             "false negative": sorted((r for r in rows if r["actual"] == CLASSES[1] and r["predicted"] == CLASSES[0]),
+                                      key=lambda r: r["probability"])[:per_kind]}
+    title = "Most confident mistakes (test split)"
+    if not any(wrong.values()):
+        return _no_images(title, "no mistakes", path)
+    columns = max(len(w) for w in wrong.values())
+    figure, axes = plt.subplots(2, columns, figsize=(2.2 * columns, 5.4), squeeze=False)
+    for row, (kind, items) in zip(axes, wrong.items()):
+        for i, ax in enumerate(row):
+            ax.axis("off")
+            if i < len(items):
+                r = items[i]
+                valence = f", valence {float(r['valence']):.2f}" if r.get("valence") not in (None, "") else ""
+                ax.imshow(_thumbnail(r["path"]))
+                ax.set_title(f"{kind}\n{r['path'].rsplit('/', 1)[-1]}\nP(Positive) {r['probability']:.2f}{valence}",
+                             fontsize=7)
+    figure.suptitle(title)
+    _save(figure, path)

@@ -1,28 +1,107 @@
-"""Stratified, seeded train/test split of the labels table into manifests (path, label)."""
+"""Stratified, seeded train/test splits of the labels table into manifests (path, label, group).
+
+Photos of one group — one OASIS concept ("Dog 1" … "Dog 20"), or images the audit found to be near-copies —
+always land on the same side of a split. Otherwise the test split would measure whether the model recognises
+a concept it has already seen, not whether it can judge a new photo.
+"""
 from collections import Counter
 
-from sklearn.model_selection import train_test_split
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from valence.errors import PipelineError
 
-MANIFEST_COLUMNS = ["path", "label"]
+MANIFEST_COLUMNS = ["path", "label"]  # required; "group" is written too and used where present
+OUTPUT_COLUMNS = ["path", "label", "group"]
 
 
-def stratified_split(rows, test_size, seed, what="labels"):
-    """(train rows, test rows), each class in the same proportion; both sorted by path for stable files."""
-    labels = [r["label"] for r in rows]
-    counts = Counter(labels)
+def _check_classes(rows, what):
+    counts = Counter(r["label"] for r in rows)
     if len(counts) < 2:
         raise PipelineError(f"{what}: only one class ({', '.join(counts) or 'none'}) — need Negative and Positive")
     rare = {c: n for c, n in counts.items() if n < 2}
     if rare:
         raise PipelineError(f"{what}: too few images to stratify: {rare} (each class needs at least 2)")
+
+
+def merge_groups(rows, pairs):
+    """Rows with their "group" joined over ``pairs`` of paths (near-copies): connected groups become one.
+
+    A merged group is named after its alphabetically first member group, so names are stable.
+    """
+    parent = {}
+
+    def find(g):
+        parent.setdefault(g, g)
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    group_of = {r["path"]: r.get("group") or r["path"] for r in rows}
+    for a, b in pairs:
+        if a in group_of and b in group_of:
+            first, second = sorted((find(group_of[a]), find(group_of[b])))
+            parent[second] = first
+    return [{**r, "group": find(group_of[r["path"]])} for r in rows]
+
+
+def grouped_folds(rows, n_splits, seed, what="labels"):
+    """[(train rows, test rows)] × n_splits: stratified by label, no group on both sides, sorted by path."""
+    _check_classes(rows, what)
+    groups = [r.get("group") or r["path"] for r in rows]
+    if len(set(groups)) < n_splits:
+        raise PipelineError(f"{what}: {len(set(groups))} groups cannot fill {n_splits} folds")
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    labels = [r["label"] for r in rows]
+    by_path = lambda r: r["path"]  # noqa: E731
+    result = []
+    for train_index, test_index in folds.split(np.zeros(len(rows)), labels, groups):
+        train, test = [rows[i] for i in train_index], [rows[i] for i in test_index]
+        check_no_shared_groups(train, test, what)
+        result.append((sorted(train, key=by_path), sorted(test, key=by_path)))
+    return result
+
+
+def stratified_split(rows, test_size, seed, what="labels", grouped=False):
+    """(train rows, test rows), each class in about the same proportion; both sorted by path for stable files.
+
+    grouped: whole groups go to one side (the first of round(1 / test_size) stratified group folds, so the
+    test share is approximate); otherwise images are split one by one.
+    """
+    _check_classes(rows, what)
+    if grouped:
+        n_splits = max(2, round(1 / test_size))
+        train, test = grouped_folds(rows, n_splits, seed, what)[0]
+        if not {r["label"] for r in test} >= {r["label"] for r in rows}:
+            raise PipelineError(f"{what}: test_size={test_size} leaves a class out of a grouped split; "
+                                "use more images or a larger test_size")
+        return train, test
+    labels = [r["label"] for r in rows]
     try:
         train, test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=labels)
     except ValueError as err:
         raise PipelineError(f"{what}: cannot split with test_size={test_size}: {err}") from None
     by_path = lambda r: r["path"]  # noqa: E731
     return sorted(train, key=by_path), sorted(test, key=by_path)
+
+
+def shared_groups(first, second):
+    """Groups with images on both sides, sorted."""
+    return sorted({r.get("group") for r in first if r.get("group")} & {r.get("group") for r in second if r.get("group")})
+
+
+def check_no_shared_groups(first, second, what):
+    """Checked, not assumed: raise if any group sits on both sides."""
+    shared = shared_groups(first, second)
+    if shared:
+        raise PipelineError(f"{what}: group(s) {', '.join(shared[:5])} on both sides of the split")
+
+
+def pairs_across(first, second, pairs):
+    """The near-copy ``pairs`` of paths with one image in each of two manifests."""
+    a, b = {r["path"] for r in first}, {r["path"] for r in second}
+    return [(x, y) for x, y in pairs if (x in a and y in b) or (x in b and y in a)]
 
 
 def class_counts(rows, classes):

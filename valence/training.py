@@ -27,10 +27,15 @@ FEATURE_BATCH = 64  # images per forward pass when caching features: inference o
 
 
 def carve_validation(rows, validation_size, seed):
-    """(fit rows, validation rows): a stratified slice of the training split, so the test split stays unseen."""
+    """(fit rows, validation rows): a stratified slice of the training split, so the test split stays unseen.
+
+    Grouped like the split when the manifest names groups: early stopping on photos of concepts the model
+    trains on would reward memorising concepts, as a leaky test split does.
+    """
     if validation_size == 0:
         return rows, []
-    return stratified_split(rows, validation_size, seed, what="training split (train.validation_size)")
+    return stratified_split(rows, validation_size, seed, what="training split (train.validation_size)",
+                            grouped=any(r.get("group") for r in rows))
 
 
 def class_weights(y, how):
