@@ -30,16 +30,20 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from valence import params  # noqa: E402
+from valence.errors import run_stage  # noqa: E402
 from valence.files import read_csv  # noqa: E402
 from valence.splitting import MANIFEST_COLUMNS, grouped_folds, merge_groups  # noqa: E402
 
 METRICS = ("roc_auc", "balanced_accuracy", "average_precision", "accuracy")
-COLUMNS = ["repeat", "fold", "n_train", "n_test", "test_groups", "positive_share", *METRICS, "seconds"]
+# validation_auc: the trained model's AUC on its validation slice of the training folds (the best epoch of its
+# last phase, which early stopping restores): what variants are chosen by, never the held-out fold
+COLUMNS = ["repeat", "fold", "n_train", "n_test", "test_groups", "positive_share", *METRICS, "validation_auc",
+           "seconds"]
 
 
 def train_params(overrides):
     """params.yaml's train section with ``key=value`` overrides (keys below train, values as YAML)."""
-    document = yaml.safe_load(params.PARAMS_FILE.read_text()) or {}
+    document = (yaml.safe_load(params.PARAMS_FILE.read_text()) if params.PARAMS_FILE.exists() else None) or {}
     section = document.get("train") or {}
     for override in overrides:
         key, _, value = override.partition("=")
@@ -92,7 +96,7 @@ def probe_scorer():
     def score(train_rows, test_rows):
         model = LogisticRegression(C=0.1, class_weight="balanced", max_iter=5000)
         model.fit(features(train_rows), targets(train_rows))
-        return model.predict_proba(features(test_rows))[:, 1]
+        return model.predict_proba(features(test_rows))[:, 1], None
 
     return score
 
@@ -104,8 +108,10 @@ def model_scorer(p):
         from valence import models, training
 
         keras.backend.clear_session()
-        model, _ = training.train(p, train_rows)
-        return models.predict(model, [r["path"] for r in test_rows], 64, desc="held-out fold")
+        model, history = training.train(p, train_rows)
+        last_phase = [row["val_auc"] for row in history if row["phase"] == history[-1]["phase"] and "val_auc" in row]
+        return (models.predict(model, [r["path"] for r in test_rows], 64, desc="held-out fold"),
+                max(last_phase) if last_phase else None)
 
     return score
 
@@ -127,16 +133,19 @@ def main():
     parser.add_argument("-S", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a train param, e.g. -S mobilenet_v2.epochs=10")
     parser.add_argument("--label", help="results file name (default from the model and grouping)")
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
     p = train_params(args.overrides + ([f"model={args.model}"] if args.model else []))
     seed = params.load("split").seed
     name = "probe" if args.probe else p.model
     label = args.label or f"{name}-{'grouped' if args.group_by == 'concept' else 'random'}"
-    out = ROOT / "benchmarks" / "results" / f"{label}.csv"
+    out = args.results_dir / f"{label}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = labelled_rows(args.group_by)
     score = probe_scorer() if args.probe else model_scorer(p)
+    if out.exists() and out.read_text().split("\n", 1)[0] != ",".join(COLUMNS):
+        sys.exit(f"{out}: written by another version of this script (other columns); move it away to start anew")
     done = {(int(r["repeat"]), int(r["fold"])) for r in done_folds(out)}
     if not out.exists():
         with out.open("w", newline="") as f:
@@ -152,22 +161,24 @@ def main():
             started = time.monotonic()
             print(f"{label}: repeat {repeat}, fold {fold + 1}/{args.folds}: {len(train_rows)} train, "
                   f"{len(test_rows)} held out", flush=True)
-            probability = score(train_rows, test_rows)
+            probability, validation_auc = score(train_rows, test_rows)
             y = targets(test_rows)
             scores = binary_metrics(y, probability, 0.5)
             result = {"repeat": repeat, "fold": fold, "n_train": len(train_rows), "n_test": len(test_rows),
                       "test_groups": len({r["group"] for r in test_rows if r["group"]}),
                       "positive_share": round(float(y.mean()), 3),
-                      **{m: scores[m] for m in METRICS}, "seconds": round(time.monotonic() - started)}
+                      **{m: scores[m] for m in METRICS}, "validation_auc": validation_auc,
+                      "seconds": round(time.monotonic() - started)}
             with out.open("a", newline="") as f:
                 csv.DictWriter(f, COLUMNS).writerow(result)
             print({m: scores[m] for m in METRICS}, flush=True)
     finished = done_folds(out)
-    summary = {m: [float(r[m]) for r in finished] for m in METRICS}
+    summary = {m: [float(r[m]) for r in finished if r.get(m) not in (None, "")] for m in (*METRICS, "validation_auc")}
+    summary = {m: v for m, v in summary.items() if v}
     cells = [f"{m} {statistics.mean(v):.3f} ± {statistics.stdev(v) if len(v) > 1 else 0:.3f}"
              for m, v in summary.items()]
     print(f"{label}: {len(finished)} folds, {sum(int(r['seconds']) for r in finished)} s: {', '.join(cells)}")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)  # a bad override or input is one line, not a traceback

@@ -1,0 +1,59 @@
+"""benchmarks/cross_validate.py on a tiny generated data set: grouped folds, resumable results, overrides."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from helpers import ROOT
+
+
+def tiny_labels(work, concepts=12, photos=3):
+    (work / "data/images").mkdir(parents=True)
+    rows = []
+    rng = np.random.default_rng(0)
+    for c in range(concepts):
+        label = "Positive" if c % 2 else "Negative"
+        for i in range(photos):
+            path = f"data/images/c{c}_{i}.png"
+            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(work / path)
+            rows.append({"path": path, "label": label, "group": f"concept {c}"})
+    with open(work / "data/labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["path", "label", "group"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def cross_validate(work, *args):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks/cross_validate.py"), "--results-dir", str(work / "out"),
+                           *args], cwd=work, capture_output=True, text=True)
+
+
+def test_folds_hold_out_whole_concepts_and_a_rerun_resumes(tmp_path):
+    rows = tiny_labels(tmp_path)
+    # a near-copy pair across two concepts joins them into one group
+    (tmp_path / "data/audit.json").write_text(json.dumps({"near_duplicates": [{"paths": [rows[0]["path"], rows[3]["path"]]}]}))
+    args = ["--model", "small_cnn", "--folds", "2", "-S", "small_cnn.epochs=1", "-S", "small_cnn.image_height=32",
+            "-S", "small_cnn.image_width=32", "-S", "validation_size=0.5"]
+    result = cross_validate(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "out/small_cnn-grouped.csv") as f:
+        folds = list(csv.DictReader(f))
+    assert [int(r["fold"]) for r in folds] == [0, 1]
+    assert sum(int(r["n_test"]) for r in folds) == len(rows)
+    assert sum(int(r["test_groups"]) for r in folds) == 11  # 12 concepts, two joined by the near-copy
+    for r in folds:
+        assert 0 <= float(r["roc_auc"]) <= 1 and 0 <= float(r["validation_auc"]) <= 1
+    assert "small_cnn-grouped: 2 folds" in result.stdout
+    again = cross_validate(tmp_path, *args)
+    assert again.returncode == 0 and "fold 1/2" not in again.stdout  # done folds are skipped
+    assert (tmp_path / "out/small_cnn-grouped.csv").read_text().count("\n") == 3
+
+
+def test_unknown_override_is_refused(tmp_path):
+    tiny_labels(tmp_path)
+    result = cross_validate(tmp_path, "-S", "small_cnn.epoch=1")
+    assert result.returncode != 0 and "unknown key(s) train.small_cnn.epoch" in result.stderr
