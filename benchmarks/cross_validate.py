@@ -20,6 +20,7 @@ already there, so a long run can be stopped and resumed. Prints mean ± std over
 """
 import argparse
 import csv
+import json
 import statistics
 import sys
 import time
@@ -64,8 +65,6 @@ def labelled_rows(group_by):
     audit = Path("data/audit.json")
     pairs = []
     if audit.exists():
-        import json
-
         pairs = [(f["paths"][0], f["paths"][1]) for f in json.loads(audit.read_text())["near_duplicates"]]
     return merge_groups(rows, pairs)
 
