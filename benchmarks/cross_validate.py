@@ -20,7 +20,6 @@ already there, so a long run can be stopped and resumed. Prints mean ± std over
 """
 import argparse
 import csv
-import json
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from valence import params  # noqa: E402
+from valence.audit import near_duplicate_pairs  # noqa: E402
 from valence.errors import run_stage  # noqa: E402
 from valence.files import read_csv  # noqa: E402
 from valence.splitting import MANIFEST_COLUMNS, grouped_folds, merge_groups  # noqa: E402
@@ -63,10 +63,7 @@ def labelled_rows(group_by):
     if group_by == "none":
         return [{**r, "group": ""} for r in rows]
     audit = Path("data/audit.json")
-    pairs = []
-    if audit.exists():
-        pairs = [(f["paths"][0], f["paths"][1]) for f in json.loads(audit.read_text())["near_duplicates"]]
-    return merge_groups(rows, pairs)
+    return merge_groups(rows, near_duplicate_pairs(audit) if audit.exists() else [])
 
 
 def probe_scorer():

@@ -9,10 +9,9 @@ Writes data/split/train.csv and data/split/test.csv (path, label, group; sorted 
 give byte-identical files) and metrics/split.json: images per class and groups per split, and — checked on
 the written manifests — groups_in_both_splits and near_duplicate_pairs_across_splits.
 """
-import json
-
 import _path  # noqa: F401
 from valence import params
+from valence.audit import near_duplicate_pairs
 from valence.datasets import CLASSES
 from valence.errors import PipelineError, run_stage
 from valence.files import read_csv, write_csv, write_json
@@ -25,11 +24,7 @@ AUDIT = "data/audit.json"
 def main():
     p = params.load("split")
     rows = read_csv("data/labels.csv", required=MANIFEST_COLUMNS)
-    try:
-        pairs = [tuple(n["paths"]) for n in json.loads(open(AUDIT).read())["near_duplicates"]]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise PipelineError(f"{AUDIT}: cannot read the near-duplicate pairs ({type(err).__name__}); "
-                            "run the audit stage") from None
+    pairs = near_duplicate_pairs(AUDIT)
     rows = merge_groups(rows, pairs)
     grouped = p.group_by == "concept"
     train, test = stratified_split(rows, p.test_size, p.seed, what="data/labels.csv", grouped=grouped)

@@ -7,6 +7,7 @@ stage joins every near-duplicate pair found here into one group. Perceptual hash
 drops byte-identical files; this catches re-encoded copies).
 """
 import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import imagehash
@@ -28,7 +29,7 @@ def sharpness(gray):
 
 
 def fingerprint(path):
-    """{path, width, height, brightness 0–1, sharpness, pixel digest, 64-bit pHash as int} of one image."""
+    """{path, width, height, brightness 0–1, sharpness, pixel digest, 64-bit pHash as booleans} of one image."""
     try:
         image = decode(path)
     except ValueError as err:
@@ -93,6 +94,10 @@ def counts(findings):
             **{flag: len(items) for flag, items in findings["quality"].items()}}
 
 
-def near_duplicate_pairs(findings):
-    """[(path, path)] of every near-duplicate pair (exact ones included)."""
-    return [tuple(n["paths"]) for n in findings["near_duplicates"]]
+def near_duplicate_pairs(path):
+    """[(path, path)] of every near-duplicate pair (exact ones included) in a data/audit.json."""
+    try:
+        return [tuple(n["paths"]) for n in json.loads(open(path).read())["near_duplicates"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PipelineError(f"{path}: cannot read the near-duplicate pairs ({type(err).__name__}); "
+                            "run the audit stage") from None

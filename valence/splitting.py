@@ -69,7 +69,6 @@ def stratified_split(rows, test_size, seed, what="labels", grouped=False):
     grouped: whole groups go to one side (the first of round(1 / test_size) stratified group folds, so the
     test share is approximate); otherwise images are split one by one.
     """
-    _check_classes(rows, what)
     if grouped:
         n_splits = max(2, round(1 / test_size))
         train, test = grouped_folds(rows, n_splits, seed, what)[0]
@@ -77,6 +76,7 @@ def stratified_split(rows, test_size, seed, what="labels", grouped=False):
             raise PipelineError(f"{what}: test_size={test_size} leaves a class out of a grouped split; "
                                 "use more images or a larger test_size")
         return train, test
+    _check_classes(rows, what)
     labels = [r["label"] for r in rows]
     try:
         train, test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=labels)
