@@ -15,6 +15,11 @@ split.seed (+1, +2 for more repeats): StratifiedGroupKFold, so no concept is on 
 --probe is the reference the fine-tune must beat: frozen ImageNet MobileNetV2 at 224×224, global-average
 features averaged over the image and its mirror, and a logistic regression (C 0.1, balanced classes).
 
+Variants of the same trained fold cost no training: --flip-average also writes <label>-flip.csv (P(Positive)
+averaged over each image and its mirror, as evaluate.flip_average does) and --probe-mix <label>-probe-mix.csv
+(the mean of that and the probe's P(Positive), the probe fitted on the same rows). Choose between them by
+validation_auc, never by the held-out columns.
+
 Every finished fold is appended to benchmarks/results/<label>.csv at once, and a rerun skips the folds
 already there, so a long run can be stopped and resumed. Prints mean ± std over the folds.
 """
@@ -36,8 +41,8 @@ from valence.files import read_csv  # noqa: E402
 from valence.splitting import MANIFEST_COLUMNS, grouped_folds, merge_groups  # noqa: E402
 
 METRICS = ("roc_auc", "balanced_accuracy", "average_precision", "accuracy")
-# validation_auc: the trained model's AUC on its validation slice of the training folds (the best epoch of its
-# last phase, which early stopping restores): what variants are chosen by, never the held-out fold
+# validation_auc: the trained model's ROC AUC on its validation slice of the training folds (with early stopping,
+# the best epoch restored): what variants are chosen by, never the held-out fold
 COLUMNS = ["repeat", "fold", "n_train", "n_test", "test_groups", "positive_share", *METRICS, "validation_auc",
            "seconds"]
 
@@ -66,14 +71,12 @@ def labelled_rows(group_by):
     return merge_groups(rows, near_duplicate_pairs(audit) if audit.exists() else [])
 
 
-def probe_scorer():
-    """(train rows, test rows) → P(Positive) of the test rows, from frozen features computed once per image."""
+def probe_features():
+    """rows → frozen 224×224 MobileNetV2 features (mean over the image and its mirror), computed once per image."""
     import keras
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
 
     from valence import compute
-    from valence.datasets import targets
     from valence.images import load_images
 
     compute.configure(0)
@@ -89,25 +92,60 @@ def probe_scorer():
             cache.update(zip(missing, (both[0] + both[1]) / 2))
         return np.stack([cache[r["path"]] for r in rows])
 
-    def score(train_rows, test_rows):
-        model = LogisticRegression(C=0.1, class_weight="balanced", max_iter=5000)
-        model.fit(features(train_rows), targets(train_rows))
-        return model.predict_proba(features(test_rows))[:, 1], None
-
-    return score
+    return features
 
 
-def model_scorer(p):
+def fit_probe(features, fit_rows):
+    """The reference logistic regression (C 0.1, balanced classes) on ``fit_rows``: rows → P(Positive)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from valence.datasets import targets
+
+    model = LogisticRegression(C=0.1, class_weight="balanced", max_iter=5000).fit(features(fit_rows),
+                                                                                  targets(fit_rows))
+    return lambda rows: model.predict_proba(features(rows))[:, 1]
+
+
+def probe_scorer():
+    """(train rows, test rows) → {"": (P(Positive) of the test rows, validation AUC: none)}."""
+    features = probe_features()
+    return lambda train_rows, test_rows: {"": (fit_probe(features, train_rows)(test_rows), None)}
+
+
+def model_scorer(p, flip_average=False, probe_mix=False):
+    """(train rows, test rows) → {file suffix: (P(Positive) of the test rows, validation AUC)}, one training."""
+    features = probe_features() if probe_mix else None
+
     def score(train_rows, test_rows):
         import keras
+        from sklearn.metrics import roc_auc_score
 
         from valence import models, training
+        from valence.datasets import targets
 
         keras.backend.clear_session()
-        model, history = training.train(p, train_rows)
-        last_phase = [row["val_auc"] for row in history if row["phase"] == history[-1]["phase"] and "val_auc" in row]
-        return (models.predict(model, [r["path"] for r in test_rows], 64, desc="held-out fold"),
-                max(last_phase) if last_phase else None)
+        model, _ = training.train(p, train_rows)
+        fit_rows, val_rows = training.carve_validation(train_rows, p.validation_size, p.seed)  # as train drew
+
+        def predict(rows, flip):
+            return models.predict(model, [r["path"] for r in rows], 64, desc="held-out fold", flip_average=flip)
+
+        def auc(probability):
+            return round(float(roc_auc_score(targets(val_rows), probability)), 4) if val_rows else None
+
+        def both(flip):
+            return {"test": predict(test_rows, flip), "val": predict(val_rows, flip) if val_rows else []}
+
+        variants = {"": both(False)}
+        if flip_average or probe_mix:
+            flipped = both(True)
+            if flip_average:
+                variants["-flip"] = flipped
+            if probe_mix:
+                probe = fit_probe(features, fit_rows)
+                variants["-probe-mix"] = {"test": (flipped["test"] + probe(test_rows)) / 2,
+                                          "val": (flipped["val"] + probe(val_rows)) / 2 if val_rows else []}
+        return {suffix: (v["test"], auc(v["val"])) for suffix, v in variants.items()}
 
     return score
 
@@ -128,6 +166,9 @@ def main():
     parser.add_argument("--probe", action="store_true", help="the frozen-feature logistic regression instead")
     parser.add_argument("-S", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a train param, e.g. -S mobilenet_v2.epochs=10")
+    parser.add_argument("--flip-average", action="store_true", help="also score with flip averaging (<label>-flip)")
+    parser.add_argument("--probe-mix", action="store_true",
+                        help="also score the mean of the flip-averaged model and the probe (<label>-probe-mix)")
     parser.add_argument("--label", help="results file name (default from the model and grouping)")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -136,39 +177,52 @@ def main():
     seed = params.load("split").seed
     name = "probe" if args.probe else p.model
     label = args.label or f"{name}-{'grouped' if args.group_by == 'concept' else 'random'}"
-    out = args.results_dir / f"{label}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    suffixes = [""] + ["-flip"] * args.flip_average + ["-probe-mix"] * args.probe_mix
+    if args.probe and len(suffixes) > 1:
+        sys.exit("--flip-average and --probe-mix score a trained model: not with --probe")
+    outs = {suffix: args.results_dir / f"{label}{suffix}.csv" for suffix in suffixes}
+    args.results_dir.mkdir(parents=True, exist_ok=True)
     rows = labelled_rows(args.group_by)
-    score = probe_scorer() if args.probe else model_scorer(p)
-    if out.exists() and out.read_text().split("\n", 1)[0] != ",".join(COLUMNS):
-        sys.exit(f"{out}: written by another version of this script (other columns); move it away to start anew")
-    done = {(int(r["repeat"]), int(r["fold"])) for r in done_folds(out)}
-    if not out.exists():
-        with out.open("w", newline="") as f:
-            csv.DictWriter(f, COLUMNS).writeheader()
+    for out in outs.values():
+        if out.exists() and out.read_text().split("\n", 1)[0] != ",".join(COLUMNS):
+            sys.exit(f"{out}: written by another version of this script (other columns); move it away to start anew")
+    done = {suffix: {(int(r["repeat"]), int(r["fold"])) for r in done_folds(out)} for suffix, out in outs.items()}
+    for out in outs.values():
+        if not out.exists():
+            with out.open("w", newline="") as f:
+                csv.DictWriter(f, COLUMNS).writeheader()
+    score = probe_scorer() if args.probe else model_scorer(p, args.flip_average, args.probe_mix)
     from valence.datasets import targets
     from valence.evaluation import binary_metrics
 
     for repeat in range(args.repeats):
         folds = grouped_folds(rows, args.folds, seed + repeat, what="data/labels.csv")
         for fold, (train_rows, test_rows) in enumerate(folds):
-            if (repeat, fold) in done:
-                continue
+            if all((repeat, fold) in folds_done for folds_done in done.values()):
+                continue  # a fold is trained again unless every file asked for has it
             started = time.monotonic()
             print(f"{label}: repeat {repeat}, fold {fold + 1}/{args.folds}: {len(train_rows)} train, "
                   f"{len(test_rows)} held out", flush=True)
-            probability, validation_auc = score(train_rows, test_rows)
             y = targets(test_rows)
-            scores = binary_metrics(y, probability, 0.5)
-            result = {"repeat": repeat, "fold": fold, "n_train": len(train_rows), "n_test": len(test_rows),
-                      "test_groups": len({r["group"] for r in test_rows if r["group"]}),
-                      "positive_share": round(float(y.mean()), 3),
-                      **{m: scores[m] for m in METRICS}, "validation_auc": validation_auc,
-                      "seconds": round(time.monotonic() - started)}
-            with out.open("a", newline="") as f:
-                csv.DictWriter(f, COLUMNS).writerow(result)
-            print({m: scores[m] for m in METRICS}, flush=True)
-    finished = done_folds(out)
+            for suffix, (probability, validation_auc) in score(train_rows, test_rows).items():
+                if (repeat, fold) in done[suffix]:
+                    continue
+                scores = binary_metrics(y, probability, 0.5)
+                result = {"repeat": repeat, "fold": fold, "n_train": len(train_rows), "n_test": len(test_rows),
+                          "test_groups": len({r["group"] for r in test_rows if r["group"]}),
+                          "positive_share": round(float(y.mean()), 3),
+                          **{m: scores[m] for m in METRICS}, "validation_auc": validation_auc,
+                          "seconds": round(time.monotonic() - started)}
+                with outs[suffix].open("a", newline="") as f:
+                    csv.DictWriter(f, COLUMNS).writerow(result)
+                print(f"{label}{suffix}:", {m: scores[m] for m in METRICS}, "validation AUC", validation_auc,
+                      flush=True)
+    for suffix, out in outs.items():
+        summarise(f"{label}{suffix}", done_folds(out))
+
+
+def summarise(label, finished):
+    """Print mean ± std over the finished folds of one results file."""
     summary = {m: [float(r[m]) for r in finished if r.get(m) not in (None, "")] for m in (*METRICS, "validation_auc")}
     summary = {m: v for m, v in summary.items() if v}
     cells = [f"{m} {statistics.mean(v):.3f} ± {statistics.stdev(v) if len(v) > 1 else 0:.3f}"

@@ -30,7 +30,8 @@ def main():
     compute.configure()
     model = models.load("models/model.keras")
     truth = {name: targets(rows) for name, rows in splits.items()}
-    probability = {name: models.predict(model, [r["path"] for r in rows], p.batch_size, desc=name)
+    probability = {name: models.predict(model, [r["path"] for r in rows], p.batch_size, desc=name,
+                                         flip_average=p.flip_average)
                    for name, rows in splits.items()}
     scores, roc = {}, {}
     for name in splits:

@@ -51,9 +51,40 @@ def test_folds_hold_out_whole_concepts_and_a_rerun_resumes(tmp_path):
     again = cross_validate(tmp_path, *args)
     assert again.returncode == 0 and "fold 1/2" not in again.stdout  # done folds are skipped
     assert (tmp_path / "out/small_cnn-grouped.csv").read_text().count("\n") == 3
+    # variants of the same trained folds: the folds train again for the new file, the plain file keeps its rows
+    variants = cross_validate(tmp_path, *args, "--flip-average")
+    assert variants.returncode == 0, variants.stderr
+    assert (tmp_path / "out/small_cnn-grouped.csv").read_text().count("\n") == 3
+    with open(tmp_path / "out/small_cnn-grouped-flip.csv") as f:
+        flipped = list(csv.DictReader(f))
+    assert [int(r["fold"]) for r in flipped] == [0, 1]
+    assert "small_cnn-grouped-flip: 2 folds" in variants.stdout
 
 
 def test_unknown_override_is_refused(tmp_path):
     tiny_labels(tmp_path)
     result = cross_validate(tmp_path, "-S", "small_cnn.epoch=1")
     assert result.returncode != 0 and "unknown key(s) train.small_cnn.epoch" in result.stderr
+
+
+def test_probe_mix_scores_the_probe_fitted_on_the_same_rows(tmp_path):
+    tiny_labels(tmp_path)
+    args = ["--model", "small_cnn", "--folds", "2", "-S", "small_cnn.epochs=1", "-S", "small_cnn.image_height=32",
+            "-S", "small_cnn.image_width=32", "-S", "validation_size=0.5", "--probe-mix"]
+    result = cross_validate(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "out/small_cnn-grouped.csv") as f:
+        plain = list(csv.DictReader(f))
+    with open(tmp_path / "out/small_cnn-grouped-probe-mix.csv") as f:
+        mixed = list(csv.DictReader(f))
+    assert not (tmp_path / "out/small_cnn-grouped-flip.csv").exists()  # not asked for
+    assert [int(r["fold"]) for r in mixed] == [0, 1]
+    # the probe's half moves every score: the mix ranks the held-out photos differently from the model alone
+    assert [r["average_precision"] for r in mixed] != [r["average_precision"] for r in plain]
+    assert all(0 <= float(r["validation_auc"]) <= 1 for r in mixed)
+
+
+def test_variants_are_not_for_the_probe(tmp_path):
+    tiny_labels(tmp_path)
+    result = cross_validate(tmp_path, "--probe", "--flip-average")
+    assert result.returncode != 0 and "not with --probe" in result.stderr

@@ -145,6 +145,21 @@ def test_predict_resizes_files_to_the_model_input(tmp_path):
     assert probability[0] != probability[1]
 
 
+def test_flip_average_is_the_mean_over_the_image_and_its_mirror(tmp_path):
+    from PIL import Image, ImageOps
+
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (96, 112, 3), dtype=np.uint8))
+    image.save(tmp_path / "photo.png")
+    ImageOps.mirror(image).save(tmp_path / "mirror.png")
+    model = models.build(params("seed_baseline", 96, 112))
+    plain, mirrored = models.predict(model, [tmp_path / "photo.png", tmp_path / "mirror.png"], batch_size=2)
+    assert plain != mirrored  # an untrained network does not see the two alike
+    averaged = models.predict(model, [tmp_path / "photo.png", tmp_path / "mirror.png"], batch_size=2,
+                              flip_average=True)
+    assert np.allclose(averaged, (plain + mirrored) / 2, atol=1e-6)
+
+
 @pytest.mark.parametrize("content", [None, b"not a keras file"])
 def test_loading_a_missing_or_corrupt_model_is_a_clear_error(tmp_path, content):
     path = tmp_path / "model.keras"

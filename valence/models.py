@@ -8,6 +8,7 @@ import typing
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 from keras.src.backend.config import keras_home  # read from $KERAS_HOME once, when Keras is imported
 
@@ -185,8 +186,15 @@ def load(path):
         raise PipelineError(f"{path}: cannot load the model ({type(err).__name__}: {str(err).splitlines()[0]})") from None
 
 
-def predict(model, paths, batch_size, desc="images"):
-    """P(Positive) for each image file, resized to the model's own input size."""
+def predict(model, paths, batch_size, desc="images", flip_average=False):
+    """P(Positive) for each image file, resized to the model's own input size.
+
+    ``flip_average``: the mean of P(Positive) for the image and its mirror image, which training's flips
+    taught the model to treat alike (test-time augmentation; twice the inference time).
+    """
     _, height, width, _ = model.input_shape
     images = load_images(paths, height, width, desc=desc)
-    return predictor(model)(dataset(images, [0] * len(images), batch_size), f"scoring {desc}").reshape(-1)
+    run = predictor(model)
+    views = (images, images[:, :, ::-1]) if flip_average else (images,)
+    outputs = [run(dataset(view, [0] * len(view), batch_size), f"scoring {desc}") for view in views]
+    return np.mean(outputs, axis=0).reshape(-1)

@@ -230,6 +230,7 @@ class TrainParams:
 class EvaluateParams:
     threshold: float = 0.5  # P(Positive) at or above this is called Positive
     batch_size: int = 64  # inference only: larger batches keep both cores busy
+    flip_average: bool = False  # mean P(Positive) of the image and its mirror image: twice the inference time
 
     def check(self):
         if not 0 < self.threshold < 1:
