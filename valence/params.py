@@ -144,7 +144,7 @@ class RegularizedParams(ModelParams):
 class MobileNetV2Params(RegularizedParams):
     image_height: int = 320  # OASIS' 500×400 photos at 4/5 of their size: MobileNetV2 sees more than at 224
     image_width: int = 400
-    epochs: int = 20  # phase 1: the new head on the frozen backbone
+    epochs: int = 60  # phase 1: the new head on the frozen backbone; chosen by grouped-CV validation AUC over 20
     learning_rate: float = 0.001
     fine_tune_epochs: int = 15  # phase 2; 0 trains the head only
     fine_tune_learning_rate: float = 0.00001  # low, so fine-tuning nudges rather than wipes ImageNet features
