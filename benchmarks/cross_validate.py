@@ -127,14 +127,15 @@ def model_scorer(p, flip_average=False, probe_mix=False):
         model, _ = training.train(p, train_rows)
         fit_rows, val_rows = training.carve_validation(train_rows, p.validation_size, p.seed)  # as train drew
 
-        def predict(rows, flip):
-            return models.predict(model, [r["path"] for r in rows], 64, desc="held-out fold", flip_average=flip)
+        def predict(rows, flip, desc):
+            return models.predict(model, [r["path"] for r in rows], 64, desc=desc, flip_average=flip)
 
         def auc(probability):
             return round(float(roc_auc_score(targets(val_rows), probability)), 4) if val_rows else None
 
         def both(flip):
-            return {"test": predict(test_rows, flip), "val": predict(val_rows, flip) if val_rows else []}
+            return {"test": predict(test_rows, flip, "held-out fold"),
+                    "val": predict(val_rows, flip, "validation slice") if val_rows else []}
 
         variants = {"": both(False)}
         if flip_average or probe_mix:
