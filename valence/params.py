@@ -140,15 +140,21 @@ class RegularizedParams(ModelParams):
             raise PipelineError(f"{prefix}.weight_decay must be >= 0, got {self.weight_decay}")
 
 
+# blocks an ImageNet backbone can fine-tune: MobileNetV2's 16 inverted-residual blocks; EfficientNet-Lite's MBConv
+# blocks but its first (16 in Lite0, 21 in Lite2)
+BACKBONE_BLOCKS = {"mobilenet_v2": 16, "efficientnet_lite0": 15, "efficientnet_lite2": 20}
+
+
 @dataclasses.dataclass(frozen=True)
-class MobileNetV2Params(RegularizedParams):
+class PretrainedParams(RegularizedParams):
+    """An ImageNet backbone with a new head: the head trains first on the frozen backbone, then the top blocks."""
     image_height: int = 320  # OASIS' 500×400 photos at 4/5 of their size: MobileNetV2 sees more than at 224
     image_width: int = 400
     epochs: int = 60  # phase 1: the new head on the frozen backbone; chosen by grouped-CV validation AUC over 20
     learning_rate: float = 0.001
     fine_tune_epochs: int = 15  # phase 2; 0 trains the head only
     fine_tune_learning_rate: float = 0.00001  # low, so fine-tuning nudges rather than wipes ImageNet features
-    fine_tune_blocks: int = 3  # how many of MobileNetV2's 16 inverted-residual blocks unfreeze in phase 2
+    fine_tune_blocks: int = 3  # how many of the backbone's top blocks unfreeze in phase 2
     patience: int = 5
     cached_views: int = 8  # augmented views per image whose frozen-block features are computed once; 0: none
 
@@ -157,9 +163,27 @@ class MobileNetV2Params(RegularizedParams):
         _at_least(f"{prefix}.fine_tune_epochs", self.fine_tune_epochs, 0)
         if not self.fine_tune_learning_rate > 0:
             raise PipelineError(f"{prefix}.fine_tune_learning_rate must be > 0, got {self.fine_tune_learning_rate}")
-        if not 1 <= self.fine_tune_blocks <= 16:
-            raise PipelineError(f"{prefix}.fine_tune_blocks must be between 1 and 16, got {self.fine_tune_blocks}")
+        most = BACKBONE_BLOCKS[prefix.rpartition(".")[2]]
+        if not 1 <= self.fine_tune_blocks <= most:
+            raise PipelineError(f"{prefix}.fine_tune_blocks must be between 1 and {most}, got {self.fine_tune_blocks}")
         _at_least(f"{prefix}.cached_views", self.cached_views, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class MobileNetV2Params(PretrainedParams):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class EfficientNetLite0Params(PretrainedParams):
+    image_height: int = 224  # Lite0's native 224², as a 4:5 photo
+    image_width: int = 280
+
+
+@dataclasses.dataclass(frozen=True)
+class EfficientNetLite2Params(PretrainedParams):
+    image_height: int = 260  # Lite2's native 260², as a 4:5 photo
+    image_width: int = 325
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,13 +207,14 @@ class SeedBaselineParams(ModelParams):
     patience: int = 0  # the seed trained all its epochs
 
 
-MODEL_NAMES = ("mobilenet_v2", "small_cnn", "seed_baseline")  # valence.models.MODELS; listed here to check
+PRETRAINED_MODELS = tuple(BACKBONE_BLOCKS)  # trained in two phases, head then top blocks
+MODEL_NAMES = (*PRETRAINED_MODELS, "small_cnn", "seed_baseline")  # valence.models.MODELS; listed here to check
 # params without loading TensorFlow
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
-    model: str = "mobilenet_v2"  # mobilenet_v2 | small_cnn | seed_baseline: its own section below applies
+    model: str = "mobilenet_v2"  # mobilenet_v2 | efficientnet_lite0 | efficientnet_lite2 | small_cnn | seed_baseline
     batch_size: int = 32
     class_weight: str = "balanced"  # balanced: weigh classes by inverse frequency (OASIS is 1/3 Negative); none
     validation_size: float = 0.15  # carved from the training split for early stopping; never the test split
@@ -199,6 +224,8 @@ class TrainParams:
     op_determinism: bool = False  # TensorFlow's deterministic kernels: 1.5× slower fine-tuning; CPU runs repeat without
     augment: AugmentParams = AugmentParams()  # shared by all models
     mobilenet_v2: MobileNetV2Params = MobileNetV2Params()
+    efficientnet_lite0: EfficientNetLite0Params = EfficientNetLite0Params()
+    efficientnet_lite2: EfficientNetLite2Params = EfficientNetLite2Params()
     small_cnn: SmallCNNParams = SmallCNNParams()
     seed_baseline: SeedBaselineParams = SeedBaselineParams()
 

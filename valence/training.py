@@ -1,10 +1,10 @@
 """Fit a registry model on the training manifest, reproducibly, with per-epoch learning curves.
 
-mobilenet_v2 trains in two phases: the new head on the frozen backbone, then the top blocks fine-tuned at a
-low learning rate. The other models train in one phase. A phase stops early on the validation AUC when
-the model's patience is above 0.
+The pretrained models (mobilenet_v2, efficientnet_lite0/2) train in two phases: the new head on the frozen
+backbone, then the top blocks fine-tuned at a low learning rate. The other models train in one phase. A phase
+stops early on the validation AUC when the model's patience is above 0.
 
-Below its top ``fine_tune_blocks`` blocks, MobileNetV2 never trains, yet that part costs ~90 % of every
+Below its top ``fine_tune_blocks`` blocks, the backbone never trains, yet that part costs ~90 % of every
 forward pass. With ``cached_views`` > 0 its output is computed once for that many augmented views of each
 training image (and once for each validation image), and both phases train only the top on those cached
 features: each epoch shows every image once, under one of its views drawn at random. The saved model is the
@@ -20,6 +20,7 @@ from valence import compute
 from valence.datasets import targets
 from valence.images import dataset, load_images
 from valence.models import build, compile_model, predictor, split_frozen, unfreeze_top_blocks
+from valence.params import PRETRAINED_MODELS
 from valence.splitting import stratified_split
 
 HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc"]
@@ -49,7 +50,7 @@ def class_weights(y, how):
 def phases(p):
     """[(name, epochs, learning rate)] for ``p.model``."""
     h = p.hyper
-    if p.model != "mobilenet_v2":
+    if p.model not in PRETRAINED_MODELS:
         return [("train", h.epochs, h.learning_rate)]
     plan = [("head", h.epochs, h.learning_rate)]
     if h.fine_tune_epochs:
@@ -58,7 +59,7 @@ def phases(p):
 
 
 def uses_feature_cache(p):
-    return p.model == "mobilenet_v2" and p.hyper.cached_views > 0
+    return p.model in PRETRAINED_MODELS and p.hyper.cached_views > 0
 
 
 class CachedViews(keras.utils.PyDataset):
