@@ -4,6 +4,7 @@
     python benchmarks/cross_validate.py --model small_cnn
     python benchmarks/cross_validate.py --group-by none                  # random folds, to show the gap
     python benchmarks/cross_validate.py --probe --repeats 3              # the frozen-feature reference
+    python benchmarks/cross_validate.py --probe --probe-backbone efficientnet_lite2 --probe-c 0.03 --repeats 3
     python benchmarks/cross_validate.py -S mobilenet_v2.fine_tune_blocks=5 --label more-blocks
 
 Needs data/labels.csv (`dvc repro unzip`; data/audit.json from `dvc repro audit` joins near-copies into
@@ -14,6 +15,7 @@ split.seed (+1, +2 for more repeats): StratifiedGroupKFold, so no concept is on 
 
 --probe is the reference the fine-tune must beat: frozen ImageNet MobileNetV2 at 224×224, global-average
 features averaged over the image and its mirror, and a logistic regression (C 0.1, balanced classes).
+--probe-backbone efficientnet_lite2 takes EfficientNet-Lite2's at 260×260 instead, --probe-c another C.
 
 Variants of the same trained fold cost no training: --flip-average also writes <label>-flip.csv (P(Positive)
 averaged over each image and its mirror, as evaluate.flip_average does) and --probe-mix <label>-probe-mix.csv
@@ -71,45 +73,63 @@ def labelled_rows(group_by):
     return merge_groups(rows, near_duplicate_pairs(audit) if audit.exists() else [])
 
 
-def probe_features():
-    """rows → frozen 224×224 MobileNetV2 features (mean over the image and its mirror), computed once per image."""
+PROBE_SIZES = {"mobilenet_v2": 224, "efficientnet_lite2": 260}  # each backbone's native square input
+
+
+def probe_backbone(name):
+    """Frozen ImageNet ``name`` at its native square size, globally average-pooled: 0–255 images → features."""
     import keras
+
+    size = PROBE_SIZES[name]
+    if name == "mobilenet_v2":
+        backbone = keras.applications.MobileNetV2(input_shape=(size, size, 3), include_top=False,
+                                                  weights="imagenet", pooling="avg")
+        return size, lambda x: backbone.predict(x / 127.5 - 1, batch_size=64, verbose=0)
+    from valence import efficientnet_lite
+
+    convs = efficientnet_lite.backbone(name, (size, size, 3))
+    efficientnet_lite.load_imagenet_weights(convs, name)
+    pooled = keras.Sequential([convs, keras.layers.GlobalAveragePooling2D()])
+    return size, lambda x: pooled.predict((x - 127) / 128, batch_size=64, verbose=0)
+
+
+def probe_features(name="mobilenet_v2"):
+    """rows → frozen ImageNet features of backbone ``name`` (mean over the image and its mirror), once per image."""
     import numpy as np
 
     from valence import compute
     from valence.images import load_images
 
     compute.configure(0)
-    backbone = keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, weights="imagenet",
-                                              pooling="avg")
+    size, predict = probe_backbone(name)
     cache = {}
 
     def features(rows):
         missing = [r["path"] for r in rows if r["path"] not in cache]
         if missing:
-            images = load_images(missing, 224, 224, desc="probe").astype("float32") / 127.5 - 1
-            both = [backbone.predict(x, batch_size=64, verbose=0) for x in (images, images[:, :, ::-1])]
+            images = load_images(missing, size, size, desc="probe").astype("float32")
+            both = [predict(x) for x in (images, images[:, :, ::-1])]
             cache.update(zip(missing, (both[0] + both[1]) / 2))
         return np.stack([cache[r["path"]] for r in rows])
 
     return features
 
 
-def fit_probe(features, fit_rows):
-    """The reference logistic regression (C 0.1, balanced classes) on ``fit_rows``: rows → P(Positive)."""
+def fit_probe(features, fit_rows, c=0.1):
+    """The reference logistic regression (C ``c``, balanced classes) on ``fit_rows``: rows → P(Positive)."""
     from sklearn.linear_model import LogisticRegression
 
     from valence.datasets import targets
 
-    model = LogisticRegression(C=0.1, class_weight="balanced", max_iter=5000).fit(features(fit_rows),
-                                                                                  targets(fit_rows))
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(features(fit_rows),
+                                                                                targets(fit_rows))
     return lambda rows: model.predict_proba(features(rows))[:, 1]
 
 
-def probe_scorer():
+def probe_scorer(backbone, c):
     """(train rows, test rows) → {"": (P(Positive) of the test rows, validation AUC: none)}."""
-    features = probe_features()
-    return lambda train_rows, test_rows: {"": (fit_probe(features, train_rows)(test_rows), None)}
+    features = probe_features(backbone)
+    return lambda train_rows, test_rows: {"": (fit_probe(features, train_rows, c)(test_rows), None)}
 
 
 def model_scorer(p, flip_average=False, probe_mix=False):
@@ -165,6 +185,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=1, help="fold draws from split.seed, split.seed + 1, …")
     parser.add_argument("--group-by", choices=("concept", "none"), default="concept")
     parser.add_argument("--probe", action="store_true", help="the frozen-feature logistic regression instead")
+    parser.add_argument("--probe-backbone", choices=sorted(PROBE_SIZES), default="mobilenet_v2",
+                        help="the probe's frozen features")
+    parser.add_argument("--probe-c", type=float, default=0.1, help="the probe's inverse L2 strength")
     parser.add_argument("-S", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a train param, e.g. -S mobilenet_v2.epochs=10")
     parser.add_argument("--flip-average", action="store_true", help="also score with flip averaging (<label>-flip)")
@@ -176,7 +199,10 @@ def main():
 
     p = train_params(args.overrides + ([f"model={args.model}"] if args.model else []))
     seed = params.load("split").seed
-    name = "probe" if args.probe else p.model
+    name = p.model
+    if args.probe:
+        name = "probe" if args.probe_backbone == "mobilenet_v2" else f"probe-{args.probe_backbone}"
+        name += "" if args.probe_c == 0.1 else f"-c{args.probe_c:g}"
     label = args.label or f"{name}-{'grouped' if args.group_by == 'concept' else 'random'}"
     suffixes = [""] + ["-flip"] * args.flip_average + ["-probe-mix"] * args.probe_mix
     if args.probe and len(suffixes) > 1:
@@ -192,7 +218,8 @@ def main():
         if not out.exists():
             with out.open("w", newline="") as f:
                 csv.DictWriter(f, COLUMNS).writeheader()
-    score = probe_scorer() if args.probe else model_scorer(p, args.flip_average, args.probe_mix)
+    score = probe_scorer(args.probe_backbone, args.probe_c) if args.probe else model_scorer(p, args.flip_average,
+                                                                                           args.probe_mix)
     from valence.datasets import targets
     from valence.evaluation import binary_metrics
 

@@ -88,3 +88,14 @@ def test_variants_are_not_for_the_probe(tmp_path):
     tiny_labels(tmp_path)
     result = cross_validate(tmp_path, "--probe", "--flip-average")
     assert result.returncode != 0 and "not with --probe" in result.stderr
+
+
+def test_a_lite2_probe_writes_its_own_file(tmp_path):
+    tiny_labels(tmp_path)
+    result = cross_validate(tmp_path, "--probe", "--probe-backbone", "efficientnet_lite2", "--probe-c", "0.03",
+                            "--folds", "2")
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "out/probe-efficientnet_lite2-c0.03-grouped.csv") as f:
+        folds = list(csv.DictReader(f))
+    assert [int(r["fold"]) for r in folds] == [0, 1] and all(0 <= float(r["roc_auc"]) <= 1 for r in folds)
+    assert not (tmp_path / "out/probe-grouped.csv").exists()  # the MobileNetV2 reference keeps its own file
