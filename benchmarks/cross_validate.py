@@ -119,7 +119,7 @@ def fit_probe(features, fit_rows, c=0.1):
     """The reference logistic regression (C ``c``, balanced classes) on ``fit_rows``: rows → P(Positive)."""
     from sklearn.linear_model import LogisticRegression
 
-    from valence.datasets import targets
+    from valence.labels import targets
 
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(features(fit_rows),
                                                                                 targets(fit_rows))
@@ -141,7 +141,7 @@ def model_scorer(p, flip_average=False, probe_mix=False):
         from sklearn.metrics import roc_auc_score
 
         from valence import models, training
-        from valence.datasets import targets
+        from valence.labels import targets
 
         keras.backend.clear_session()
         model, _ = training.train(p, train_rows)
@@ -220,7 +220,7 @@ def main():
                 csv.DictWriter(f, COLUMNS).writeheader()
     score = probe_scorer(args.probe_backbone, args.probe_c) if args.probe else model_scorer(p, args.flip_average,
                                                                                            args.probe_mix)
-    from valence.datasets import targets
+    from valence.labels import targets
     from valence.evaluation import binary_metrics
 
     for repeat in range(args.repeats):

@@ -51,7 +51,7 @@ def training_rows(count):
 
 def training_images(count, height, width):
     """The first ``count`` images of the training split, as uint8, and their 0/1 labels."""
-    from valence.datasets import targets
+    from valence.labels import targets
     from valence.images import load_images
 
     rows = training_rows(count)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import _path  # noqa: F401
 from valence import params
-from valence.datasets import targets
+from valence.labels import targets
 from valence.errors import run_stage
 from valence.files import read_csv, write_csv, write_json
 from valence.splitting import MANIFEST_COLUMNS

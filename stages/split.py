@@ -12,7 +12,7 @@ the written manifests — groups_in_both_splits and near_duplicate_pairs_across_
 import _path  # noqa: F401
 from valence import params
 from valence.audit import near_duplicate_pairs
-from valence.datasets import CLASSES
+from valence.labels import CLASSES
 from valence.errors import PipelineError, run_stage
 from valence.files import read_csv, write_csv, write_json
 from valence.splitting import (MANIFEST_COLUMNS, OUTPUT_COLUMNS, class_counts, merge_groups, pairs_across,

@@ -192,3 +192,36 @@ def archive_server(body, mode="full"):
     finally:
         ArchiveServer.release.set()
         server.shutdown()
+
+
+def save_tiny_model(path, height=24, width=32, seed=0):
+    """A small untrained Keras classifier of this project's kind (RGB 0–255 in, P(Positive) out) at ``path``.
+
+    Untrained, it still gives different photos different probabilities, which is all predict and serve need.
+    """
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((height, width, 3)),
+        layers.Rescaling(1 / 255),
+        layers.Conv2D(4, 3, activation="relu"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(1, activation="sigmoid", bias_initializer="zeros"),
+    ])
+    model.save(path)
+    return path
+
+
+def save_photos(folder, n, size=(40, 30), seed=0):
+    """``n`` random-noise PNG photos in ``folder`` (created), named 0.png, 1.png, …; returns their paths."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(paths[-1])
+    return paths

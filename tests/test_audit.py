@@ -1,4 +1,3 @@
-import io
 
 import imagehash
 import numpy as np

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from helpers import make_garbage_bytes, make_jpeg_bytes, make_oasis_zip, make_png_bytes, write_zip
-from valence.datasets import build_image_set, concept_of, label_from_valence, targets
+from valence.datasets import build_image_set, concept_of, label_from_valence
+from valence.labels import targets
 from valence.errors import PipelineError
 
 TOP = "shiny-server-abc"

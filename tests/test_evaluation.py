@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from valence.datasets import CLASSES
+from valence.labels import CLASSES
 from valence.evaluation import (binary_metrics, confusion, precision_recall_points, prediction_rows,
                                 roc_points)
 

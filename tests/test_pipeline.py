@@ -1,6 +1,10 @@
 """End to end: the real `dvc repro` on a tiny demo dataset in a copy of the project."""
+import csv
+import hashlib
 import json
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,7 +25,7 @@ def project(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
     work, _, _, output = project
-    for stage in ("download", "unzip", "audit", "split", "train", "evaluate"):
+    for stage in ("download", "unzip", "audit", "split", "train", "evaluate", "export"):
         assert f"Running stage '{stage}'" in output
     data = json.loads((work / "metrics/data.json").read_text())
     assert data["Negative"] == data["Positive"] == 20 and data["skipped"] == 0
@@ -55,6 +59,24 @@ def test_second_repro_has_nothing_to_do(project):
     output = run(dvc + ["repro"], work, env)
     assert "Running stage" not in output
     assert "up to date" in output
+
+
+def test_predict_reproduces_evaluate_and_the_export_matches_keras(project):
+    """`python -m valence predict` on a folder of the test split's images gives evaluate's probabilities."""
+    work, env, _, _ = project
+    export = json.loads((work / "metrics/export.json").read_text())
+    assert export["n_test"] == 8 and export["max_abs_difference"] <= 1e-4 and export["litert_mb"] > 0
+    folder = work / "new photos"
+    folder.mkdir()
+    evaluated = {}
+    for row in csv.DictReader((work / "plots/eval/predictions.csv").open()):
+        (folder / Path(row["path"]).name).symlink_to(work / row["path"])
+        evaluated[Path(row["path"]).name] = float(row["probability"])
+    for model, tolerance in (("models/model.keras", 1e-5), ("models/model.tflite", 1e-4)):
+        run([sys.executable, "-m", "valence", "predict", "new photos", "--model", model, "--out", "p.csv"], work, env)
+        predicted = {Path(r["path"]).name: float(r["probability"]) for r in csv.DictReader((work / "p.csv").open())}
+        assert predicted.keys() == evaluated.keys()
+        assert max(abs(predicted[k] - evaluated[k]) for k in evaluated) <= tolerance, model
 
 
 def vega_plots():
@@ -138,3 +160,15 @@ def test_plots_diff_shows_two_revisions(project, chromium):
     loss_title = next(title for title in vega_plots() if title.startswith("Loss per epoch"))
     loss = next(v for v in views if loss_title in v["text"])
     assert "HEAD" in loss["text"] and "workspace" in loss["text"]
+
+
+def test_artifacts_get_fetches_a_registered_version(project, tmp_path):
+    """dvc.yaml's artifacts: a version is a Git tag `<name>@v<semver>` (DVC's model registry convention), and
+    `dvc artifacts get` gives that revision's model file (here from the project's own cache; normally a remote)."""
+    work, env, dvc, _ = project
+    run(["git", "tag", "-a", "valence-classifier@v0.1.0", "-m", "first version", "HEAD"], work, env)
+    run(dvc + ["artifacts", "get", str(work), "valence-classifier", "--rev", "v0.1.0", "-o", str(tmp_path / "m.keras")],
+        tmp_path, env)
+    lock = yaml.safe_load(run(["git", "show", "valence-classifier@v0.1.0:dvc.lock"], work, env))
+    committed = next(o for o in lock["stages"]["train"]["outs"] if o["path"] == "models/model.keras")
+    assert hashlib.md5((tmp_path / "m.keras").read_bytes()).hexdigest() == committed["md5"]

@@ -14,16 +14,15 @@ import math
 import re
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 from tqdm import tqdm
 
 from valence.errors import PipelineError
 from valence.files import (check_sizes, extract_member, is_symlink, open_zip, read_member, safe_member_path,
                            sha256_of)
 from valence.images import decode
+from valence.labels import CLASSES
 from valence.splitting import class_counts
 
-CLASSES = ("Negative", "Positive")  # index = the model's target: 1 means Positive
 LABEL_COLUMNS = ["path", "label", "valence", "category", "group"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CSV_COLUMNS = ("Theme", "Valence_mean")
@@ -32,11 +31,6 @@ CSV_COLUMNS = ("Theme", "Valence_mean")
 def concept_of(theme):
     """OASIS' concept of a Theme: the name without its trailing number ("Dog 3" → "Dog", "Crosswalk 1 " → "Crosswalk")."""
     return re.sub(r"\s*\d+$", "", theme.strip()) or theme.strip()
-
-
-def targets(rows):
-    """0/1 targets from a table's labels: 1 means Positive."""
-    return np.array([CLASSES.index(r["label"]) for r in rows], dtype=np.float32)
 
 
 def _is_junk(path):

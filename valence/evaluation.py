@@ -2,7 +2,7 @@
 import numpy as np
 from sklearn import metrics
 
-from valence.datasets import CLASSES
+from valence.labels import CLASSES
 
 
 def binary_metrics(y_true, probability, threshold, split="test"):

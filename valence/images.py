@@ -10,8 +10,11 @@ from tqdm import tqdm
 from valence.compute import cores
 from valence.errors import PipelineError
 
-# Pillow raises DecompressionBombError above twice this; a plain photo is far below it.
+# decode refuses images above this many pixels, checked from the header before decoding (a plain photo is far
+# below it); the check is explicit, so Pillow's own warning between 1× and 2× is redundant. A global warnings
+# filter, rather than catch_warnings around each decode, is thread-safe: decoding runs in threads.
 Image.MAX_IMAGE_PIXELS = 50_000_000
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def _to_rgb(image):
@@ -26,33 +29,48 @@ def _to_rgb(image):
     return image.convert("RGB")
 
 
+class NotAnImage(ValueError):
+    """Pillow does not recognise the file's format."""
+
+
+class TooManyPixels(ValueError):
+    """More pixels than Image.MAX_IMAGE_PIXELS: a decompression bomb, perhaps."""
+
+
 def decode(source):
     """Fully decode an image file (path or file object) into an upright RGB PIL image.
 
-    Raises ValueError with a short reason when it is not a usable image.
+    Raises ValueError with a short reason when it is not a usable image: NotAnImage, TooManyPixels, or a plain
+    ValueError for a damaged (e.g. truncated) file.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
-                image.load()  # decode every pixel now: truncated files fail here, not during training
-                upright = ImageOps.exif_transpose(image)
-                return _to_rgb(upright)
+        with Image.open(source) as image:  # reads the header only
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError()
+            image.load()  # decode every pixel now: truncated files fail here, not during training
+            upright = ImageOps.exif_transpose(image)
+            return _to_rgb(upright)
     except UnidentifiedImageError:
-        raise ValueError("not an image Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ValueError(f"more than {Image.MAX_IMAGE_PIXELS} pixels (decompression bomb?)") from None
+        raise NotAnImage("not an image Pillow can read") from None
+    except Image.DecompressionBombError:
+        raise TooManyPixels(f"more than {Image.MAX_IMAGE_PIXELS} pixels (decompression bomb?)") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot decode ({err})") from None
 
 
+def model_input(image, height, width):
+    """An upright RGB PIL image (``decode``) as uint8 of shape (height, width, 3), stretched to the model's size
+    like Keras' loaders. Training, evaluate, predict and serve all go through here."""
+    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
 def load_image(path, height, width):
-    """One image as uint8 RGB of shape (height, width, 3), stretched to the model's size like Keras' loaders."""
+    """One image file as ``model_input``; a file that is not a usable image is a PipelineError naming it."""
     try:
         image = decode(path)
     except ValueError as err:
         raise PipelineError(f"{path}: {err}") from None
-    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return model_input(image, height, width)
 
 
 def load_images(paths, height, width, desc="images"):

@@ -166,20 +166,27 @@ def split_frozen(model, blocks):
                        keras.Model(features, head(pooled), name="top"))
 
 
-def predictor(model, jit_compile=False):
-    """A function (data, desc) → ``model``'s outputs for every batch of ``data`` (tf.data of (x, y)), float32.
+def inference_step(model, jit_compile=False):
+    """``model`` in inference mode as one tf.function of a float32 batch of any size.
 
-    Traced once for any batch size, and reused across calls: tracing MobileNetV2 again for a short last batch
-    or another data set costs ~30 s. Shows a progress bar and prints the images/second reached.
+    Traced once, and reused across calls: tracing MobileNetV2 again for a short last batch or another data set
+    costs ~30 s.
+    """
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
+    return tf.function(lambda x: model(x, training=False), input_signature=signature, jit_compile=jit_compile)
+
+
+def predictor(model, jit_compile=False):
+    """A function (data, desc) → ``model``'s outputs for every batch of ``data`` (tf.data of (x, y)), float32,
+    through ``inference_step``. Shows a progress bar and prints the images/second reached.
     """
     import time
 
-    import numpy as np
-    import tensorflow as tf
     from tqdm import tqdm
 
-    signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
-    step = tf.function(lambda x: model(x, training=False), input_signature=signature, jit_compile=jit_compile)
+    step = inference_step(model, jit_compile)
 
     def run(data, desc):
         started = time.perf_counter()
@@ -221,6 +228,11 @@ def load(path):
         return keras.models.load_model(path, safe_mode=True)
     except Exception as err:  # Keras raises many types for a corrupt or foreign file
         raise PipelineError(f"{path}: cannot load the model ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+
+
+def export_litert(model, path):
+    """``model`` as a LiteRT (TFLite) flatbuffer at ``path``: float32, any batch size, run without TensorFlow."""
+    model.export(str(path), format="litert", verbose=False)
 
 
 def predict(model, paths, batch_size, desc="images", flip_average=False):

@@ -265,6 +265,30 @@ class EvaluateParams:
         _at_least("evaluate.batch_size", self.batch_size, 1)
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportParams:
+    tolerance: float = 1e-4  # largest |P(Positive) LiteRT − Keras| on the test images before the stage fails
+    batch_size: int = 64  # images scored at once in the comparison
+
+    def check(self):
+        if not 0 < self.tolerance < 1:
+            raise PipelineError(f"export.tolerance must be between 0 and 1 (exclusive), got {self.tolerance}")
+        _at_least("export.batch_size", self.batch_size, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeParams:
+    max_request_mb: float = 10.0  # larger request bodies are refused (413) before they are read
+    max_images: int = 16  # images in one POST /predict
+    max_batch: int = 64  # images the inference thread scores at once, gathered from concurrent requests
+
+    def check(self):
+        if not self.max_request_mb > 0:
+            raise PipelineError(f"serve.max_request_mb must be > 0, got {self.max_request_mb}")
+        _at_least("serve.max_images", self.max_images, 1)
+        _at_least("serve.max_batch", self.max_batch, 1)
+
+
 SECTIONS = {
     "download": DownloadParams,
     "unzip": UnzipParams,
@@ -272,6 +296,8 @@ SECTIONS = {
     "split": SplitParams,
     "train": TrainParams,
     "evaluate": EvaluateParams,
+    "export": ExportParams,
+    "serve": ServeParams,  # python -m valence serve (not a stage)
 }
 
 

@@ -5,7 +5,7 @@ matplotlib.use("Agg")  # files only: no display on CI or servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from valence.datasets import CLASSES  # noqa: E402
+from valence.labels import CLASSES  # noqa: E402
 from valence.files import atomic_path  # noqa: E402
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from valence import compute
-from valence.datasets import targets
+from valence.labels import targets
 from valence.images import dataset, load_images
 from valence.models import build, compile_model, predictor, split_frozen, unfreeze_top_blocks
 from valence.params import PRETRAINED_MODELS

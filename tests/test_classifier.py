@@ -1,0 +1,63 @@
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import ROOT, save_tiny_model
+from valence import classifier, models
+from valence.errors import PipelineError
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny .keras model and its LiteRT export."""
+    folder = tmp_path_factory.mktemp("tiny")
+    keras_path = save_tiny_model(folder / "model.keras")
+    models.export_litert(models.load(keras_path), folder / "model.tflite")
+    return keras_path, folder / "model.tflite"
+
+
+def pixels(n, height=24, width=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, height, width, 3), dtype=np.uint8)
+
+
+def test_keras_and_litert_give_the_same_probabilities(tiny):
+    keras_model, litert_model = (classifier.open_classifier(path) for path in tiny)
+    assert (keras_model.height, keras_model.width) == (litert_model.height, litert_model.width) == (24, 32)
+    for n in (5, 1, 5):  # the LiteRT batch dimension is resized between calls
+        batch = pixels(n, seed=n)
+        expected = keras_model.model.predict(batch.astype("float32"), verbose=0).reshape(-1)
+        assert np.allclose(keras_model.probabilities(batch), expected, atol=1e-6)
+        assert np.allclose(litert_model.probabilities(batch), expected, atol=1e-5)
+    assert len(set(np.round(expected, 6))) > 1  # different images, different probabilities
+
+
+def test_version_is_the_files_md5_as_dvc_records_it(tiny):
+    for path in tiny:
+        assert classifier.open_classifier(path).version == hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_litert_runs_without_tensorflow(tiny):
+    code = ("import sys; from valence.classifier import open_classifier; import numpy as np; "
+            f"c = open_classifier({str(tiny[1])!r}); print(c.probabilities(np.zeros((2, 24, 32, 3), np.uint8))); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("model.onnx", b"x", "unknown model format; expected one of .keras, .tflite"),
+    ("missing.tflite", None, "model file not found; run `dvc repro export`"),
+    ("missing.keras", None, "model file not found; run `dvc repro train`"),
+    ("model.tflite", b"not a flatbuffer at all", "cannot load the LiteRT model"),
+    ("model.keras", b"not a zip", "cannot load the model"),
+])
+def test_bad_model_files_are_one_line_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(PipelineError, match=message) as err:
+        classifier.open_classifier(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)

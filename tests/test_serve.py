@@ -1,0 +1,188 @@
+"""The real server (`python -m valence serve`) on a free localhost port, sent real HTTP requests."""
+import concurrent.futures
+import io
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import ROOT, make_png_bytes, random_bytes, save_tiny_model
+from valence import models
+from valence.classifier import open_classifier
+from valence.images import decode, model_input
+
+LIMITS = "serve:\n  max_request_mb: 1\n  max_images: 4\n  max_batch: 8\n"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(model, cwd):
+    """The server process and its base URL once it answers /healthz."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "valence", "serve", "--model", str(model), "--port", str(port)],
+                               cwd=cwd, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        if process.poll() is not None:
+            return process, url
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)
+            return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("the server did not start")
+
+
+def wait_ready(url):
+    for _ in range(600):
+        answer = httpx.get(f"{url}/readyz")
+        if answer.status_code == 200:
+            return answer.json()
+        assert answer.json()["status"] == "loading", answer.text
+        time.sleep(0.1)
+    raise AssertionError("the model did not load")
+
+
+def photo(seed, size=(40, 30)):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module", params=["keras", "tflite"])
+def server(request, tmp_path_factory):
+    """(url, classifier of the same file) for a tiny model served as .keras, then as its LiteRT export."""
+    folder = tmp_path_factory.mktemp("serve")
+    (folder / "params.yaml").write_text(LIMITS)
+    model = save_tiny_model(folder / "model.keras")
+    if request.param == "tflite":
+        models.export_litert(models.load(model), folder / "model.tflite")
+        model = folder / "model.tflite"
+    process, url = start(model, folder)
+    try:
+        wait_ready(url)
+        yield url, open_classifier(model)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def expected(model, *contents):
+    batch = np.stack([model_input(decode(io.BytesIO(c)), model.height, model.width) for c in contents])
+    return model.probabilities(batch)
+
+
+def test_health_readiness_and_docs(server):
+    url, model = server
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{url}/readyz").json()["model"] == model.version
+    assert httpx.get(f"{url}/docs").status_code == 200
+    assert "/predict" in httpx.get(f"{url}/openapi.json").json()["paths"]
+
+
+def test_predict_answers_each_image_in_upload_order(server):
+    url, model = server
+    images = [photo(1), photo(2), photo(3)]
+    files = [("data", (f"{name}.png", content, "image/png")) for name, content in zip("cab", images)]
+    answer = httpx.post(f"{url}/predict", files=files)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model"] == model.version
+    assert [p["filename"] for p in body["predictions"]] == ["c.png", "a.png", "b.png"]
+    probability = [p["probability"] for p in body["predictions"]]
+    assert np.allclose(probability, expected(model, *images), atol=1e-5)
+    assert [p["label"] for p in body["predictions"]] == ["Positive" if p >= 0.5 else "Negative" for p in probability]
+
+
+def pixel_bomb():
+    buf = io.BytesIO()
+    Image.new("1", (8000, 8000)).save(buf, "PNG")  # 64 million pixels in an 8 KB file
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("files, status, detail", [
+    ([("good.png", photo(1)), ("notes.txt", b"hello")], 415, "notes.txt: not an image Pillow can read"),
+    ([("cut.png", photo(1)[:200])], 400, "cut.png: cannot decode"),
+    ([("bomb.png", pixel_bomb())], 413, "bomb.png: more than 50000000 pixels (decompression bomb?)"),
+    ([(f"{i}.png", make_png_bytes("RGB")) for i in range(5)], 413, "5 images in one request; at most 4"),
+    ([("big.png", random_bytes(1_100_000))], 413, "request body over the 1 MB limit (serve.max_request_mb)"),
+])
+def test_bad_requests_get_a_status_and_a_one_line_reason(server, files, status, detail):
+    url, _ = server
+    answer = httpx.post(f"{url}/predict", files=[("data", f) for f in files])
+    assert answer.status_code == status and answer.json()["detail"].startswith(detail), answer.text
+    assert "\n" not in answer.json()["detail"]
+
+
+def test_a_chunked_body_over_the_cap_is_cut_off(server):
+    """No Content-Length to judge by: the server counts the bytes as they come and stops at the cap."""
+    url, _ = server
+    boundary = "xyz"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"big.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+    sent = []
+
+    def body():
+        yield head
+        for _ in range(64):  # 4 MB in 64 KB chunks; the server refuses after about 1 MB
+            sent.append(1)
+            yield bytes(65536)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    try:
+        answer = httpx.post(f"{url}/predict", content=body(),
+                            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert answer.status_code == 413 and "1 MB limit" in answer.json()["detail"]
+    except httpx.TransportError:  # the server may close the connection before the client finishes sending
+        pass
+    assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_a_request_without_images_is_a_validation_error(server):
+    url, _ = server
+    assert httpx.post(f"{url}/predict", data={"other": "x"}).status_code == 422
+
+
+def test_concurrent_requests_each_get_their_own_answers(server):
+    url, model = server
+    images = [photo(10 + i) for i in range(16)]
+
+    def send(i):
+        answer = httpx.post(f"{url}/predict", files=[("data", (f"{i}.png", images[i], "image/png"))], timeout=60)
+        return answer.status_code, answer.json()["predictions"][0]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(16)))
+    assert [status for status, _ in answers] == [200] * 16
+    assert [p["filename"] for _, p in answers] == [f"{i}.png" for i in range(16)]
+    assert np.allclose([p["probability"] for _, p in answers], expected(model, *images), atol=1e-5)
+
+
+def test_a_model_that_cannot_load_stops_the_server_with_one_line(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"not a model")
+    process, _ = start(tmp_path / "model.keras", tmp_path)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1, output
+    assert output.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'model.keras'}: cannot load the model")
+    assert "Traceback" not in output
+
+
+def test_the_serving_requirements_are_the_main_pins_without_tensorflow():
+    def pins(name):
+        lines = (ROOT / name).read_text().splitlines()
+        return dict(line.split("#")[0].strip().split("==") for line in lines if "==" in line.split("#")[0])
+
+    serving, main = pins("requirements-serve.txt"), pins("requirements.txt")
+    assert serving.items() <= main.items()
+    assert not {"tensorflow-cpu", "keras", "dvc", "scikit-learn"} & serving.keys()

@@ -1,0 +1,95 @@
+"""Use a trained model: predict on files and folders, or serve it over HTTP.
+
+    python -m valence predict photos/ beach.jpg --out predictions.csv [--model models/model.keras]
+    python -m valence serve [--model models/model.keras] [--host 127.0.0.1] [--port 8000]
+
+Both read threshold and flip_average from params.yaml's evaluate section (so they score as evaluate did) and
+serve its limits from the serve section; the flags override them. ``--model`` may be the export stage's
+``models/model.tflite``, run by LiteRT without TensorFlow.
+"""
+import argparse
+import sys
+
+from valence import params
+from valence.errors import PipelineError, run_stage
+
+
+def predict(args):
+    from valence.classifier import open_classifier
+    from valence.files import write_csv
+    from valence.predict import COLUMNS, image_files, predict_files, report_skipped
+
+    p = params.load("evaluate")
+    files = image_files(args.paths)  # a missing path or an empty folder fails before the model loads
+    classifier = open_classifier(args.model)
+    rows, skipped = predict_files(classifier, files, args.batch_size or p.batch_size,
+                                  p.threshold if args.threshold is None else args.threshold,
+                                  p.flip_average if args.flip_average is None else args.flip_average)
+    report_skipped(skipped, len(files))
+    if not rows:
+        raise PipelineError(f"none of the {len(files)} files is an image; nothing written to {args.out}")
+    write_csv(args.out, rows, COLUMNS)
+    positive = sum(r["label"] == "Positive" for r in rows)
+    print(f"{args.out}: {len(rows)} images ({positive} Positive, {len(rows) - positive} Negative), "
+          f"model {classifier.path} (md5 {classifier.version})")
+
+
+def serve(args):
+    import logging
+
+    import uvicorn
+
+    from valence.classifier import BACKENDS
+    from valence.serve import create_app
+
+    if args.model.rsplit(".", 1)[-1] not in {suffix.lstrip(".") for suffix in BACKENDS}:
+        raise PipelineError(f"{args.model}: unknown model format; expected one of {', '.join(BACKENDS)}")
+    evaluate, limits = params.load("evaluate"), params.load("serve")
+    server = None
+    failure = []
+
+    def stop(message):  # the model failed to load: a server that can never be ready should not keep running
+        failure.append(message)
+        server.should_exit = True
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    app = create_app(args.model, max_request_mb=limits.max_request_mb, max_images=limits.max_images,
+                     max_batch=limits.max_batch, threshold=evaluate.threshold, flip_average=evaluate.flip_average,
+                     on_load_error=stop)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
+    server.run()
+    if failure:
+        raise PipelineError(failure[0])
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="python -m valence", description=__doc__.split("\n")[0])
+    commands = top.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("predict", help="P(Positive) for image files and folders (recursively) → CSV")
+    p.add_argument("paths", nargs="+", help="image files and folders")
+    p.add_argument("--out", default="predictions.csv", help="CSV written: path, probability, label")
+    p.add_argument("--model", default="models/model.keras", help=".keras, or .tflite from the export stage")
+    p.add_argument("--batch-size", type=int, default=None, help="default: evaluate.batch_size")
+    p.add_argument("--threshold", type=float, default=None, help="default: evaluate.threshold")
+    p.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: evaluate.flip_average")
+    p.set_defaults(run=predict)
+    s = commands.add_parser("serve", help="an HTTP service: POST /predict, GET /healthz, /readyz, /docs")
+    s.add_argument("--model", default="models/model.keras", help=".keras, or .tflite (served without TensorFlow)")
+    s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(run=serve)
+    return top
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
+        raise PipelineError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if getattr(args, "threshold", None) is not None and not 0 < args.threshold < 1:
+        raise PipelineError(f"--threshold must be between 0 and 1 (exclusive), got {args.threshold}")
+    args.run(args)
+
+
+if __name__ == "__main__":
+    run_stage(lambda: main(sys.argv[1:]))

@@ -1,0 +1,96 @@
+"""A trained model behind one small interface, for predict and serve: uint8 RGB batches in, P(Positive) out.
+
+    classifier = open_classifier("models/model.keras")   # Keras (imports TensorFlow)
+    classifier = open_classifier("models/model.tflite")  # LiteRT (ai-edge-litert; no TensorFlow)
+    classifier.probabilities(batch)                      # batch: (N, height, width, 3) uint8 → (N,) float32
+
+Both run the same preprocessing (`images.decode` and `images.model_input`) before this point, so a photo gets
+the probability evaluate gave it, whichever file serves it.
+"""
+import hashlib
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from valence.errors import PipelineError
+
+
+def md5_of(path, chunk=1 << 20):
+    """The file's MD5: what dvc.lock records as the out's ``md5``, so it names the model version."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class KerasClassifier:
+    """A saved ``.keras`` model, loaded in safe mode, run through one traced inference step."""
+
+    def __init__(self, path):
+        from valence import compute, models
+
+        compute.configure()
+        self.model = models.load(path)
+        _, self.height, self.width, _ = self.model.input_shape
+        self._step = models.inference_step(self.model)
+
+    def probabilities(self, batch):
+        return np.asarray(self._step(np.asarray(batch, dtype=np.float32)), dtype=np.float32).reshape(-1)
+
+
+class LiteRTClassifier:
+    """An exported ``.tflite`` model run by the LiteRT interpreter; the batch dimension is resized per call.
+
+    The interpreter is not thread-safe: calls are serialised with a lock.
+    """
+
+    def __init__(self, path):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise PipelineError(f"{path}: running a LiteRT model needs ai-edge-litert "
+                                "(pip install -r requirements-serve.txt)") from None
+        from valence.compute import cores
+
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=cores())
+        except (ValueError, RuntimeError) as err:
+            raise PipelineError(f"{path}: cannot load the LiteRT model ({str(err).splitlines()[0]})") from None
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        _, self.height, self.width, channels = (int(n) for n in self._input["shape_signature"])
+        if channels != 3 or len(self._output["shape_signature"]) != 2:
+            raise PipelineError(f"{path}: not an image classifier of this project "
+                                f"(input {list(self._input['shape_signature'])}, "
+                                f"output {list(self._output['shape_signature'])})")
+        self._lock = threading.Lock()
+        self._batch = None
+
+    def probabilities(self, batch):
+        batch = np.asarray(batch, dtype=np.float32)
+        with self._lock:
+            if self._batch != len(batch):  # reallocating costs a little; serving repeats batch sizes
+                self._interpreter.resize_tensor_input(self._input["index"], batch.shape)
+                self._interpreter.allocate_tensors()
+                self._batch = len(batch)
+            self._interpreter.set_tensor(self._input["index"], batch)
+            self._interpreter.invoke()
+            return self._interpreter.get_tensor(self._output["index"]).astype(np.float32).reshape(-1)
+
+
+BACKENDS = {".keras": KerasClassifier, ".tflite": LiteRTClassifier}
+
+
+def open_classifier(path):
+    """The classifier in ``path``, by suffix (.keras or .tflite), with ``version`` (its MD5) and ``path`` set."""
+    path = Path(path)
+    if path.suffix not in BACKENDS:
+        raise PipelineError(f"{path}: unknown model format; expected one of {', '.join(BACKENDS)}")
+    if not path.is_file():
+        hint = "run `dvc repro export`" if path.suffix == ".tflite" else "run `dvc repro train`"
+        raise PipelineError(f"{path}: model file not found; {hint}")
+    classifier = BACKENDS[path.suffix](path)
+    classifier.path, classifier.version = str(path), md5_of(path)
+    return classifier

@@ -1,0 +1,9 @@
+"""The two classes and their 0/1 targets: the one fact every stage, predict and serve share."""
+import numpy as np
+
+CLASSES = ("Negative", "Positive")  # index = the model's target: 1 means Positive
+
+
+def targets(rows):
+    """0/1 targets from a table's labels: 1 means Positive."""
+    return np.array([CLASSES.index(r["label"]) for r in rows], dtype=np.float32)
