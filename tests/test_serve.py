@@ -1,6 +1,7 @@
 """The real server (`python -m valence serve`) on a free localhost port, sent real HTTP requests."""
 import concurrent.futures
 import io
+import re
 import socket
 import subprocess
 import sys
@@ -87,7 +88,11 @@ def test_health_readiness_and_docs(server):
     url, model = server
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{url}/readyz").json()["model"] == model.version
-    assert httpx.get(f"{url}/docs").status_code == 200
+    docs = httpx.get(f"{url}/docs")
+    assets = re.findall(r"(?:href|src)=['\"]([^'\"]+)['\"]", docs.text)
+    assert docs.status_code == 200 and any(a.endswith("swagger-ui-bundle.js") for a in assets)
+    assert all(a.startswith("/") for a in assets), assets  # no CDN: the page works offline
+    assert all(httpx.get(f"{url}{a}").status_code == 200 for a in assets)
     assert "/predict" in httpx.get(f"{url}/openapi.json").json()["paths"]
 
 

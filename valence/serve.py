@@ -6,7 +6,7 @@
 POST /predict takes one or more images in the multipart field ``data`` (the seed's Flask server used that
 name) and answers ``{"model": <MD5 of the model file>, "predictions": [{"filename", "probability", "label"}]}``
 in upload order. GET /healthz says the process is up, GET /readyz that the model is loaded; /docs is the
-OpenAPI page. A ``.tflite`` model (the export stage's) is served by LiteRT without importing TensorFlow.
+OpenAPI page (Swagger UI from the installed package: it works offline). A ``.tflite`` model (the export stage's) is served by LiteRT without importing TensorFlow.
 
 Bad requests stop before the model: a body over ``serve.max_request_mb`` is refused with 413 from its
 Content-Length, or as soon as the bytes read pass the cap; more than ``serve.max_images`` files is 413; a file
@@ -21,8 +21,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import File, HTTPException, UploadFile
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from valence.classifier import open_classifier
 from valence.images import NotAnImage, TooManyPixels, decode, model_input
@@ -139,7 +140,9 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
         if "batcher_task" in state:
             state["batcher_task"].cancel()
 
-    app = FastAPI(title="valence", summary="Positive or negative: the emotion a photo evokes.", lifespan=lifespan)
+    # FastAPIOffline: /docs with Swagger UI served from the package, not from a CDN, so it works offline
+    app = FastAPIOffline(title="valence", summary="Positive or negative: the emotion a photo evokes.",
+                         lifespan=lifespan)
 
     @app.get("/healthz")
     async def healthz():
