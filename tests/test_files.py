@@ -7,7 +7,7 @@ import pytest
 from helpers import make_jpeg_bytes, symlink_info, write_zip
 from valence.errors import PipelineError
 from valence.files import (UMASK, atomic_dir, atomic_path, extract_member, open_zip, read_csv, safe_member_path,
-                           sha256_of, write_csv, write_json)
+                           digest_of, write_csv, write_json)
 
 
 class Boom(Exception):
@@ -93,12 +93,13 @@ def test_read_csv_errors_name_the_file(tmp_path):
     assert str(path) in str(err.value) and "label" in str(err.value)
 
 
-def test_write_json_and_sha256(tmp_path):
+def test_write_json_and_file_digests(tmp_path):
     write_json(tmp_path / "m.json", {"b": 1, "a": [1.5]})
     assert json.loads((tmp_path / "m.json").read_text()) == {"b": 1, "a": [1.5]}
     data = bytes(range(256)) * 50
     (tmp_path / "d.bin").write_bytes(data)
-    assert sha256_of(tmp_path / "d.bin", chunk=1000) == hashlib.sha256(data).hexdigest()
+    assert digest_of(tmp_path / "d.bin") == hashlib.sha256(data).hexdigest()
+    assert digest_of(tmp_path / "d.bin", "md5") == hashlib.md5(data).hexdigest()
 
 
 @pytest.mark.parametrize("name", ["../x", "a/../../x", "a/..", "/etc/passwd", "C:/x", "C:\\x",

@@ -1,5 +1,10 @@
 """Stage scripts as a user runs them: bad input ends in one clear line, exit 1, and no half-written output."""
-from helpers import assert_one_line_error, run_stage
+import ast
+
+import pytest
+import yaml
+
+from helpers import ROOT, assert_one_line_error, run_stage
 
 
 def test_download_without_network_or_local_copy(tmp_path):
@@ -86,3 +91,39 @@ def test_no_concept_or_near_copy_crosses_the_split(tmp_path):
         assert crossings["concept", seed] == ([], 0, 0), seed
     # image by image, the tempting archive does leak: the check above is able to fail
     assert all(crossings["none", seed][1] > 0 and crossings["none", seed][0] for seed in range(4))
+
+
+def imported_files(path, seen=None):
+    """Every file of this repository that ``path`` imports, directly or through others, lazy imports included."""
+    seen = set() if seen is None else seen
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            if name == "_path":
+                candidate = ROOT / "stages/_path.py"
+            elif name.split(".")[0] == "valence":
+                candidate = ROOT / (name.replace(".", "/") + ".py")
+            else:
+                continue
+            if candidate.is_file() and candidate not in seen:
+                seen.add(candidate)
+                imported_files(candidate, seen)
+    return seen
+
+
+@pytest.mark.parametrize("stage", sorted(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]))
+def test_every_file_a_stage_runs_is_in_its_deps(stage):
+    """Otherwise an edit to that file would not re-run the stage, and dvc.lock would vouch for stale outputs."""
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+    command = spec["cmd"].split()
+    entry = ROOT / (command[1] if command[1] != "-m" else command[2].replace(".", "/") + ".py")
+    needed = {entry, *imported_files(entry)}
+    deps = {ROOT / d for d in spec["deps"] if (ROOT / d).suffix == ".py"}
+    missing = sorted(str(p.relative_to(ROOT)) for p in needed - deps)
+    assert not missing, f"{stage} runs {missing} but does not list them in deps"

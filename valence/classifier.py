@@ -7,22 +7,13 @@
 Both run the same preprocessing (`images.decode` and `images.model_input`) before this point, so a photo gets
 the probability evaluate gave it, whichever file serves it.
 """
-import hashlib
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from valence.errors import PipelineError
-
-
-def md5_of(path, chunk=1 << 20):
-    """The file's MD5: what dvc.lock records as the out's ``md5``, so it names the model version."""
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+from valence.files import digest_of
 
 
 class KerasClassifier:
@@ -84,7 +75,8 @@ BACKENDS = {".keras": KerasClassifier, ".tflite": LiteRTClassifier}
 
 
 def open_classifier(path):
-    """The classifier in ``path``, by suffix (.keras or .tflite), with ``version`` (its MD5) and ``path`` set."""
+    """The classifier in ``path``, by suffix (.keras or .tflite), with ``path`` and ``version`` set: the file's
+    MD5, which dvc.lock records for the out, so it names the model version."""
     path = Path(path)
     if path.suffix not in BACKENDS:
         raise PipelineError(f"{path}: unknown model format; expected one of {', '.join(BACKENDS)}")
@@ -92,5 +84,5 @@ def open_classifier(path):
         hint = "run `dvc repro export`" if path.suffix == ".tflite" else "run `dvc repro train`"
         raise PipelineError(f"{path}: model file not found; {hint}")
     classifier = BACKENDS[path.suffix](path)
-    classifier.path, classifier.version = str(path), md5_of(path)
+    classifier.path, classifier.version = str(path), digest_of(path, "md5")  # = its md5 in dvc.lock
     return classifier

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from valence.errors import PipelineError
 from valence.files import (check_sizes, extract_member, is_symlink, open_zip, read_member, safe_member_path,
-                           sha256_of)
+                           digest_of)
 from valence.images import decode
 from valence.labels import CLASSES
 from valence.splitting import class_counts
@@ -175,7 +175,7 @@ def drop_duplicates(rows):
     """
     by_digest = {}
     for row in rows:
-        by_digest.setdefault(sha256_of(row["path"]), []).append(row)
+        by_digest.setdefault(digest_of(row["path"]), []).append(row)
     kept, skipped = [], []
     for copies in by_digest.values():
         first = copies[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from valence.errors import PipelineError
-from valence.files import atomic_path, sha256_of
+from valence.files import atomic_path, digest_of
 
 
 def keras_cache_path(filename):
@@ -20,7 +20,7 @@ def keras_cache_path(filename):
 def _check_sha256(path, expected, origin):
     if expected is None:
         return
-    actual = sha256_of(path)
+    actual = digest_of(path)
     if actual != expected.lower():
         raise PipelineError(f"{origin}: sha256 is {actual}, expected {expected} (download.sha256); "
                             "the file is corrupt or a different version")

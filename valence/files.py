@@ -100,12 +100,10 @@ def read_csv(path, required=()):
         return list(reader)
 
 
-def sha256_of(path, chunk=1 << 20):
-    digest = hashlib.sha256()
+def digest_of(path, algorithm="sha256"):
+    """The hex digest of a file's bytes, read in chunks (md5 is what dvc.lock records for an out)."""
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def safe_member_path(name):
