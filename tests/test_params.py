@@ -65,7 +65,7 @@ def test_patience_without_validation_is_fine_for_a_model_that_does_not_stop_earl
     ({"train": {"small_cnn": {"dropout": 1.0}}}, "train.small_cnn.dropout must be in [0, 1)"),
     ({"train": {"seed_baseline": {"learning_rate_decay": "step"}}}, "train.seed_baseline.learning_rate_decay must be one of"),
     ({"train": {"seed_baseline": {"image_width": 8}}}, "train.seed_baseline.image_width must be >= 32"),
-    ({"train": {"validation_size": 0}}, "train.mobilenet_v2.patience needs a validation slice"),
+    ({"train": {"model": "mobilenet_v2", "validation_size": 0}}, "train.mobilenet_v2.patience needs a validation slice"),
     ({"train": {"model": "resnet9000"}}, "train.model must be one of"),
     ({"train": {"augment": {"zoom": 1.5}}}, "train.augment.zoom must be < 1"),
     ({"train": {"augment": {"fill_mode": "mirror"}}}, "train.augment.fill_mode"),

@@ -16,8 +16,9 @@ from helpers import ROOT, make_png_bytes, random_bytes, save_tiny_model
 from valence import models
 from valence.classifier import open_classifier
 from valence.images import decode, model_input
+from valence.predict import score_images
 
-LIMITS = "serve:\n  max_request_mb: 1\n  max_images: 4\n  max_batch: 8\n"
+LIMITS = "evaluate:\n  flip_average: true\nserve:\n  max_request_mb: 1\n  max_images: 4\n  max_batch: 8\n"
 
 
 def free_port():
@@ -81,7 +82,7 @@ def server(request, tmp_path_factory):
 
 def expected(model, *contents):
     batch = np.stack([model_input(decode(io.BytesIO(c)), model.height, model.width) for c in contents])
-    return model.probabilities(batch)
+    return score_images(model, batch, flip_average=True)  # as LIMITS sets evaluate.flip_average
 
 
 def test_health_readiness_and_docs(server):

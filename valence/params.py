@@ -214,7 +214,7 @@ MODEL_NAMES = (*PRETRAINED_MODELS, "small_cnn", "seed_baseline")  # valence.mode
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
-    model: str = "mobilenet_v2"  # mobilenet_v2 | efficientnet_lite0 | efficientnet_lite2 | small_cnn | seed_baseline
+    model: str = "efficientnet_lite2"  # mobilenet_v2 | efficientnet_lite0 | efficientnet_lite2 | small_cnn | seed_baseline
     batch_size: int = 32
     class_weight: str = "balanced"  # balanced: weigh classes by inverse frequency (OASIS is 1/3 Negative); none
     validation_size: float = 0.15  # carved from the training split for early stopping; never the test split
@@ -257,7 +257,7 @@ class TrainParams:
 class EvaluateParams:
     threshold: float = 0.5  # P(Positive) at or above this is called Positive
     batch_size: int = 64  # inference only: larger batches keep both cores busy
-    flip_average: bool = False  # mean P(Positive) of the image and its mirror image: twice the inference time
+    flip_average: bool = True  # mean P(Positive) of the image and its mirror image: twice the inference time
 
     def check(self):
         if not 0 < self.threshold < 1:
