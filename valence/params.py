@@ -260,8 +260,7 @@ class EvaluateParams:
     flip_average: bool = True  # mean P(Positive) of the image and its mirror image: twice the inference time
 
     def check(self):
-        if not 0 < self.threshold < 1:
-            raise PipelineError(f"evaluate.threshold must be between 0 and 1 (exclusive), got {self.threshold}")
+        _inside_0_1("evaluate.threshold", self.threshold)
         _at_least("evaluate.batch_size", self.batch_size, 1)
 
 
@@ -271,8 +270,7 @@ class ExportParams:
     batch_size: int = 64  # images scored at once in the comparison
 
     def check(self):
-        if not 0 < self.tolerance < 1:
-            raise PipelineError(f"export.tolerance must be between 0 and 1 (exclusive), got {self.tolerance}")
+        _inside_0_1("export.tolerance", self.tolerance)
         _at_least("export.batch_size", self.batch_size, 1)
 
 
@@ -304,6 +302,11 @@ SECTIONS = {
 def _one_of(name, value, allowed):
     if value not in allowed:
         raise PipelineError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def _inside_0_1(name, value):
+    if not 0 < value < 1:
+        raise PipelineError(f"{name} must be between 0 and 1 (exclusive), got {value}")
 
 
 def _at_least(name, value, low):
