@@ -39,11 +39,10 @@ def serve(args):
 
     import uvicorn
 
-    from valence.classifier import BACKENDS
+    from valence.classifier import check_model_path
     from valence.serve import create_app
 
-    if args.model.rsplit(".", 1)[-1] not in {suffix.lstrip(".") for suffix in BACKENDS}:
-        raise PipelineError(f"{args.model}: unknown model format; expected one of {', '.join(BACKENDS)}")
+    check_model_path(args.model)  # before the server starts; the model itself loads in the background
     evaluate, limits = params.load("evaluate"), params.load("serve")
     server = None
     failure = []

@@ -74,15 +74,21 @@ class LiteRTClassifier:
 BACKENDS = {".keras": KerasClassifier, ".tflite": LiteRTClassifier}
 
 
-def open_classifier(path):
-    """The classifier in ``path``, by suffix (.keras or .tflite), with ``path`` and ``version`` set: the file's
-    MD5, which dvc.lock records for the out, so it names the model version."""
+def check_model_path(path):
+    """``path`` as a Path, if it names an existing model file of a known format; a one-line error if not."""
     path = Path(path)
     if path.suffix not in BACKENDS:
         raise PipelineError(f"{path}: unknown model format; expected one of {', '.join(BACKENDS)}")
     if not path.is_file():
         hint = "run `dvc repro export`" if path.suffix == ".tflite" else "run `dvc repro train`"
         raise PipelineError(f"{path}: model file not found; {hint}")
+    return path
+
+
+def open_classifier(path):
+    """The classifier in ``path``, by suffix (.keras or .tflite), with ``path`` and ``version`` set: the file's
+    MD5, which dvc.lock records for the out, so it names the model version."""
+    path = check_model_path(path)
     classifier = BACKENDS[path.suffix](path)
     classifier.path, classifier.version = str(path), digest_of(path, "md5")  # = its md5 in dvc.lock
     return classifier

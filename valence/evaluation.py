@@ -2,7 +2,7 @@
 import numpy as np
 from sklearn import metrics
 
-from valence.labels import CLASSES
+from valence.labels import CLASSES, label_of
 
 
 def binary_metrics(y_true, probability, threshold, split="test"):
@@ -61,7 +61,7 @@ def precision_recall_points(y_true, probability):
 
 def prediction_rows(paths, y_true, probability, threshold):
     """One row per image for DVC's confusion templates: actual and predicted class names."""
-    return [{"path": path, "actual": CLASSES[int(t)], "predicted": CLASSES[int(p >= threshold)],
+    return [{"path": path, "actual": CLASSES[int(t)], "predicted": label_of(p, threshold),
              "probability": _plain(p)} for path, t, p in zip(paths, y_true, probability)]
 
 

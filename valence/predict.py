@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from valence.compute import cores
-from valence.labels import CLASSES
+from valence.labels import label_of
 from valence.errors import PipelineError
 from valence.images import decode, model_input
 
@@ -73,7 +73,7 @@ def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=
             skipped += [(str(f), reason) for f, (_, reason) in zip(chunk, loaded) if reason is not None]
             if good:
                 probability = score_images(classifier, np.stack([pixels for _, pixels in good]), flip_average)
-                rows += [{"path": str(f), "probability": round(float(p), 6), "label": CLASSES[int(p >= threshold)]}
+                rows += [{"path": str(f), "probability": round(float(p), 6), "label": label_of(p, threshold)}
                          for (f, _), p in zip(good, probability)]
             bar.update(len(chunk))
     return rows, skipped

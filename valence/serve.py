@@ -27,7 +27,7 @@ from fastapi_offline import FastAPIOffline
 
 from valence.classifier import open_classifier
 from valence.images import NotAnImage, TooManyPixels, decode, model_input
-from valence.labels import CLASSES
+from valence.labels import label_of
 from valence.predict import score_images
 
 log = logging.getLogger("valence.serve")
@@ -177,7 +177,7 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
         probability = await state["batcher"].score(np.stack(images))
         return {"model": classifier.version,
                 "predictions": [{"filename": name, "probability": round(float(p), 6),
-                                 "label": CLASSES[int(p >= threshold)]} for name, p in zip(names, probability)]}
+                                 "label": label_of(p, threshold)} for name, p in zip(names, probability)]}
 
     app.add_middleware(LimitRequestSize, max_bytes=int(max_request_mb * 2**20))
     return app
