@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from valence import params  # noqa: E402
 from valence.audit import near_duplicate_pairs  # noqa: E402
-from valence.errors import run_stage  # noqa: E402
+from valence.errors import PipelineError, run_stage  # noqa: E402
 from valence.files import read_csv  # noqa: E402
 from valence.splitting import MANIFEST_COLUMNS, grouped_folds, merge_groups  # noqa: E402
 
@@ -51,7 +51,9 @@ COLUMNS = ["repeat", "fold", "n_train", "n_test", "test_groups", "positive_share
 
 def train_params(overrides):
     """params.yaml's train section with ``key=value`` overrides (keys below train, values as YAML)."""
-    document = (yaml.safe_load(params.PARAMS_FILE.read_text()) if params.PARAMS_FILE.exists() else None) or {}
+    if not params.PARAMS_FILE.is_file():
+        raise PipelineError(f"{params.PARAMS_FILE}: not found; run from the project's folder (the one with dvc.yaml)")
+    document = yaml.safe_load(params.PARAMS_FILE.read_text()) or {}
     section = document.get("train") or {}
     for override in overrides:
         key, _, value = override.partition("=")
@@ -140,15 +142,19 @@ def model_scorer(p, flip_average=False, probe_mix=False):
         import keras
         from sklearn.metrics import roc_auc_score
 
-        from valence import models, training
+        from valence import training
+        from valence.classifier import KerasClassifier
+        from valence.images import load_images
         from valence.labels import targets
+        from valence.predict import score_batches
 
         keras.backend.clear_session()
-        model, _ = training.train(p, train_rows)
+        model = KerasClassifier(training.train(p, train_rows)[0])
         fit_rows, val_rows = training.carve_validation(train_rows, p.validation_size, p.seed)  # as train drew
 
         def predict(rows, flip, desc):
-            return models.predict(model, [r["path"] for r in rows], 64, desc=desc, flip_average=flip)
+            images = load_images([r["path"] for r in rows], model.height, model.width, desc=desc)
+            return score_batches(model, images, 64, flip, f"scoring {desc}")  # as evaluate scores
 
         def auc(probability):
             return round(float(roc_auc_score(targets(val_rows), probability)), 4) if val_rows else None

@@ -8,16 +8,17 @@
 Needs the training split (`dvc repro split`) and, offline, KERAS_HOME as in the README. Each epoch timing
 runs in its own process, so every one starts from the same thread settings, and is the median of epochs
 2-4 (the first traces the graph). Keys:
-- pure_compute_epoch_s: the default model (mobilenet_v2, top blocks trainable, the fine-tuning step) fit on
-  pre-loaded, pre-augmented float32 tensors: the bound for any input pipeline;
-- pipeline_epoch_s: the same model through valence.images.dataset, augmenting as it goes;
+- pure_compute_epoch_s: MobileNetV2 (train.mobilenet_v2, the default model when this was written; top blocks
+  trainable, the fine-tuning step) fit on pre-loaded, pre-augmented float32 tensors: the bound for any input
+  pipeline;
+- pipeline_epoch_s: the same model through valence.training.dataset, augmenting as it goes;
 - seed_generator_epoch_s: the seed's way: its network at 400×500, float32, fed by the legacy
   ImageDataGenerator.flow_from_directory with the seed's augmentation, TensorFlow's default threads;
 - seed_model_ours_epoch_s: the same network through our pipeline, threads and precision;
 - seed_model_pure_epoch_s: the same network on pre-augmented tensors: its compute bound;
-- inference_images_per_s: the default model scoring images, as evaluate does (median of 3 passes);
+- inference_images_per_s: that model scoring images (median of 3 passes);
 - default_pipeline_s / previous_default_pipeline_s: `dvc repro --force evaluate` (download → evaluate from
-  the Keras-cache copy of OASIS) in git worktrees of HEAD and of --previous; train_cpu_percent is the train
+  the Keras-cache copy of OASIS, each commit's own default model) in git worktrees of HEAD and of --previous; train_cpu_percent is the train
   stage's CPU time over its wall time, peak_rss_mb the largest process of the new run, noop_repro_s a second
   `dvc repro evaluate` with nothing to do; roc_auc / previous_roc_auc their test ROC AUC;
 - host_steal_percent: for each timing, the share of all cores' time the hypervisor gave to other machines
@@ -92,7 +93,7 @@ def pre_augmented(images, y, p, batch_size):
     import numpy as np
     import tensorflow as tf
 
-    from valence.images import random_affine
+    from valence.training import random_affine
 
     augmented = np.concatenate([random_affine(tf.cast(images[i:i + 64], tf.float32), p.augment, [p.seed, i])
                                 for i in range(0, len(images), 64)])
@@ -115,7 +116,7 @@ def measure(what, count):
     p = params.load("train", ROOT / "params.yaml")
     if what != "seed_generator":
         compute.configure(p.seed, p.precision, p.op_determinism)
-    from valence.images import dataset
+    from valence.training import dataset
     from valence.models import build, compile_model, predictor
 
     h = p.mobilenet_v2
@@ -209,6 +210,14 @@ def repro(folder, env):
                    stdout=subprocess.DEVNULL)
 
 
+def test_roc_auc(folder):
+    """The test ROC AUC a worktree's evaluate wrote: dvclive's summary, or metrics/metrics.json before it."""
+    live = folder / "dvclive/evaluate/metrics.json"
+    if live.exists():
+        return json.loads(live.read_text())["test"]["roc_auc"]
+    return json.loads((folder / "metrics/metrics.json").read_text())["roc_auc"]
+
+
 def pipelines(previous, steal):
     """Default pipeline timings for HEAD and ``previous``, each in a fresh git worktree."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -227,7 +236,7 @@ def pipelines(previous, steal):
                 steal[f"{name}_pipeline"] = stolen.percent
                 seconds = round(time.perf_counter() - started, 1)
                 watch.done = True
-                auc = json.loads((folder / "metrics/metrics.json").read_text())["roc_auc"]
+                auc = test_roc_auc(folder)
                 if name == "new":
                     result.update(default_pipeline_s=seconds, roc_auc=auc,
                                   train_cpu_percent=round(100 * watch.cpu_s / watch.wall_s),

@@ -21,18 +21,19 @@ KERAS, LITERT = "models/model.keras", "models/model.tflite"
 def main():
     p = params.load("export")
     rows = read_csv("data/split/test.csv", required=MANIFEST_COLUMNS)
-    from valence import classifier, images, models  # TensorFlow loads only after the inputs are checked
+    from valence import classifier, models  # TensorFlow loads only after the inputs are checked
+    from valence.images import load_images
     from valence.predict import score_batches
 
     keras_model = classifier.open_classifier(KERAS)
-    pixels = images.load_images([r["path"] for r in rows], keras_model.height, keras_model.width, desc="test")
+    pixels = load_images([r["path"] for r in rows], keras_model.height, keras_model.width, desc="test")
     with atomic_path(LITERT, suffix=".tflite") as tmp:
         models.export_litert(keras_model.model, tmp)
         litert_model = classifier.LiteRTClassifier(tmp)
         scored = {}
         for name, model in (("keras", keras_model), ("litert", litert_model)):
             started = time.perf_counter()
-            scored[name] = score_batches(model, pixels, p.batch_size), time.perf_counter() - started
+            scored[name] = score_batches(model, pixels, p.batch_size, desc=name), time.perf_counter() - started
         difference = float(abs(scored["keras"][0] - scored["litert"][0]).max())
         if difference > p.tolerance:
             raise PipelineError(f"{LITERT}: LiteRT and Keras differ by up to {difference:.2e} in P(Positive) on "

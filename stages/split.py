@@ -12,11 +12,11 @@ the written manifests — groups_in_both_splits and near_duplicate_pairs_across_
 import _path  # noqa: F401
 from valence import params
 from valence.audit import near_duplicate_pairs
-from valence.labels import CLASSES
+from valence.labels import class_counts
 from valence.errors import PipelineError, run_stage
 from valence.files import read_csv, write_csv, write_json
-from valence.splitting import (MANIFEST_COLUMNS, OUTPUT_COLUMNS, class_counts, merge_groups, pairs_across,
-                               shared_groups, stratified_split)
+from valence.splitting import (MANIFEST_COLUMNS, OUTPUT_COLUMNS, merge_groups, pairs_across, shared_groups,
+                               stratified_split)
 
 AUDIT = "data/audit.json"
 
@@ -35,7 +35,7 @@ def main():
     keep = (lambda r: r) if grouped else (lambda r: {**r, "group": ""})  # none: validation splits image by image too
     write_csv("data/split/train.csv", [keep(r) for r in train], OUTPUT_COLUMNS)
     write_csv("data/split/test.csv", [keep(r) for r in test], OUTPUT_COLUMNS)
-    summary = {name: {**class_counts(part, CLASSES), "total": len(part), "groups": len({r["group"] for r in part})}
+    summary = {name: {**class_counts(part), "total": len(part), "groups": len({r["group"] for r in part})}
                for name, part in (("train", train), ("test", test))}
     summary.update(group_by=p.group_by, groups_in_both_splits=len(crossing_groups),
                    test_images_with_group_in_train=sum(r["group"] in set(crossing_groups) for r in test),

@@ -3,27 +3,33 @@
     python stages/train.py
 
 Reads data/split/train.csv and the images it lists; writes models/model.keras (self-contained: RGB float32
-0–255 at train.<model>.image_height × image_width in, P(Positive) out), plots/train/history.csv (loss,
-accuracy and AUC per epoch and phase, train and validation) and plots/train/learning_curves.png.
+0–255 at train.<model>.image_height × image_width in, P(Positive) out), plots/train/learning_curves.png and,
+through dvclive, dvclive/train/: metrics.json (the latest epoch's loss, accuracy and AUC, train and
+validation, its step and phase: `dvc exp show` shows it while training runs) and plots/metrics/ (one TSV a
+metric, a row an epoch, for `dvc plots show`).
 """
 import _path  # noqa: F401
 from valence import params
 from valence.errors import run_stage
-from valence.files import atomic_path, read_csv, write_csv
+from valence.files import atomic_path, read_csv
 from valence.splitting import MANIFEST_COLUMNS
 
-HISTORY = "plots/train/history.csv"
+LIVE = "dvclive/train"
 
 
 def main():
     p = params.load("train")
     rows = read_csv("data/split/train.csv", required=MANIFEST_COLUMNS)
-    from valence import plotting, training  # TensorFlow loads only after params and inputs are checked
+    from dvclive import Live  # TensorFlow and dvclive load only after params and inputs are checked
 
-    model, history = training.train(p, rows)
+    from valence import plotting, training
+
+    # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
+    with Live(LIVE, dvcyaml=False, save_dvc_exp=False) as live:
+        live.step = 1  # step = epoch, counted from 1 as Keras prints them
+        model, history = training.train(p, rows, live=live)
     with atomic_path("models/model.keras", suffix=".keras") as tmp:
         model.save(tmp)
-    write_csv(HISTORY, history, training.HISTORY_COLUMNS)
     plotting.learning_curves(history, "plots/train/learning_curves.png")
     print(f"wrote models/model.keras after {len(history)} epochs")
 

@@ -93,10 +93,40 @@ def make_oasis_zip(path, rows, images, top="shiny-server-abc", extra=None, line_
 NOISE = re.compile(r".*%\||WARNING: All log messages before absl|[IWE]\d{4} |To enable the following instructions")
 
 
+def merged(base, changes):
+    """``base`` with ``changes`` merged in, mapping by mapping."""
+    result = dict(base)
+    for key, value in changes.items():
+        both_maps = isinstance(value, dict) and isinstance(result.get(key), dict)
+        result[key] = merged(result[key], value) if both_maps else value
+    return result
+
+
+def project_params(changes):
+    """The text of the project's params.yaml with ``changes`` (a mapping, or YAML text of one) merged in, as a
+    user edits a few values; text that is not a YAML mapping comes back as it is (for the bad-YAML tests)."""
+    if isinstance(changes, str):
+        try:
+            changes = yaml.safe_load(changes) or {}
+        except yaml.YAMLError:
+            return changes
+        if not isinstance(changes, dict):
+            return yaml.safe_dump(changes)
+    return yaml.safe_dump(merged(yaml.safe_load((ROOT / "params.yaml").read_text()), changes), sort_keys=False)
+
+
+def repo_params(section):
+    """One section of the project's params.yaml, typed (valence.params)."""
+    from valence import params
+
+    return params.load(section, ROOT / "params.yaml")
+
+
 def run_stage(name, cwd, params_text=None, **env):
-    """Run ``stages/<name>.py`` as a user would, in ``cwd`` (params.yaml written first when given)."""
+    """Run ``stages/<name>.py`` as a user would, in ``cwd``; when ``params_text`` is given, params.yaml is first
+    written as the project's with those values changed (project_params)."""
     if params_text is not None:
-        (cwd / "params.yaml").write_text(params_text)
+        (cwd / "params.yaml").write_text(project_params(params_text))
     environment = {"PATH": "/usr/bin:/bin", "KERAS_HOME": str(cwd / "empty-keras-home"), **env}
     return subprocess.run([sys.executable, str(ROOT / f"stages/{name}.py")], cwd=cwd, env=environment,
                           capture_output=True, text=True)
@@ -147,6 +177,12 @@ def make_project(work, download, train):
     document["train"].update(model="small_cnn", batch_size=8)
     document["train"]["small_cnn"].update({"image_height": 64, "image_width": 80, "epochs": 2, **train})
     (work / "params.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return git_commit_all(work)
+
+
+def git_commit_all(work):
+    """``git init`` and commit everything in ``work``; returns the environment for commands there (this
+    virtualenv first on PATH, an empty Keras cache: never the network, never the shared data)."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                KERAS_HOME=str(work / "empty-keras-home"), GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@t",
                GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="t@t", PYTHONUNBUFFERED="1")
@@ -154,6 +190,19 @@ def make_project(work, download, train):
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-qm", "project"], work, env)
     return env
+
+
+def fresh_clone(work):
+    """What `git clone` of this checkout would give, uncommitted edits included: the files git tracks or would
+    track (not ignored), copied into ``work`` and committed. Returns the environment, as git_commit_all."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is not copied
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, work / name)
+    return git_commit_all(work)
 
 
 class ArchiveServer(http.server.BaseHTTPRequestHandler):

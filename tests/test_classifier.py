@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import ROOT, save_tiny_model
+from helpers import ROOT, repo_params, save_tiny_model
 from valence import classifier, models
 from valence.errors import PipelineError
 
@@ -61,3 +61,24 @@ def test_bad_model_files_are_one_line_errors(tmp_path, name, content, message):
     with pytest.raises(PipelineError, match=message) as err:
         classifier.open_classifier(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_keras_model_scores_files_at_its_input_size_and_flip_averages(tmp_path):
+    """evaluate's path: files resized to the model's input, scored in batches, the mirror image averaged in."""
+    from PIL import Image, ImageOps
+
+    from valence.images import load_images
+    from valence.predict import score_batches
+
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    image.save(tmp_path / "photo.png")
+    ImageOps.mirror(image).save(tmp_path / "mirror.png")
+    model = classifier.KerasClassifier(models.build(repo_params("train").using("seed_baseline", image_height=96,
+                                                                               image_width=112)))
+    pixels = load_images([tmp_path / "photo.png", tmp_path / "mirror.png"], model.height, model.width)
+    assert pixels.shape == (2, 96, 112, 3)
+    plain, mirrored = score_batches(model, pixels, batch_size=1)
+    assert plain != mirrored  # an untrained network does not see the two alike
+    averaged = score_batches(model, pixels, batch_size=2, flip_average=True)
+    assert np.allclose(averaged, (plain + mirrored) / 2, atol=1e-6)

@@ -5,9 +5,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from helpers import ROOT
+from helpers import ROOT, project_params
 
 
 def tiny_labels(work, concepts=12, photos=3):
@@ -28,6 +29,8 @@ def tiny_labels(work, concepts=12, photos=3):
 
 
 def cross_validate(work, *args):
+    """The benchmark run in ``work``, a project folder: its labels and the project's params.yaml."""
+    (work / "params.yaml").write_text(project_params({}))
     return subprocess.run([sys.executable, str(ROOT / "benchmarks/cross_validate.py"), "--results-dir", str(work / "out"),
                            *args], cwd=work, capture_output=True, text=True)
 
@@ -61,10 +64,14 @@ def test_folds_hold_out_whole_concepts_and_a_rerun_resumes(tmp_path):
     assert "small_cnn-grouped-flip: 2 folds" in variants.stdout
 
 
-def test_unknown_override_is_refused(tmp_path):
+@pytest.mark.parametrize("args, message", [
+    (["-S", "small_cnn.epoch=1"], "unknown key(s) train.small_cnn.epoch"),
+    (["--probe", "--flip-average"], "not with --probe"),  # variants of a trained model, not of the probe
+])
+def test_bad_arguments_are_refused(tmp_path, args, message):
     tiny_labels(tmp_path)
-    result = cross_validate(tmp_path, "-S", "small_cnn.epoch=1")
-    assert result.returncode != 0 and "unknown key(s) train.small_cnn.epoch" in result.stderr
+    result = cross_validate(tmp_path, *args)
+    assert result.returncode != 0 and message in result.stderr
 
 
 def test_probe_mix_scores_the_probe_fitted_on_the_same_rows(tmp_path):
@@ -82,12 +89,6 @@ def test_probe_mix_scores_the_probe_fitted_on_the_same_rows(tmp_path):
     # the probe's half moves every score: the mix ranks the held-out photos differently from the model alone
     assert [r["average_precision"] for r in mixed] != [r["average_precision"] for r in plain]
     assert all(0 <= float(r["validation_auc"]) <= 1 for r in mixed)
-
-
-def test_variants_are_not_for_the_probe(tmp_path):
-    tiny_labels(tmp_path)
-    result = cross_validate(tmp_path, "--probe", "--flip-average")
-    assert result.returncode != 0 and "not with --probe" in result.stderr
 
 
 def test_a_lite2_probe_writes_its_own_file(tmp_path):

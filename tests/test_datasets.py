@@ -1,3 +1,4 @@
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,8 @@ def test_oasis_layout(tmp_path, oasis_zip):
         (f"{under}/Near 1.jpg", "Positive", 4.25, "Object", "Near"),
         (f"{under}/Low 1.jpg", "Negative", 3.75, "Person", "Low"),
     }
+    # the archive as a whole: its 10 image files (unrated, broken and junk ones too) and its bytes' sha256
+    assert summary.pop("archive") == {"sha256": hashlib.sha256(oasis_zip.read_bytes()).hexdigest(), "images": 10}
     assert summary == {"images": 5, "Negative": 2, "Positive": 3, "groups": 5, "neutral_dropped": 1, "skipped": 5}
     reasons = dict(skipped)
     assert reasons.keys() == {f"{CSV}:{LINE['Missing 1']}", f"{CSV}:{LINE['Bad 1']}", f"{TOP}/images/Broken 1.jpg",
@@ -146,6 +149,7 @@ def test_class_folders(tmp_path, layout):
                      "group": "Positive/g h"}]
     assert [name for name, _ in skipped] == ["dataset 50:50/Positive/broken.jpg", "dataset 50:50/Positive/notes.txt"]
     assert dict(skipped)["dataset 50:50/Positive/notes.txt"] == "not an image file"
+    assert summary.pop("archive") == {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "images": 5}
     assert summary == {"images": 4, "Negative": 2, "Positive": 2, "groups": 4, "neutral_dropped": 0, "skipped": 2}
 
 

@@ -6,8 +6,13 @@ import pytest
 from sklearn import metrics
 
 from valence.labels import CLASSES
-from valence.evaluation import (binary_metrics, confusion, precision_recall_points, prediction_rows,
-                                roc_points)
+from valence.evaluation import binary_metrics, confusion, per_class, prediction_rows
+
+
+def scores(y_true, probability, threshold):
+    """The headline and the per-class detail together, as evaluate writes them to two files."""
+    return {**binary_metrics(y_true, probability, threshold), **per_class(y_true, probability, threshold)}
+
 
 # Hand-worked case: predictions at 0.5 are [0, 1, 1, 1, 0].
 Y = [0, 0, 0, 1, 1]
@@ -32,8 +37,8 @@ def walk(value):
 
 
 def test_binary_metrics_by_hand():
-    m = binary_metrics(Y, P, 0.5)
-    assert m["n_test"] == 5 and m["threshold"] == 0.5
+    m = scores(Y, P, 0.5)
+    assert m["images"] == 5 and m["threshold"] == 0.5
     assert m["accuracy"] == pytest.approx(2 / 5)
     assert m["balanced_accuracy"] == pytest.approx((1 / 3 + 1 / 2) / 2, abs=1e-6)
     assert m["majority_accuracy"] == pytest.approx(3 / 5)
@@ -47,7 +52,7 @@ def test_binary_metrics_by_hand():
 
 
 def test_binary_metrics_symmetric_tiny_case():
-    m = binary_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], 0.5)  # predictions [0, 1, 0, 1]
+    m = scores([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], 0.5)  # predictions [0, 1, 0, 1]
     assert m["accuracy"] == 0.5 and m["majority_accuracy"] == 0.5
     for name in CLASSES:  # one of two predicted right, one of two actual found, per class
         assert m[name] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
@@ -55,12 +60,12 @@ def test_binary_metrics_symmetric_tiny_case():
 
 
 def test_threshold_changes_predictions():
-    low = binary_metrics(Y, P, 0.25)  # predictions [0, 1, 1, 1, 1]
+    low = scores(Y, P, 0.25)  # predictions [0, 1, 1, 1, 1]
     assert low["threshold"] == 0.25
     assert low["accuracy"] == pytest.approx(3 / 5)
     assert low["Positive"]["recall"] == 1.0 and low["Negative"]["recall"] == pytest.approx(1 / 3, abs=1e-6)
-    assert low["roc_auc"] == binary_metrics(Y, P, 0.5)["roc_auc"]  # ranking metrics ignore the threshold
-    at = binary_metrics([0, 1], [0.5, 0.5], 0.5)  # "at or above" the threshold is Positive
+    assert low["roc_auc"] == scores(Y, P, 0.5)["roc_auc"]  # ranking metrics ignore the threshold
+    at = scores([0, 1], [0.5, 0.5], 0.5)  # "at or above" the threshold is Positive
     assert at["Positive"]["recall"] == 1.0 and at["Negative"]["recall"] == 0.0
 
 
@@ -68,7 +73,7 @@ def test_threshold_changes_predictions():
 def test_binary_metrics_match_sklearn(seed, threshold):
     y, p = random_case(seed=seed)
     pred = (p >= threshold).astype(int)
-    m = binary_metrics(y, p, threshold)
+    m = scores(y, p, threshold)
     assert m["accuracy"] == pytest.approx(metrics.accuracy_score(y, pred), abs=1e-6)
     assert m["balanced_accuracy"] == pytest.approx(metrics.balanced_accuracy_score(y, pred), abs=1e-6)
     assert m["roc_auc"] == pytest.approx(metrics.roc_auc_score(y, p), abs=1e-6)
@@ -80,61 +85,34 @@ def test_binary_metrics_match_sklearn(seed, threshold):
         assert m[name]["recall"] == pytest.approx(rec[i], abs=1e-6)
         assert m[name]["f1"] == pytest.approx(f1[i], abs=1e-6)
         assert m[name]["support"] == support[i]
-    assert sum(m[name]["support"] for name in CLASSES) == m["n_test"] == len(y)
+    assert sum(m[name]["support"] for name in CLASSES) == m["images"] == len(y)
 
 
 @pytest.mark.parametrize("y", [[1, 1, 1, 0], [0, 0, 0, 0, 1, 1]])
 def test_majority_accuracy_is_larger_share(y):
     share = np.mean(y)
-    assert binary_metrics(y, np.linspace(0, 1, len(y)), 0.5)["majority_accuracy"] == pytest.approx(max(share, 1 - share))
+    assert scores(y, np.linspace(0, 1, len(y)), 0.5)["majority_accuracy"] == pytest.approx(max(share, 1 - share))
 
 
 def test_json_plain_python():
     y, p = random_case()
-    everything = [binary_metrics(y, np.float32(p), np.float64(0.5)), roc_points(y, p), precision_recall_points(y, p),
+    everything = [binary_metrics(y, np.float32(p), np.float64(0.5)), per_class(y, np.float32(p), np.float64(0.5)),
                   prediction_rows([f"{i}.jpg" for i in range(len(y))], y.astype(np.float32), p, 0.5)]
     for value in walk(everything):
         assert type(value) in (dict, list, str, int, float, type(None)), type(value)
     assert json.loads(json.dumps(everything)) == everything
-    supports = [everything[0][name]["support"] for name in CLASSES]
+    supports = [everything[1][name]["support"] for name in CLASSES]
     assert all(type(s) is int for s in supports)
 
 
 def test_single_class_has_no_auc():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = binary_metrics([1, 1, 1], [0.2, 0.7, 0.9], 0.5)
+        m = scores([1, 1, 1], [0.2, 0.7, 0.9], 0.5)
     assert m["roc_auc"] is None and m["average_precision"] is None
     assert m["majority_accuracy"] == 1.0 and m["accuracy"] == pytest.approx(2 / 3, abs=1e-6)
     assert m["Negative"]["support"] == 0 and m["Positive"]["support"] == 3
     json.dumps(m)
-
-
-def test_roc_points():
-    y, p = random_case()
-    points = roc_points(y, p)
-    fpr, tpr, _ = metrics.roc_curve(y, p)
-    assert (points[0]["fpr"], points[0]["tpr"]) == (0, 0) and (points[-1]["fpr"], points[-1]["tpr"]) == (1, 1)
-    assert [r["fpr"] for r in points] == pytest.approx(fpr, abs=1e-6)
-    assert [r["tpr"] for r in points] == pytest.approx(tpr, abs=1e-6)
-    thresholds = [r["threshold"] for r in points]
-    assert all(0 <= t <= 1 for t in thresholds) and thresholds == sorted(thresholds, reverse=True)
-    assert np.trapezoid([r["tpr"] for r in points], [r["fpr"] for r in points]) == pytest.approx(
-        metrics.roc_auc_score(y, p), abs=1e-5)
-
-
-def test_precision_recall_points():
-    y, p = random_case()
-    points = precision_recall_points(y, p)
-    precision, recall, _ = metrics.precision_recall_curve(y, p)
-    assert len(points) == len(precision)
-    assert (points[-1]["recall"], points[-1]["precision"]) == (0, 1)
-    assert points[0]["recall"] == 1
-    assert [r["precision"] for r in points] == pytest.approx(precision, abs=1e-6)
-    assert all(0 <= r["threshold"] <= 1 for r in points)
-    hand = precision_recall_points(Y, P)  # at threshold 0.3 both positives are found, 2 of 4 calls right
-    row = next(r for r in hand if r["threshold"] == 0.3)
-    assert (row["recall"], row["precision"]) == (1.0, 0.5)
 
 
 def test_prediction_rows():

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from helpers import (archive_server, assert_one_line_error, make_jpeg_bytes, make_oasis_zip, random_bytes,
-                     make_png_bytes, run_stage, snapshot, symlink_info, write_zip)
+                     make_png_bytes, project_params, run_stage, snapshot, symlink_info, write_zip)
 from valence.files import read_csv
 from valence.images import load_image
 
@@ -45,7 +45,7 @@ def project_with_archive(tmp_path, members=None, raw_bytes=None):
                        ("data/images/old.jpg", "earlier output"), ("metrics/data.json", "{}\n")):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    (tmp_path / "params.yaml").write_text(PARAMS)
+    (tmp_path / "params.yaml").write_text(project_params(PARAMS))
     return tmp_path
 
 
@@ -124,7 +124,7 @@ def test_unzip_refuses(tmp_path, case, members, params_text, start, mentions):
         work = project_with_archive(tmp_path / "p", raw_bytes=members)
     else:
         work = project_with_archive(tmp_path / "p", members)
-    (work / "params.yaml").write_text(PARAMS + params_text)
+    (work / "params.yaml").write_text(project_params(PARAMS + params_text))
     assert_unzip_fails_cleanly(work, start, *mentions)
     assert not (tmp_path / "evil.jpg").exists() and not (tmp_path / "p/data/evil.jpg").exists()
 

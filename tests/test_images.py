@@ -6,12 +6,11 @@ from PIL import Image
 
 from valence import images
 from valence.errors import PipelineError
-from valence.images import augments, dataset, decode, load_image, load_images, random_affine
-from valence.params import AugmentParams
+from valence.images import decode, load_image, load_images
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
-OFF = AugmentParams(rotation_degrees=0, width_shift=0, height_shift=0, shear_degrees=0, zoom=0,
-                    horizontal_flip=False)
+
+
 
 
 def save(tmp_path, image, name, **kwargs):
@@ -130,108 +129,3 @@ def test_load_images_stacks_in_order(tmp_path):
     assert batch.shape == (4, 6, 9, 3) and batch.dtype == np.uint8
     for got, colour in zip(batch, colours[::-1]):
         assert (got == colour).all()
-
-
-def batch_of_images(n=3, size=24):
-    rng = np.random.default_rng(1)
-    return rng.uniform(0, 255, (n, size, size, 3)).astype(np.float32)
-
-
-def affine(x, augment, seed):
-    return np.asarray(random_affine(x, augment, np.array(seed, dtype=np.int64)))
-
-
-def test_all_off_augments_nothing():
-    assert not augments(OFF)
-    assert augments(AugmentParams(rotation_degrees=0, width_shift=0, height_shift=0, shear_degrees=0, zoom=0))
-
-
-@pytest.mark.parametrize("fill_mode", ["nearest", "reflect", "wrap", "constant"])
-def test_random_affine_reproducible_and_changes_input(fill_mode):
-    x = batch_of_images()
-    augment = AugmentParams(fill_mode=fill_mode)
-    first = affine(x, augment, [1, 2])
-    np.testing.assert_array_equal(first, affine(x, augment, [1, 2]))
-    assert first.shape == x.shape and not np.allclose(first, x)
-    assert not np.allclose(first, affine(x, augment, [1, 3]))  # another seed, other views
-    assert not np.allclose(first[0], first[1])  # each image its own draw
-
-
-def test_random_affine_with_zero_ranges_is_identity():
-    x = batch_of_images()
-    np.testing.assert_allclose(affine(x, OFF, [4, 5]), x, atol=1e-3)
-
-
-def test_random_affine_flip_only_mirrors_some_images():
-    x = batch_of_images(n=16)
-    flip_only = AugmentParams(rotation_degrees=0, width_shift=0, height_shift=0, shear_degrees=0, zoom=0)
-    out = affine(x, flip_only, [0, 9])
-    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-3) for o, i in zip(out, x)]
-    kept = [np.allclose(o, i, atol=1e-3) for o, i in zip(out, x)]
-    assert all(m or k for m, k in zip(mirrored, kept)) and any(mirrored) and any(kept)
-
-
-def test_random_affine_shift_moves_content_within_its_range():
-    """A bright column moves sideways by at most width_shift × width, and moves for some draw."""
-    x = np.zeros((8, 20, 40, 3), dtype=np.float32)
-    x[:, :, 20] = 255
-    shift_only = AugmentParams(rotation_degrees=0, width_shift=0.25, height_shift=0, shear_degrees=0, zoom=0,
-                               horizontal_flip=False, fill_mode="constant")
-    columns = affine(x, shift_only, [2, 2])[:, 10, :, 0].argmax(axis=1)
-    assert np.all(np.abs(columns - 20) <= 10) and np.any(columns != 20)
-
-
-def ids_images(n, h=4, w=5):
-    """Image i is filled with the value i, so labels and pixels can be matched after shuffling."""
-    return np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, h, w, 3), dtype=np.uint8)
-
-
-def epoch(data):
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in data])
-    return xs, ys
-
-
-def test_dataset_batches_and_pairs():
-    n = 10
-    data = dataset(ids_images(n), np.arange(n), batch_size=4)
-    xs, ys = epoch(data)
-    assert [len(y) for y in ys] == [4, 4, 2]
-    for x, y in zip(xs, ys):
-        assert x.dtype == np.float32 and y.dtype == np.float32 and x.shape[1:] == (4, 5, 3)
-        np.testing.assert_array_equal(x[:, 0, 0, 0], y)
-    np.testing.assert_array_equal(np.concatenate(ys), np.arange(n))  # unshuffled keeps order
-
-
-def test_dataset_shuffle_covers_all_reproducibly():
-    n = 50
-    order = lambda ys: np.concatenate(ys).astype(int).tolist()  # noqa: E731
-    data = dataset(ids_images(n), np.arange(n), batch_size=8, seed=7)
-    first_xs, first = epoch(data)
-    _, second = epoch(data)
-    for ys in (first, second):
-        assert sorted(order(ys)) == list(range(n))
-    for x, y in zip(first_xs, first):
-        np.testing.assert_array_equal(x[:, 0, 0, 0], y)  # images move with their labels
-    assert order(first) != list(range(n))
-    assert order(first) != order(second)  # reshuffled each epoch
-    assert order(epoch(dataset(ids_images(n), np.arange(n), batch_size=8, seed=7))[1]) == order(first)
-
-
-def test_dataset_with_augmentation_is_reproducible_per_seed_and_epoch():
-    n = 6
-    images = batch_of_images(n).astype(np.uint8)
-    data = dataset(images, np.zeros(n), batch_size=4, seed=0, augment=AugmentParams())
-    xs, ys = epoch(data)
-    assert [x.shape for x in xs] == [(4, 24, 24, 3), (2, 24, 24, 3)]
-    assert all(x.dtype == np.float32 for x in xs)
-    again = dataset(images, np.zeros(n), batch_size=4, seed=0, augment=AugmentParams())
-    np.testing.assert_array_equal(np.concatenate(xs), np.concatenate(epoch(again)[0]))
-    assert not np.array_equal(np.concatenate(xs), np.concatenate(epoch(data)[0]))  # new views next epoch
-    identity = dataset(ids_images(n), np.arange(n), batch_size=4, augment=OFF)
-    np.testing.assert_array_equal(np.concatenate(epoch(identity)[0]), ids_images(n).astype(np.float32))
-
-
-def test_dataset_unshuffled_views_keep_image_order():
-    n = 5
-    data = dataset(ids_images(n, 8, 8), np.arange(n), batch_size=2, seed=3, augment=AugmentParams(), shuffle=False)
-    np.testing.assert_array_equal(np.concatenate(epoch(data)[1]), np.arange(n))

@@ -7,18 +7,19 @@ import pytest
 
 from valence import models
 from valence.errors import PipelineError
-from valence.params import MODEL_NAMES, TrainParams
+from helpers import repo_params
+from valence.params import MODEL_NAMES
 
 SHARED_WEIGHTS = Path(__file__).resolve().parent.parent.parent / "shared/models/mobilenet_v2"
 
 
 def params(model, height, width, **changes):
-    return TrainParams().using(model, image_height=height, image_width=width, **changes)
+    return repo_params("train").using(model, image_height=height, image_width=width, **changes)
 
 
 def test_every_model_has_a_params_section():
     assert sorted(models.MODELS) == sorted(MODEL_NAMES)
-    assert all(dataclasses.is_dataclass(getattr(TrainParams(), name)) for name in MODEL_NAMES)
+    assert all(dataclasses.is_dataclass(getattr(repo_params("train"), name)) for name in MODEL_NAMES)
 
 
 def test_seed_baseline_layers_and_shapes_at_the_seed_size():
@@ -156,34 +157,6 @@ def test_saved_model_is_self_contained(tmp_path, name):
     assert ((expected >= 0) & (expected <= 1)).all()
 
 
-def test_predict_resizes_files_to_the_model_input(tmp_path):
-    from PIL import Image
-
-    paths = []
-    for i, colour in enumerate(("red", "blue")):
-        paths.append(tmp_path / f"{i}.png")
-        Image.new("RGB", (300, 200), colour).save(paths[-1])
-    model = models.build(params("seed_baseline", 96, 112))
-    probability = models.predict(model, paths, batch_size=1)
-    assert probability.shape == (2,)
-    assert probability[0] != probability[1]
-
-
-def test_flip_average_is_the_mean_over_the_image_and_its_mirror(tmp_path):
-    from PIL import Image, ImageOps
-
-    rng = np.random.default_rng(1)
-    image = Image.fromarray(rng.integers(0, 256, (96, 112, 3), dtype=np.uint8))
-    image.save(tmp_path / "photo.png")
-    ImageOps.mirror(image).save(tmp_path / "mirror.png")
-    model = models.build(params("seed_baseline", 96, 112))
-    plain, mirrored = models.predict(model, [tmp_path / "photo.png", tmp_path / "mirror.png"], batch_size=2)
-    assert plain != mirrored  # an untrained network does not see the two alike
-    averaged = models.predict(model, [tmp_path / "photo.png", tmp_path / "mirror.png"], batch_size=2,
-                              flip_average=True)
-    assert np.allclose(averaged, (plain + mirrored) / 2, atol=1e-6)
-
-
 @pytest.mark.parametrize("content", [None, b"not a keras file"])
 def test_loading_a_missing_or_corrupt_model_is_a_clear_error(tmp_path, content):
     path = tmp_path / "model.keras"
@@ -195,7 +168,7 @@ def test_loading_a_missing_or_corrupt_model_is_a_clear_error(tmp_path, content):
 
 @pytest.mark.parametrize("blocks", [1, 3, 16])
 def test_split_frozen_composes_to_the_whole_model(blocks):
-    p = TrainParams().using("mobilenet_v2", image_height=64, image_width=80)
+    p = repo_params("train").using("mobilenet_v2", image_height=64, image_width=80)
     model = models.build(p, weights=None)
     parts = models.split_frozen(model, blocks)
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 64, 80, 3)).astype("float32")
@@ -211,7 +184,7 @@ def test_split_frozen_composes_to_the_whole_model(blocks):
 
 @pytest.mark.parametrize("blocks", [1, 20])
 def test_split_frozen_cuts_efficientnet_lite_below_its_top_blocks(blocks):
-    model = models.build(TrainParams().using("efficientnet_lite2", image_height=64, image_width=64), weights=None)
+    model = models.build(repo_params("train").using("efficientnet_lite2", image_height=64, image_width=64), weights=None)
     parts = models.split_frozen(model, blocks)
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(parts.head(parts.upper(parts.lower(pixels))), np.asarray(model(pixels)), atol=1e-5)

@@ -1,4 +1,5 @@
 """The real OASIS copy in ../shared (CI has it): download from Keras' cache, then unzip with every quirk."""
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,8 @@ def test_labels_follow_the_documented_counts(oasis):
     # ../shared/README.md: 471 above the neutral point 4, 246 below, 3 exactly 4.0
     assert (summary["Positive"], summary["Negative"], summary["neutral_dropped"]) == (471, 246, 3)
     assert skipped == [] and summary["images"] == len(rows) == 717
+    # the copy behind the committed numbers: 720 of upstream's 900 images (metrics/data.json tells them apart)
+    assert summary["archive"] == {"sha256": hashlib.sha256(ARCHIVE.read_bytes()).hexdigest(), "images": 720}
     assert all(float(r["valence"]) > 4 for r in rows if r["label"] == "Positive")
 
 

@@ -1,24 +1,36 @@
+import dataclasses
+
 import pytest
 import yaml
 
+from helpers import ROOT, project_params, repo_params
 from valence import params
 from valence.errors import PipelineError
 
 
 def write(tmp_path, document):
+    """The project's params.yaml with ``document``'s values changed, in ``tmp_path``."""
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(document))
+    path.write_text(project_params(document))
     return path
 
 
-def test_repository_params_match_the_documented_defaults():
-    # params.yaml and the dataclass defaults must not drift apart: the README documents both.
+def test_every_section_of_the_project_params_loads():
     for section, cls in params.SECTIONS.items():
-        assert params.load(section) == cls(), section
+        assert isinstance(params.load(section, ROOT / "params.yaml"), cls), section
 
 
-def test_absent_sections_take_defaults(tmp_path):
-    assert params.load("split", write(tmp_path, {})) == params.SplitParams()
+def test_a_missing_key_is_an_error_naming_it(tmp_path):
+    # params.yaml is the one place values live: nothing falls back to a value written in code
+    document = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del document["train"]["small_cnn"]["dropout"], document["split"]["seed"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(document))
+    with pytest.raises(PipelineError, match=r"^missing key\(s\) train.small_cnn.dropout in params.yaml$"):
+        params.load("train", tmp_path / "params.yaml")
+    with pytest.raises(PipelineError, match=r"^missing key\(s\) split.seed in params.yaml$"):
+        params.load("split", tmp_path / "params.yaml")
+    with pytest.raises(PipelineError, match="params.yaml: not found"):
+        params.load("split", tmp_path / "elsewhere/params.yaml")
 
 
 def test_ints_are_accepted_as_floats(tmp_path):
@@ -28,17 +40,17 @@ def test_ints_are_accepted_as_floats(tmp_path):
 
 
 def test_nested_section_is_parsed(tmp_path):
-    p = params.load("train", write(tmp_path, {"train": {"augment": {"zoom": 0.1, "horizontal_flip": False}}}))
-    assert p.augment.zoom == 0.1 and p.augment.horizontal_flip is False
-    assert p.augment.rotation_degrees == params.AugmentParams().rotation_degrees
+    p = params.load("train", write(tmp_path, {"train": {"augment": {"zoom": 0.3, "horizontal_flip": False}}}))
+    assert p.augment.zoom == 0.3 and p.augment.horizontal_flip is False
+    assert p.augment.rotation_degrees == repo_params("train").augment.rotation_degrees
 
 
 def test_the_chosen_model_takes_its_own_section(tmp_path):
     document = {"train": {"model": "small_cnn", "small_cnn": {"epochs": 7}, "mobilenet_v2": {"epochs": 3}}}
     p = params.load("train", write(tmp_path, document))
-    assert p.hyper == params.SmallCNNParams(epochs=7)
+    assert p.hyper == dataclasses.replace(repo_params("train").small_cnn, epochs=7)
     assert p.using("mobilenet_v2").hyper.epochs == 3  # the other sections are kept, not lost
-    assert p.using("seed_baseline", epochs=2).hyper == params.SeedBaselineParams(epochs=2)
+    assert p.using("seed_baseline", epochs=2).hyper == dataclasses.replace(p.seed_baseline, epochs=2)
 
 
 def test_patience_without_validation_is_fine_for_a_model_that_does_not_stop_early(tmp_path):

@@ -3,7 +3,9 @@ import csv
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import yaml
 from PIL import Image
 
 from browser import Chromium, chromium_binary
-from helpers import DVC, ROOT, make_project, run
+from helpers import DVC, ROOT, fresh_clone, make_project, run
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +22,8 @@ def project(tmp_path_factory):
     work = tmp_path_factory.mktemp("project")
     env = make_project(work, dict(source="demo", demo_images_per_class=20, demo_height=48, demo_width=60), {})
     first = run(DVC + ["repro"], work, env)
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "after repro"], work, env)
     return work, env, DVC, first
 
 
@@ -35,18 +39,29 @@ def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
     assert split["near_duplicate_pairs_across_splits"] == 0
     audit = json.loads((work / "metrics/audit.json").read_text())
     assert audit["images"] == 40 and audit["tiny"] == 40  # 48×60 demo faces are under audit.min_side
-    metrics = json.loads((work / "metrics/metrics.json").read_text())
-    assert metrics["n_test"] == 8 and metrics["train"]["n_train"] == 32
-    for key in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "majority_accuracy"):
-        assert 0 <= metrics[key] <= 1, key
-    assert metrics["Negative"]["support"] + metrics["Positive"]["support"] == 8
+    metrics = json.loads((work / "dvclive/evaluate/metrics.json").read_text())  # dvclive's summary
+    assert set(metrics) == {"test", "train"}
+    for split in ("test", "train"):
+        for key in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "majority_accuracy"):
+            assert 0 <= metrics[split][key] <= 1, key
+    detail = json.loads((work / "dvclive/evaluate/per_class.json").read_text())
+    assert detail["test"]["images"] == 8 and detail["train"]["images"] == 32
+    assert detail["test"]["Negative"]["support"] + detail["test"]["Positive"]["support"] == 8
     assert len((work / "plots/eval/predictions.csv").read_text().splitlines()) == 9
-    for split, n in (("test", 8), ("train", 32)):
-        roc = (work / f"plots/eval/roc_{split}.csv").read_text().splitlines()
-        assert roc[0] == "fpr,tpr,threshold" and roc[1].startswith("0.0,0.0,") and roc[-1].startswith("1.0,1.0,")
-    history = (work / "plots/train/history.csv").read_text().splitlines()
-    assert history[0] == "epoch,phase,loss,accuracy,auc,val_loss,val_accuracy,val_auc" and len(history) == 3
-    assert history[1].startswith("1,train,")
+    sklearn = work / "dvclive/evaluate/plots/sklearn"
+    for split in ("test", "train"):
+        roc = json.loads((sklearn / f"roc/{split}.json").read_text())["roc"]
+        assert (roc[0]["fpr"], roc[0]["tpr"], roc[-1]["fpr"], roc[-1]["tpr"]) == (0, 0, 1, 1)
+    confusion = json.loads((sklearn / "confusion_matrix/test.json").read_text())
+    assert len(confusion) == 8 and {row["actual"] for row in confusion} <= {"Negative", "Positive"}
+    assert json.loads((sklearn / "precision_recall/test.json").read_text())["precision_recall"]
+    curves = work / "dvclive/train/plots/metrics"  # one dvclive step per epoch: 2 epochs of small_cnn
+    for name in ("train/loss", "train/accuracy", "train/auc", "eval/loss", "eval/accuracy", "eval/auc"):
+        rows = list(csv.DictReader((curves / f"{name}.tsv").open(), delimiter="\t"))
+        assert [r["step"] for r in rows] == ["1", "2"] and all(float(r[name.split("/")[1]]) >= 0 for r in rows)
+    assert [r["phase"] for r in csv.DictReader((curves / "phase.tsv").open(), delimiter="\t")] == ["train"] * 2
+    summary = json.loads((work / "dvclive/train/metrics.json").read_text())
+    assert summary["step"] == 2 and summary["phase"] == "train" and "loss" in summary["eval"]
     for png in ("train/learning_curves", "eval/roc", "eval/precision_recall", "eval/confusion_matrix", "eval/mistakes",
                 "audit/near_duplicates"):
         with Image.open(work / f"plots/{png}.png") as image:
@@ -59,6 +74,60 @@ def test_second_repro_has_nothing_to_do(project):
     output = run(dvc + ["repro"], work, env)
     assert "Running stage" not in output
     assert "up to date" in output
+
+
+@pytest.fixture
+def s3_server():
+    """A local S3 server (moto, in this process): the endpoint URL of an empty bucket "team"."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test",
+                 region_name="us-east-1").create_bucket(Bucket="team")
+    yield url
+    server.stop()
+
+
+@pytest.mark.parametrize("kind", ["folder", "s3"])
+def test_push_then_a_fresh_clone_pulls_the_model_and_has_nothing_to_run(project, kind, tmp_path, request):
+    """README "Share data and models": a remote in .dvc/config (credentials only in config.local or the
+    environment, never in git), `dvc push`; a teammate's `git clone` + `dvc pull` gets every output of the
+    committed run, and `dvc repro` finds nothing to do."""
+    work, env, dvc, _ = project
+    if kind == "folder":
+        run(dvc + ["remote", "add", "--force", "--default", "team", str(tmp_path / "remote")], work, env)
+        clone_env = env
+    else:
+        url = request.getfixturevalue("s3_server")
+        run(dvc + ["remote", "add", "--force", "--default", "team", "s3://team/valence"], work, env)
+        run(dvc + ["remote", "modify", "team", "endpointurl", url], work, env)
+        for key, value in (("access_key_id", "test"), ("secret_access_key", "test")):
+            run(dvc + ["remote", "modify", "--local", "team", key, value], work, env)
+        clone_env = dict(env, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    assert "access_key" not in (work / ".dvc/config").read_text()  # no credentials in git
+    run(["git", "commit", "-qm", f"{kind} remote", ".dvc/config"], work, env)
+    assert "pushed" in run(dvc + ["push"], work, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
+    assert not (clone / "models/model.keras").exists()
+    run(dvc + ["pull"], clone, clone_env)
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    for stage in lock["stages"].values():
+        for out in stage.get("outs", []):
+            path = clone / out["path"]
+            if "md5" in out and path.is_file():
+                assert hashlib.md5(path.read_bytes()).hexdigest() == out["md5"], out["path"]
+    assert (clone / "models/model.keras").stat().st_size > 0 and any((clone / "data/images").rglob("*.*"))
+    output = run(dvc + ["repro"], clone, clone_env)
+    assert "Running stage" not in output and "up to date" in output
+    if kind == "s3":  # the tests below need no remote, least of all one whose server has stopped
+        run(dvc + ["remote", "remove", "--local", "team"], work, env)
+    run(dvc + ["remote", "remove", "team"], work, env)
+    run(["git", "commit", "-qm", "no remote", ".dvc/config"], work, env)
 
 
 def test_predict_reproduces_evaluate_and_the_export_matches_keras(project):
@@ -102,28 +171,56 @@ VIEWS = """[...document.querySelectorAll('.vega-embed')].map(view => ({
     marks: view.querySelectorAll('svg .mark-line path, svg .mark-symbol path, svg .mark-rect path').length}))"""
 
 
-def test_plots_show_draws_every_plot_offline_in_chromium(project, chromium):
-    work, env, dvc, _ = project
-    run(dvc + ["plots", "show", "-o", "plots_html"], work, env)
+def drawn(page, chromium, screenshot=None):
+    """Open ``page`` in Chromium; check every data-series plot dvc.yaml declares was drawn, with its labels and
+    marks, and that the page asked nothing of the network. Returns (views, images, requests)."""
     expected = vega_plots()
     with Chromium(chromium) as browser:
-        browser.open((work / "plots_html/index.html").as_uri())
+        browser.open(page.as_uri())
         browser.wait_for(f"document.querySelectorAll('.vega-embed svg.marks').length >= {len(expected)}")
         browser.wait_for("[...document.images].every(i => i.complete)")
         views = browser.evaluate(VIEWS)
         images = browser.evaluate("[...document.images].map(i => [i.src.split('/').pop(), i.naturalWidth])")
         requests = browser.requests()
-        screenshot = browser.screenshot(ROOT / "test-artifacts/plots_show.png")
+        if screenshot:
+            assert browser.screenshot(screenshot).stat().st_size > 10_000
     assert len(views) == len(expected)
     for title, (x_label, y_label) in expected.items():
         view = next((v for v in views if title in v["text"]), None)
         assert view is not None, f"{title!r} not drawn"
         assert x_label in view["text"] and y_label in view["text"], title
         assert view["marks"] > 0, f"{title!r} drew no marks"
+    assert requests and all(url.startswith("file://") for url in requests), requests  # no network at all
+    return views, images, requests
+
+
+def test_plots_show_draws_every_plot_offline_in_chromium(project, chromium):
+    work, env, dvc, _ = project
+    run(dvc + ["plots", "show", "-o", "plots_html"], work, env)
+    views, images, _ = drawn(work / "plots_html/index.html", chromium, ROOT / "test-artifacts/plots_show.png")
     image_plots = [p for p in yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"] if isinstance(p, str)]
     assert len(images) == len(image_plots) == 6 and all(width > 0 for _, width in images), images
-    assert requests and all(url.startswith("file://") for url in requests), requests  # no network at all
-    assert screenshot.stat().st_size > 10_000
+    curves = [v for v in views if "per epoch" in " ".join(v["text"])]
+    assert len(curves) == 3 and all("training phase" in v["text"] and "train" in v["text"] for v in curves)
+
+
+def test_a_fresh_clone_draws_the_committed_plots_before_any_stage_runs(tmp_path, chromium):
+    """`git clone` → `dvc plots show` and `dvc plots diff HEAD~1`, offline, nothing run or pulled: the page
+    template and the committed plot data are in git (the PNGs come with `dvc pull` or `dvc repro`)."""
+    clone = tmp_path / "clone"
+    env = fresh_clone(clone)
+    loss = clone / "dvclive/train/plots/metrics/train/loss.tsv"  # a second commit with other learning curves
+    loss.write_text("\n".join(line if i == 0 else line.rsplit("\t", 1)[0] + "\t0.5" for i, line in
+                              enumerate(loss.read_text().splitlines())) + "\n")
+    run(["git", "commit", "-qam", "other curves"], clone, env)
+    run(DVC + ["plots", "show", "-o", "shown"], clone, env)
+    views, _, _ = drawn(clone / "shown/index.html", chromium)
+    for phase in ("head", "fine_tune"):  # the committed default trains in two phases
+        assert phase in next(v for v in views if "Loss per epoch" in " ".join(v["text"]))["text"]
+    run(DVC + ["plots", "diff", "HEAD~1", "-o", "diffed"], clone, env)
+    views, _, _ = drawn(clone / "diffed/index.html", chromium)
+    loss_view = next(v for v in views if "Loss per epoch" in " ".join(v["text"]))
+    assert "HEAD~1" in loss_view["text"] and "workspace" in loss_view["text"]
 
 
 def test_dvc_default_page_would_need_the_network(project, chromium):
@@ -139,10 +236,59 @@ def test_dvc_default_page_would_need_the_network(project, chromium):
     assert any(url.startswith("https://cdn.jsdelivr.net/npm/vega") for url in requests), requests
 
 
+def exp_show(work, env, dvc):
+    """`dvc exp show --json`, parsed (stdout only: DVC warns on stderr)."""
+    result = subprocess.run(dvc + ["exp", "show", "--json"], cwd=work, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def workspace_step(work, env, dvc):
+    """The step (epoch) in the workspace's dvclive/train/metrics.json as `dvc exp show` reports it, or None."""
+    for baseline in exp_show(work, env, dvc):
+        if baseline.get("rev") == "workspace":
+            metrics = ((baseline.get("data") or {}).get("metrics") or {}).get("dvclive/train/metrics.json") or {}
+            return (metrics.get("data") or {}).get("step")
+    return None
+
+
+def test_split_seeds_benchmark_runs_a_queue_of_experiments(project):
+    """benchmarks/split_seeds.py queues (model, seed) experiments, runs the queue and tabulates the results."""
+    work, env, dvc, _ = project
+    script = [sys.executable, str(ROOT / "benchmarks/split_seeds.py"), "--models", "small_cnn", "--seeds", "3", "4"]
+    table = run(script, work, env)
+    row = next(line for line in table.splitlines() if line.startswith("| `small_cnn` | 3, 4 |"))
+    assert len([cell for cell in row.split("|") if "±" in cell]) == 4, row  # mean ± std of the 4 metrics
+    names = {e["revs"][0].get("name") for b in exp_show(work, env, dvc) for e in (b.get("experiments") or [])}
+    assert {"small_cnn-split3", "small_cnn-split4"} <= names
+    assert "up to date" in run(dvc + ["status"], work, env)  # the workspace was left alone
+
+
+def test_exp_show_shows_a_running_experiments_latest_epoch(project):
+    """While `dvc exp run` trains, `dvc exp show` in another process reports the epoch it has reached."""
+    work, env, dvc, _ = project
+    epochs = 60  # about 30 s of small_cnn on the demo faces: long enough to look at mid-run
+    training = subprocess.Popen(dvc + ["exp", "run", "-S", f"train.small_cnn.epochs={epochs}"], cwd=work, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen = []
+    try:
+        while training.poll() is None:
+            step = workspace_step(work, env, dvc)
+            if step is not None and training.poll() is None:
+                seen.append(step)
+            time.sleep(0.5)
+    finally:
+        training.wait()
+    assert training.returncode == 0
+    # the committed run stopped at step 2; mid-run this one showed later epochs, before its last
+    assert any(2 < step < epochs for step in seen), seen
+    assert workspace_step(work, env, dvc) == epochs
+    run(["git", "checkout", "--", "."], work, env)  # back to the committed run for the tests below
+    run(dvc + ["checkout", "--force"], work, env)
+
+
 def test_changing_a_train_param_reruns_only_train_and_evaluate(project):
     work, env, dvc, _ = project
-    run(["git", "add", "-A"], work, env)
-    run(["git", "commit", "-qm", "after repro"], work, env)
     output = run(dvc + ["exp", "run", "-S", "train.small_cnn.epochs=1"], work, env)
     assert "Running stage 'train'" in output and "Running stage 'evaluate'" in output
     for stage in ("download", "unzip", "audit", "split"):
@@ -153,12 +299,8 @@ def test_plots_diff_shows_two_revisions(project, chromium):
     """After the commit above (the experiment is not applied), HEAD and the workspace are drawn side by side."""
     work, env, dvc, _ = project
     run(dvc + ["plots", "diff", "HEAD", "-o", "plots_diff"], work, env)
-    with Chromium(chromium) as browser:
-        browser.open((work / "plots_diff/index.html").as_uri())
-        browser.wait_for(f"document.querySelectorAll('.vega-embed svg.marks').length >= {len(vega_plots())}")
-        views = browser.evaluate(VIEWS)
-    loss_title = next(title for title in vega_plots() if title.startswith("Loss per epoch"))
-    loss = next(v for v in views if loss_title in v["text"])
+    views, _, _ = drawn(work / "plots_diff/index.html", chromium)
+    loss = next(v for v in views if "Loss per epoch" in " ".join(v["text"]))
     assert "HEAD" in loss["text"] and "workspace" in loss["text"]
 
 

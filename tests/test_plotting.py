@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from valence import plotting
-from valence.evaluation import confusion, precision_recall_points, roc_points
+from valence.evaluation import confusion
 
 TRAIN_COLOUR, VAL_COLOUR = (31, 119, 180), (255, 127, 14)  # matplotlib's C0 and C1
 
@@ -14,11 +14,11 @@ P = np.clip(0.4 * Y + rng.uniform(0, 0.6, 30), 0, 1)
 HISTORY = [{"epoch": str(e), "phase": "head" if e < 3 else "fine_tune", "loss": str(0.7 - 0.1 * e),
             "accuracy": str(0.5 + 0.05 * e), "auc": str(0.6 + 0.05 * e), "val_loss": str(0.75 - 0.05 * e),
             "val_accuracy": str(0.5 + 0.03 * e), "val_auc": str(0.55 + 0.04 * e)} for e in range(1, 6)]
-TRAIN_ONLY = [{k: ("" if k.startswith("val_") else v) for k, v in row.items()} for row in HISTORY]  # as in the CSV
+TRAIN_ONLY = [{k: v for k, v in row.items() if not k.startswith("val_")} for row in HISTORY]  # validation_size 0
 
 PLOTS = {
-    "roc": lambda path: plotting.roc({"test": (roc_points(Y, P), 0.8123), "train": (roc_points(Y, Y), 1.0)}, path),
-    "precision_recall": lambda path: plotting.precision_recall(precision_recall_points(Y, P), 0.77, Y.mean(), path),
+    "roc": lambda path: plotting.roc({"test": (Y, P), "train": (Y, Y)}, path),
+    "precision_recall": lambda path: plotting.precision_recall(Y, P, path),
     "confusion_matrix": lambda path: plotting.confusion_matrix(confusion(Y, P, 0.5), path),
     "confusion_matrix_empty_row": lambda path: plotting.confusion_matrix(np.array([[0, 0], [3, 5]]), path),
     "learning_curves": lambda path: plotting.learning_curves(HISTORY, path),
@@ -96,7 +96,7 @@ def test_learning_curves_mark_where_a_phase_starts(tmp_path):
 
 
 def test_roc_draws_one_curve_per_split(tmp_path):
-    plotting.roc({"test": (roc_points(Y, P), 0.8)}, tmp_path / "one.png")
+    plotting.roc({"test": (Y, P)}, tmp_path / "one.png")
     PLOTS["roc"](tmp_path / "two.png")
     assert colour_pixels(read_png(tmp_path / "one.png"), VAL_COLOUR) < 20
     assert colour_pixels(read_png(tmp_path / "two.png"), VAL_COLOUR) > 100

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, save_photos, save_tiny_model
+from helpers import ROOT, project_params, save_photos, save_tiny_model
 from valence import predict
 from valence.errors import PipelineError
 
@@ -72,7 +72,10 @@ def test_flip_average_is_the_mean_over_the_image_and_its_mirror(tmp_path):
     assert (plain[0]["probability"], averaged[0]["probability"]) == (1.0, 0.5)
 
 
-def run_cli(*args, cwd):
+def run_cli(*args, cwd, params=True):
+    """`python -m valence …` in ``cwd``, with the project's params.yaml there unless ``params`` is False."""
+    if params:
+        (cwd / "params.yaml").write_text(project_params({}))
     return subprocess.run([sys.executable, "-m", "valence", *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
 
@@ -106,11 +109,14 @@ def test_cli_writes_one_row_per_image_and_lists_the_skipped(tmp_path, tiny_model
     (lambda d: None, ["missing.png"], "error: missing.png: no such file or folder"),
     (lambda d: save_photos(d, 1), ["0.png", "--model", "nope.keras"], "error: nope.keras: model file not found"),
     (lambda d: save_photos(d, 1), ["0.png", "--threshold", "2"], "error: --threshold must be between 0 and 1"),
+    (lambda d: save_photos(d, 1), ["0.png"], "no params"),
 ])
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, tiny_model, make, args, message):
     make(tmp_path)
     if "--model" not in args:
         args = [*args, "--model", tiny_model]
-    result = run_cli("predict", *args, "--out", "out.csv", cwd=tmp_path)
+    result = run_cli("predict", *args, "--out", "out.csv", cwd=tmp_path, params=message != "no params")
+    if message == "no params":  # outside the project's folder: evaluate's threshold and flip averaging are unknown
+        message = "error: params.yaml: not found; run from the project's folder"
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out.csv").exists()

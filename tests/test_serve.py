@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, make_png_bytes, random_bytes, save_tiny_model
+from helpers import ROOT, make_png_bytes, project_params, random_bytes, save_tiny_model
 from valence import models
 from valence.classifier import open_classifier
 from valence.images import decode, model_input
@@ -66,7 +66,7 @@ def photo(seed, size=(40, 30)):
 def server(request, tmp_path_factory):
     """(url, classifier of the same file) for a tiny model served as .keras, then as its LiteRT export."""
     folder = tmp_path_factory.mktemp("serve")
-    (folder / "params.yaml").write_text(LIMITS)
+    (folder / "params.yaml").write_text(project_params(LIMITS))
     model = save_tiny_model(folder / "model.keras")
     if request.param == "tflite":
         models.export_litert(models.load(model), folder / "model.tflite")
@@ -177,6 +177,7 @@ def test_concurrent_requests_each_get_their_own_answers(server):
 
 def test_a_model_that_cannot_load_stops_the_server_with_one_line(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"not a model")
+    (tmp_path / "params.yaml").write_text(project_params({}))
     process, _ = start(tmp_path / "model.keras", tmp_path)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 1, output
@@ -186,8 +187,15 @@ def test_a_model_that_cannot_load_stops_the_server_with_one_line(tmp_path):
 
 def test_the_serving_requirements_are_the_main_pins_without_tensorflow():
     def pins(name):
-        lines = (ROOT / name).read_text().splitlines()
-        return dict(line.split("#")[0].strip().split("==") for line in lines if "==" in line.split("#")[0])
+        """{package: version} of a requirements file, its `-r` includes followed."""
+        found = {}
+        for line in (ROOT / name).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line.startswith("-r "):
+                found.update(pins(line[3:].strip()))
+            elif "==" in line:
+                found.update([line.split("==")])
+        return found
 
     serving, main = pins("requirements-serve.txt"), pins("requirements.txt")
     assert serving.items() <= main.items()

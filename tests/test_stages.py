@@ -118,8 +118,9 @@ def imported_files(path, seen=None):
 
 
 @pytest.mark.parametrize("stage", sorted(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]))
-def test_every_file_a_stage_runs_is_in_its_deps(stage):
-    """Otherwise an edit to that file would not re-run the stage, and dvc.lock would vouch for stale outputs."""
+def test_a_stages_code_deps_are_exactly_the_files_it_runs(stage):
+    """A file missing from deps: an edit to it would not re-run the stage, and dvc.lock would vouch for stale
+    outputs."""
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
     command = spec["cmd"].split()
     entry = ROOT / (command[1] if command[1] != "-m" else command[2].replace(".", "/") + ".py")
@@ -127,3 +128,6 @@ def test_every_file_a_stage_runs_is_in_its_deps(stage):
     deps = {ROOT / d for d in spec["deps"] if (ROOT / d).suffix == ".py"}
     missing = sorted(str(p.relative_to(ROOT)) for p in needed - deps)
     assert not missing, f"{stage} runs {missing} but does not list them in deps"
+    # and nothing more: an edit to code a stage never runs must not re-run it
+    extra = sorted(str(p.relative_to(ROOT)) for p in deps - needed)
+    assert not extra, f"{stage} lists {extra} in deps but never runs them"

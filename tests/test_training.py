@@ -1,8 +1,15 @@
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from valence import params, training
+from helpers import repo_params
+from valence import training
+from valence.training import augments, dataset, random_affine
 
 
 def manifest(tmp_path, per_class=8, size=96):
@@ -19,8 +26,122 @@ def manifest(tmp_path, per_class=8, size=96):
 
 def tiny_params(model="small_cnn", seed=21, **changes):
     """Tiny train params: ``changes`` go to the model's own section."""
-    shared = params.TrainParams(batch_size=4, validation_size=0.25, seed=seed)
+    shared = dataclasses.replace(repo_params("train"), batch_size=4, validation_size=0.25, seed=seed)
     return shared.using(model, **{**dict(image_height=96, image_width=96, epochs=2, patience=0), **changes})
+
+
+def augment_params(**changes):
+    """The project's train.augment with ``changes``."""
+    return dataclasses.replace(repo_params("train").augment, **changes)
+
+
+OFF = augment_params(rotation_degrees=0, width_shift=0, height_shift=0, shear_degrees=0, zoom=0,
+                     horizontal_flip=False)
+
+
+def batch_of_images(n=3, size=24):
+    rng = np.random.default_rng(1)
+    return rng.uniform(0, 255, (n, size, size, 3)).astype(np.float32)
+
+
+def affine(x, augment, seed):
+    return np.asarray(random_affine(x, augment, np.array(seed, dtype=np.int64)))
+
+
+def test_all_off_augments_nothing():
+    assert not augments(OFF)
+    assert augments(augment_params(rotation_degrees=0, width_shift=0, height_shift=0, shear_degrees=0, zoom=0))
+
+
+@pytest.mark.parametrize("fill_mode", ["nearest", "reflect", "wrap", "constant"])
+def test_random_affine_reproducible_and_changes_input(fill_mode):
+    x = batch_of_images()
+    augment = augment_params(fill_mode=fill_mode)
+    first = affine(x, augment, [1, 2])
+    np.testing.assert_array_equal(first, affine(x, augment, [1, 2]))
+    assert first.shape == x.shape and not np.allclose(first, x)
+    assert not np.allclose(first, affine(x, augment, [1, 3]))  # another seed, other views
+    assert not np.allclose(first[0], first[1])  # each image its own draw
+
+
+def test_random_affine_with_zero_ranges_is_identity():
+    x = batch_of_images()
+    np.testing.assert_allclose(affine(x, OFF, [4, 5]), x, atol=1e-3)
+
+
+def test_random_affine_flip_only_mirrors_some_images():
+    x = batch_of_images(n=16)
+    flip_only = augment_params(rotation_degrees=0, width_shift=0, height_shift=0, shear_degrees=0, zoom=0)
+    out = affine(x, flip_only, [0, 9])
+    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-3) for o, i in zip(out, x)]
+    kept = [np.allclose(o, i, atol=1e-3) for o, i in zip(out, x)]
+    assert all(m or k for m, k in zip(mirrored, kept)) and any(mirrored) and any(kept)
+
+
+def test_random_affine_shift_moves_content_within_its_range():
+    """A bright column moves sideways by at most width_shift × width, and moves for some draw."""
+    x = np.zeros((8, 20, 40, 3), dtype=np.float32)
+    x[:, :, 20] = 255
+    shift_only = augment_params(rotation_degrees=0, width_shift=0.25, height_shift=0, shear_degrees=0, zoom=0,
+                               horizontal_flip=False, fill_mode="constant")
+    columns = affine(x, shift_only, [2, 2])[:, 10, :, 0].argmax(axis=1)
+    assert np.all(np.abs(columns - 20) <= 10) and np.any(columns != 20)
+
+
+def ids_images(n, h=4, w=5):
+    """Image i is filled with the value i, so labels and pixels can be matched after shuffling."""
+    return np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, h, w, 3), dtype=np.uint8)
+
+
+def epoch(data):
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in data])
+    return xs, ys
+
+
+def test_dataset_batches_and_pairs():
+    n = 10
+    data = dataset(ids_images(n), np.arange(n), batch_size=4)
+    xs, ys = epoch(data)
+    assert [len(y) for y in ys] == [4, 4, 2]
+    for x, y in zip(xs, ys):
+        assert x.dtype == np.float32 and y.dtype == np.float32 and x.shape[1:] == (4, 5, 3)
+        np.testing.assert_array_equal(x[:, 0, 0, 0], y)
+    np.testing.assert_array_equal(np.concatenate(ys), np.arange(n))  # unshuffled keeps order
+
+
+def test_dataset_shuffle_covers_all_reproducibly():
+    n = 50
+    order = lambda ys: np.concatenate(ys).astype(int).tolist()  # noqa: E731
+    data = dataset(ids_images(n), np.arange(n), batch_size=8, seed=7)
+    first_xs, first = epoch(data)
+    _, second = epoch(data)
+    for ys in (first, second):
+        assert sorted(order(ys)) == list(range(n))
+    for x, y in zip(first_xs, first):
+        np.testing.assert_array_equal(x[:, 0, 0, 0], y)  # images move with their labels
+    assert order(first) != list(range(n))
+    assert order(first) != order(second)  # reshuffled each epoch
+    assert order(epoch(dataset(ids_images(n), np.arange(n), batch_size=8, seed=7))[1]) == order(first)
+
+
+def test_dataset_with_augmentation_is_reproducible_per_seed_and_epoch():
+    n = 6
+    images = batch_of_images(n).astype(np.uint8)
+    data = dataset(images, np.zeros(n), batch_size=4, seed=0, augment=augment_params())
+    xs, ys = epoch(data)
+    assert [x.shape for x in xs] == [(4, 24, 24, 3), (2, 24, 24, 3)]
+    assert all(x.dtype == np.float32 for x in xs)
+    again = dataset(images, np.zeros(n), batch_size=4, seed=0, augment=augment_params())
+    np.testing.assert_array_equal(np.concatenate(xs), np.concatenate(epoch(again)[0]))
+    assert not np.array_equal(np.concatenate(xs), np.concatenate(epoch(data)[0]))  # new views next epoch
+    identity = dataset(ids_images(n), np.arange(n), batch_size=4, augment=OFF)
+    np.testing.assert_array_equal(np.concatenate(epoch(identity)[0]), ids_images(n).astype(np.float32))
+
+
+def test_dataset_unshuffled_views_keep_image_order():
+    n = 5
+    data = dataset(ids_images(n, 8, 8), np.arange(n), batch_size=2, seed=3, augment=augment_params(), shuffle=False)
+    np.testing.assert_array_equal(np.concatenate(epoch(data)[1]), np.arange(n))
 
 
 def test_carve_validation_is_stratified_and_disjoint(tmp_path):
@@ -57,7 +178,7 @@ def test_training_is_reproducible(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(model_a.get_weights(), model_b.get_weights()))
     assert history_a == history_b
     assert [r["epoch"] for r in history_a] == [1, 2] and {r["phase"] for r in history_a} == {"train"}
-    assert set(training.HISTORY_COLUMNS) <= set(history_a[0])
+    assert {"epoch", "phase", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc"} <= set(history_a[0])
 
 
 @pytest.mark.parametrize("decay, final_rate", [("none", 1e-3), ("cosine", 0.0)])
@@ -140,9 +261,76 @@ def test_mobilenet_cached_or_not_trains_the_same_layers(tmp_path, cached_views):
     assert [r["phase"] for r in history] == ["head", "fine_tune"]
 
 
+def test_one_live_run_spans_both_phases(tmp_path):
+    """Every epoch goes to dvclive as one step (step = epoch), train/… and eval/… metrics and the phase."""
+    from dvclive import Live
+
+    rows = manifest(tmp_path, per_class=6)
+    p = tiny_params(model="mobilenet_v2", epochs=2, fine_tune_epochs=1, fine_tune_blocks=1, cached_views=2)
+    with Live(str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False) as live:
+        live.step = 1
+        _, history = training.train(p, rows, weights=None, live=live)
+    curves = tmp_path / "live/plots/metrics"
+    phases = list(csv.DictReader((curves / "phase.tsv").open(), delimiter="\t"))
+    assert [(r["step"], r["phase"]) for r in phases] == [("1", "head"), ("2", "head"), ("3", "fine_tune")]
+    for name, column in (("train/loss", "loss"), ("eval/auc", "val_auc")):
+        logged = [float(r[name.split("/")[1]]) for r in csv.DictReader((curves / f"{name}.tsv").open(), delimiter="\t")]
+        assert logged == pytest.approx([r[column] for r in history], abs=1e-6)
+    summary = json.loads((tmp_path / "live/metrics.json").read_text())
+    assert summary["step"] == 3 and summary["phase"] == "fine_tune"
+    assert summary["eval"]["auc"] == pytest.approx(history[-1]["val_auc"], abs=1e-6)
+
+
 def test_cached_training_is_reproducible(tmp_path):
     rows = manifest(tmp_path, per_class=6)
     p = tiny_params(model="mobilenet_v2", epochs=2, fine_tune_epochs=1, fine_tune_blocks=1, cached_views=3)
     (a, history_a), (b, history_b) = [training.train(p, rows, weights=None) for _ in range(2)]
     assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
     assert history_a == history_b
+
+
+MIRRORED = r"""
+import json, sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]  # two logical devices, before TensorFlow starts: two replicas
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+from test_training import manifest, tiny_params
+from pathlib import Path
+from valence import compute, models, training
+
+work, model_name, changes = Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+p = tiny_params(model=model_name, **changes)
+model, history = training.train(p, manifest(work, per_class=6), weights=None)
+model.save(work / "model.keras")
+loaded = models.load(work / "model.keras")
+print(json.dumps({"replicas": compute.strategy().num_replicas_in_sync,
+                  "variable": type(model.trainable_weights[0].value).__name__,
+                  "phases": [r["phase"] for r in history],
+                  "layers": [[l.__class__.__name__, [list(w.shape) for w in l.weights]] for l in loaded.layers],
+                  "input": list(loaded.input_shape), "output": list(loaded.output_shape)}))
+"""
+
+
+@pytest.mark.parametrize("model, changes", [
+    ("small_cnn", {}),
+    ("mobilenet_v2", dict(epochs=1, fine_tune_epochs=1, fine_tune_blocks=1, cached_views=2)),  # the feature cache
+])
+def test_two_devices_train_under_mirrored_strategy_and_save_the_same_kind_of_model(tmp_path, model, changes):
+    import subprocess
+    import sys
+
+    from valence import models
+
+    root = str(Path(__file__).resolve().parent.parent)
+    result = subprocess.run([sys.executable, "-c", MIRRORED, root, str(tmp_path), model, json.dumps(changes)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    mirrored = json.loads(result.stdout.strip().splitlines()[-1])
+    assert mirrored["replicas"] == 2 and mirrored["variable"] == "MirroredVariable"
+    assert "training on 2 devices (MirroredStrategy)" in result.stdout
+    assert mirrored["phases"] == (["head", "fine_tune"] if model == "mobilenet_v2" else ["train", "train"])
+    single = models.build(tiny_params(model=model, **changes), weights=None)  # this process: one device
+    assert mirrored["layers"] == [[l.__class__.__name__, [list(w.shape) for w in l.weights]] for l in single.layers]
+    assert (mirrored["input"], mirrored["output"]) == ([None, *single.input_shape[1:]], [None, 1])

@@ -1,4 +1,5 @@
-"""A trained model behind one small interface, for predict and serve: uint8 RGB batches in, P(Positive) out.
+"""A trained model behind one small interface, for evaluate, export, predict and serve: uint8 RGB batches in,
+P(Positive) out.
 
     classifier = open_classifier("models/model.keras")   # Keras (imports TensorFlow)
     classifier = open_classifier("models/model.tflite")  # LiteRT (ai-edge-litert; no TensorFlow)
@@ -17,15 +18,21 @@ from valence.files import digest_of
 
 
 class KerasClassifier:
-    """A saved ``.keras`` model, loaded in safe mode, run through one traced inference step."""
+    """A Keras model run through one traced inference step (``load``: from a ``.keras`` file, in safe mode)."""
 
-    def __init__(self, path):
+    def __init__(self, model):
+        from valence import models
+
+        self.model = model
+        _, self.height, self.width, _ = model.input_shape
+        self._step = models.inference_step(model)
+
+    @classmethod
+    def load(cls, path):
         from valence import compute, models
 
         compute.configure()
-        self.model = models.load(path)
-        _, self.height, self.width, _ = self.model.input_shape
-        self._step = models.inference_step(self.model)
+        return cls(models.load(path))
 
     def probabilities(self, batch):
         return np.asarray(self._step(np.asarray(batch, dtype=np.float32)), dtype=np.float32).reshape(-1)
@@ -71,7 +78,7 @@ class LiteRTClassifier:
             return self._interpreter.get_tensor(self._output["index"]).astype(np.float32).reshape(-1)
 
 
-BACKENDS = {".keras": KerasClassifier, ".tflite": LiteRTClassifier}
+BACKENDS = {".keras": KerasClassifier.load, ".tflite": LiteRTClassifier}
 
 
 def check_model_path(path):

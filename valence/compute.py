@@ -32,3 +32,15 @@ def configure(seed=None, precision="float32", op_determinism=False):
         keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow
     if op_determinism:
         tf.config.experimental.enable_op_determinism()
+
+
+def strategy():
+    """How Keras spreads training: ``tf.distribute.MirroredStrategy`` over every visible GPU when there are
+    several (or several logical CPU devices, as a test makes), so each takes a share of every batch; otherwise
+    TensorFlow's default strategy, one device. train.batch_size stays the global batch."""
+    import tensorflow as tf
+
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    if len(devices) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    return tf.distribute.get_strategy()

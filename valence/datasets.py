@@ -20,8 +20,7 @@ from valence.errors import PipelineError
 from valence.files import (check_sizes, extract_member, is_symlink, open_zip, read_member, safe_member_path,
                            digest_of)
 from valence.images import decode
-from valence.labels import CLASSES
-from valence.splitting import class_counts
+from valence.labels import CLASSES, class_counts
 
 LABEL_COLUMNS = ["path", "label", "valence", "category", "group"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -225,11 +224,13 @@ def build_image_set(archive_path, images_dir, layout="auto", threshold=4.0, marg
     rows.sort(key=lambda r: r["path"])
     rows, duplicates = drop_duplicates(rows)
     skipped += duplicates
-    counts = class_counts(rows, CLASSES)
+    counts = class_counts(rows)
     if not rows:
         raise PipelineError(f"{archive_path}: no usable labelled images ({layout} layout)")
-    summary = {"images": len(rows), **counts, "groups": len({r["group"] for r in rows}), "neutral_dropped": neutral,
-               "skipped": len(skipped)}
+    # which archive this was: the 720-image OASIS copy and the 900-image upstream one share a file name
+    archive = {"sha256": digest_of(archive_path), "images": sum(map(_is_image_name, members))}
+    summary = {"archive": archive, "images": len(rows), **counts, "groups": len({r["group"] for r in rows}),
+               "neutral_dropped": neutral, "skipped": len(skipped)}
     for row in rows:
         del row["member"]
     return rows, sorted(skipped), summary

@@ -12,3 +12,8 @@ def label_of(probability, threshold):
 def targets(rows):
     """0/1 targets from a table's labels: 1 means Positive."""
     return np.array([CLASSES.index(r["label"]) for r in rows], dtype=np.float32)
+
+
+def class_counts(rows):
+    """{class name: rows with that label}."""
+    return {c: sum(r["label"] == c for r in rows) for c in CLASSES}

@@ -15,7 +15,6 @@ from keras.src.backend.config import keras_home  # read from $KERAS_HOME once, w
 
 from valence import efficientnet_lite
 from valence.errors import PipelineError
-from valence.images import dataset, load_images
 from valence.params import BACKBONE_BLOCKS
 
 
@@ -233,17 +232,3 @@ def load(path):
 def export_litert(model, path):
     """``model`` as a LiteRT (TFLite) flatbuffer at ``path``: float32, any batch size, run without TensorFlow."""
     model.export(str(path), format="litert", verbose=False)
-
-
-def predict(model, paths, batch_size, desc="images", flip_average=False):
-    """P(Positive) for each image file, resized to the model's own input size.
-
-    ``flip_average``: the mean of P(Positive) for the image and its mirror image, which training's flips
-    taught the model to treat alike (test-time augmentation; twice the inference time).
-    """
-    _, height, width, _ = model.input_shape
-    images = load_images(paths, height, width, desc=desc)
-    run = predictor(model)
-    views = (images, images[:, :, ::-1]) if flip_average else (images,)
-    outputs = [run(dataset(view, [0] * len(view), batch_size), f"scoring {desc}") for view in views]
-    return np.mean(outputs, axis=0).reshape(-1)

@@ -1,6 +1,8 @@
-"""params.yaml, one section per stage: typed, range-checked, and strict about unknown keys.
+"""params.yaml, one section per stage: typed, range-checked, and strict about unknown and missing keys.
 
-`dvc exp run -S train.epoch=3` (a typo) would otherwise be accepted silently, so every key must be known.
+params.yaml is the one place values live (with a comment on each); these classes give their types and ranges.
+`dvc exp run -S train.epoch=3` (a typo) would otherwise be accepted silently, so every key must be known, and
+every key must be there, so no value hides in code.
 """
 import dataclasses
 import typing
@@ -11,19 +13,18 @@ import yaml
 from valence.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
-DEFAULT_URL = "https://github.com/bkurdi/shiny-server/archive/1a3bcada01115bbe651bf0e69f7410c8ef63cc94.zip"
 
 
 @dataclasses.dataclass(frozen=True)
 class DownloadParams:
-    source: str = "url"  # url: fetch `url` (or use the Keras-cache copy); demo: generate synthetic faces
-    url: str = DEFAULT_URL
-    filename: str = "shiny-server-1a3bcada01115bbe651bf0e69f7410c8ef63cc94.zip"  # name in data/raw and Keras' cache
-    sha256: typing.Optional[str] = None  # checked when set
-    demo_images_per_class: int = 100
-    demo_height: int = 120
-    demo_width: int = 150
-    demo_seed: int = 21
+    source: str  # url: fetch `url` (or use the Keras-cache copy); demo: generate synthetic faces
+    url: str
+    filename: str  # name in data/raw and Keras' cache
+    sha256: typing.Optional[str]  # checked when set
+    demo_images_per_class: int
+    demo_height: int
+    demo_width: int
+    demo_seed: int
 
     def check(self):
         _one_of("download.source", self.source, ("url", "demo"))
@@ -38,61 +39,55 @@ class DownloadParams:
 
 @dataclasses.dataclass(frozen=True)
 class UnzipParams:
-    layout: str = "auto"  # auto | rated_csv (OASIS) | class_folders (Negative/ and Positive/)
-    valence_threshold: float = 4.0  # neutral point of the 1–7 valence scale
-    neutral_margin: float = 0.0  # ratings within threshold ± margin are dropped as ambiguous
-    max_total_mb: int = 2048  # zip-bomb guard: refuse archives that unpack to more (OASIS: 66 MiB)
-    max_compression_ratio: float = 100.0  # zip-bomb guard for members of 1 MiB or more (photos: about 1:1)
+    layout: str  # auto | rated_csv (OASIS) | class_folders (Negative/ and Positive/)
+    valence_threshold: float  # neutral point of the 1–7 valence scale
+    neutral_margin: float  # ratings within threshold ± margin are dropped as ambiguous
+    max_total_mb: int  # zip-bomb guard: refuse archives that unpack to more
+    max_compression_ratio: float  # zip-bomb guard for members of 1 MiB or more
 
     def check(self):
         _one_of("unzip.layout", self.layout, ("auto", "rated_csv", "class_folders"))
-        if self.neutral_margin < 0:
-            raise PipelineError(f"unzip.neutral_margin must be >= 0, got {self.neutral_margin}")
+        _at_least("unzip.neutral_margin", self.neutral_margin, 0)
         _at_least("unzip.max_total_mb", self.max_total_mb, 1)
         _at_least("unzip.max_compression_ratio", self.max_compression_ratio, 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class AuditParams:
-    near_duplicate_bits: int = 8  # pHash bits (of 64) two near-copies may differ in; OASIS: one pair at 6, next at 12
-    dark_below: float = 0.06  # mean brightness (0–1) under which an image is flagged dark
-    blurry_below: float = 65.0  # Laplacian variance (at 256 px) under which an image is flagged blurry
-    min_side: int = 64  # pixels: a shorter side is flagged tiny
-    max_aspect: float = 3.0  # longer side / shorter side above this is flagged odd
+    near_duplicate_bits: int  # pHash bits (of 64) two near-copies may differ in
+    dark_below: float  # mean brightness (0–1) under which an image is flagged dark
+    blurry_below: float  # Laplacian variance (at 256 px) under which an image is flagged blurry
+    min_side: int  # pixels: a shorter side is flagged tiny
+    max_aspect: float  # longer side / shorter side above this is flagged odd
 
     def check(self):
-        if not 0 <= self.near_duplicate_bits <= 32:
-            raise PipelineError(f"audit.near_duplicate_bits must be between 0 and 32, got {self.near_duplicate_bits}")
-        if not 0 <= self.dark_below <= 1:
-            raise PipelineError(f"audit.dark_below must be between 0 and 1, got {self.dark_below}")
-        if self.blurry_below < 0:
-            raise PipelineError(f"audit.blurry_below must be >= 0, got {self.blurry_below}")
+        _between("audit.near_duplicate_bits", self.near_duplicate_bits, 0, 32)
+        _between("audit.dark_below", self.dark_below, 0, 1)
+        _at_least("audit.blurry_below", self.blurry_below, 0)
         _at_least("audit.min_side", self.min_side, 1)
         _at_least("audit.max_aspect", self.max_aspect, 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class SplitParams:
-    test_size: float = 0.2  # share of images held out for evaluate
-    seed: int = 21
-    group_by: str = "concept"  # concept: no concept or near-copy on both sides; none: image by image (leaky)
+    test_size: float  # share of images held out for evaluate
+    seed: int
+    group_by: str  # concept: no concept or near-copy on both sides; none: image by image (leaky)
 
     def check(self):
-        if not 0 < self.test_size < 1:
-            raise PipelineError(f"split.test_size must be between 0 and 1 (exclusive), got {self.test_size}")
+        _inside_0_1("split.test_size", self.test_size)
         _one_of("split.group_by", self.group_by, ("concept", "none"))
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentParams:
-    # Milder than the seed's 40° / 0.2 / 0.2: its strong rotations and shifts cost mobilenet_v2 validation AUC.
-    rotation_degrees: float = 10.0  # random rotation in ±degrees (seed: 40)
-    width_shift: float = 0.1  # random horizontal shift, fraction of the width (seed: 0.2)
-    height_shift: float = 0.1  # random vertical shift, fraction of the height (seed: 0.2)
-    shear_degrees: float = 0.2  # ImageDataGenerator's shear_range is in degrees, so the seed's 0.2 is tiny
-    zoom: float = 0.1  # zoom in/out by up to this fraction, each axis independently (seed: 0.2)
-    horizontal_flip: bool = True
-    fill_mode: str = "nearest"  # how pixels moved in from outside the image are filled
+    rotation_degrees: float  # random rotation in ±degrees
+    width_shift: float  # random horizontal shift, fraction of the width
+    height_shift: float  # random vertical shift, fraction of the height
+    shear_degrees: float  # ImageDataGenerator's shear_range is in degrees
+    zoom: float  # zoom in/out by up to this fraction, each axis independently
+    horizontal_flip: bool
+    fill_mode: str  # how pixels moved in from outside the image are filled
 
     def check(self):
         for name in ("rotation_degrees", "width_shift", "height_shift", "shear_degrees", "zoom"):
@@ -108,13 +103,13 @@ class AugmentParams:
 
 @dataclasses.dataclass(frozen=True)
 class ModelParams:
-    """What every model has; each model's section of train sets its own defaults."""
-    image_height: int = 320
-    image_width: int = 400
-    epochs: int = 20  # early stopping may end training sooner
-    learning_rate: float = 0.001  # Adam's default, as in the seed
-    learning_rate_decay: str = "none"  # none | cosine: down to 0 over each phase's epochs
-    patience: int = 5  # early stopping: epochs without a better validation AUC; 0 turns it off
+    """What every model's section of train has (seed_baseline has only this)."""
+    image_height: int
+    image_width: int
+    epochs: int  # early stopping may end training sooner
+    learning_rate: float
+    learning_rate_decay: str  # none | cosine: down to 0 over each phase's epochs
+    patience: int  # early stopping: epochs without a better validation AUC; 0 turns it off
 
     def check(self, prefix):
         _one_of(f"{prefix}.learning_rate_decay", self.learning_rate_decay, ("none", "cosine"))
@@ -128,9 +123,9 @@ class ModelParams:
 
 @dataclasses.dataclass(frozen=True)
 class RegularizedParams(ModelParams):
-    """The models of this project's own design add dropout and L2 weight decay."""
-    dropout: float = 0.5  # before the output unit
-    weight_decay: float = 0.0005  # L2 on the head (mobilenet_v2) or on every kernel (small_cnn)
+    """The models of this project's own design add dropout and L2 weight decay (small_cnn has only this)."""
+    dropout: float  # before the output unit
+    weight_decay: float  # L2 on the head (pretrained models) or on every kernel (small_cnn)
 
     def check(self, prefix):
         super().check(prefix)
@@ -147,16 +142,12 @@ BACKBONE_BLOCKS = {"mobilenet_v2": 16, "efficientnet_lite0": 15, "efficientnet_l
 
 @dataclasses.dataclass(frozen=True)
 class PretrainedParams(RegularizedParams):
-    """An ImageNet backbone with a new head: the head trains first on the frozen backbone, then the top blocks."""
-    image_height: int = 320  # OASIS' 500×400 photos at 4/5 of their size: MobileNetV2 sees more than at 224
-    image_width: int = 400
-    epochs: int = 60  # phase 1: the new head on the frozen backbone; chosen by grouped-CV validation AUC over 20
-    learning_rate: float = 0.001
-    fine_tune_epochs: int = 15  # phase 2; 0 trains the head only
-    fine_tune_learning_rate: float = 0.00001  # low, so fine-tuning nudges rather than wipes ImageNet features
-    fine_tune_blocks: int = 3  # how many of the backbone's top blocks unfreeze in phase 2
-    patience: int = 5
-    cached_views: int = 8  # augmented views per image whose frozen-block features are computed once; 0: none
+    """An ImageNet backbone with a new head: the head trains first on the frozen backbone (``epochs``), then the
+    top blocks."""
+    fine_tune_epochs: int  # phase 2; 0 trains the head only
+    fine_tune_learning_rate: float
+    fine_tune_blocks: int  # how many of the backbone's top blocks unfreeze in phase 2
+    cached_views: int  # augmented views per image whose frozen-block features are computed once; 0: none
 
     def check(self, prefix):
         super().check(prefix)
@@ -169,44 +160,6 @@ class PretrainedParams(RegularizedParams):
         _at_least(f"{prefix}.cached_views", self.cached_views, 0)
 
 
-@dataclasses.dataclass(frozen=True)
-class MobileNetV2Params(PretrainedParams):
-    pass
-
-
-@dataclasses.dataclass(frozen=True)
-class EfficientNetLite0Params(PretrainedParams):
-    image_height: int = 224  # Lite0's native 224², as a 4:5 photo
-    image_width: int = 280
-
-
-@dataclasses.dataclass(frozen=True)
-class EfficientNetLite2Params(PretrainedParams):
-    image_height: int = 260  # Lite2's native 260², as a 4:5 photo
-    image_width: int = 325
-
-
-@dataclasses.dataclass(frozen=True)
-class SmallCNNParams(RegularizedParams):
-    image_height: int = 128  # from scratch, 500 photos carry little detail to learn from; small is fast
-    image_width: int = 160
-    epochs: int = 120  # ~3 s each; validation AUC on split seed 22 rose from 0.64 (60 epochs) to 0.69
-    learning_rate: float = 0.001
-    learning_rate_decay: str = "cosine"  # a constant rate left validation AUC noisy and lower (0.68 against 0.73)
-    # The cosine schedule ends training in a settled state; early stopping on the noisy 86-image validation AUC
-    # sometimes restored an early epoch that called every photo Negative (split seed 22: train AUC 0.59).
-    patience: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class SeedBaselineParams(ModelParams):
-    image_height: int = 400  # the seed's settings, for reference
-    image_width: int = 500
-    epochs: int = 10
-    learning_rate: float = 0.001
-    patience: int = 0  # the seed trained all its epochs
-
-
 PRETRAINED_MODELS = tuple(BACKBONE_BLOCKS)  # trained in two phases, head then top blocks
 MODEL_NAMES = (*PRETRAINED_MODELS, "small_cnn", "seed_baseline")  # valence.models.MODELS; listed here to check
 # params without loading TensorFlow
@@ -214,20 +167,20 @@ MODEL_NAMES = (*PRETRAINED_MODELS, "small_cnn", "seed_baseline")  # valence.mode
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
-    model: str = "efficientnet_lite2"  # mobilenet_v2 | efficientnet_lite0 | efficientnet_lite2 | small_cnn | seed_baseline
-    batch_size: int = 32
-    class_weight: str = "balanced"  # balanced: weigh classes by inverse frequency (OASIS is 1/3 Negative); none
-    validation_size: float = 0.15  # carved from the training split for early stopping; never the test split
-    seed: int = 21  # weight init, shuffling, augmentation
-    precision: str = "float32"  # float32 | mixed_bfloat16 (pays only on CPUs with bfloat16 units)
-    jit_compile: bool = False  # XLA; 5× slower than plain TensorFlow on this project's 2-core CPU
-    op_determinism: bool = False  # TensorFlow's deterministic kernels: 1.5× slower fine-tuning; CPU runs repeat without
-    augment: AugmentParams = AugmentParams()  # shared by all models
-    mobilenet_v2: MobileNetV2Params = MobileNetV2Params()
-    efficientnet_lite0: EfficientNetLite0Params = EfficientNetLite0Params()
-    efficientnet_lite2: EfficientNetLite2Params = EfficientNetLite2Params()
-    small_cnn: SmallCNNParams = SmallCNNParams()
-    seed_baseline: SeedBaselineParams = SeedBaselineParams()
+    model: str  # one of MODEL_NAMES: its section below applies
+    batch_size: int
+    class_weight: str  # balanced: weigh classes by inverse frequency; none
+    validation_size: float  # carved from the training split for early stopping; never the test split
+    seed: int  # weight init, shuffling, augmentation
+    precision: str  # float32 | mixed_bfloat16
+    jit_compile: bool  # XLA
+    op_determinism: bool  # TensorFlow's deterministic kernels
+    augment: AugmentParams  # shared by all models
+    mobilenet_v2: PretrainedParams
+    efficientnet_lite0: PretrainedParams
+    efficientnet_lite2: PretrainedParams
+    small_cnn: RegularizedParams
+    seed_baseline: ModelParams
 
     @property
     def hyper(self):
@@ -255,9 +208,9 @@ class TrainParams:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateParams:
-    threshold: float = 0.5  # P(Positive) at or above this is called Positive
-    batch_size: int = 64  # inference only: larger batches keep both cores busy
-    flip_average: bool = True  # mean P(Positive) of the image and its mirror image: twice the inference time
+    threshold: float  # P(Positive) at or above this is called Positive
+    batch_size: int  # inference only
+    flip_average: bool  # mean P(Positive) of the image and its mirror image
 
     def check(self):
         _inside_0_1("evaluate.threshold", self.threshold)
@@ -266,8 +219,8 @@ class EvaluateParams:
 
 @dataclasses.dataclass(frozen=True)
 class ExportParams:
-    tolerance: float = 1e-4  # largest |P(Positive) LiteRT − Keras| on the test images before the stage fails
-    batch_size: int = 64  # images scored at once in the comparison
+    tolerance: float  # largest |P(Positive) LiteRT − Keras| on the test images before the stage fails
+    batch_size: int  # images scored at once in the comparison
 
     def check(self):
         _inside_0_1("export.tolerance", self.tolerance)
@@ -276,9 +229,9 @@ class ExportParams:
 
 @dataclasses.dataclass(frozen=True)
 class ServeParams:
-    max_request_mb: float = 10.0  # larger request bodies are refused (413) before they are read
-    max_images: int = 16  # images in one POST /predict
-    max_batch: int = 64  # images the inference thread scores at once, gathered from concurrent requests
+    max_request_mb: float  # larger request bodies are refused (413) before they are read
+    max_images: int  # images in one POST /predict
+    max_batch: int  # images the inference thread scores at once, gathered from concurrent requests
 
     def check(self):
         if not self.max_request_mb > 0:
@@ -307,6 +260,11 @@ def _one_of(name, value, allowed):
 def _inside_0_1(name, value):
     if not 0 < value < 1:
         raise PipelineError(f"{name} must be between 0 and 1 (exclusive), got {value}")
+
+
+def _between(name, value, low, high):
+    if not low <= value <= high:
+        raise PipelineError(f"{name} must be between {low} and {high}, got {value}")
 
 
 def _at_least(name, value, low):
@@ -341,6 +299,9 @@ def parse(cls, data, prefix):
     if unknown:
         raise PipelineError(f"unknown key(s) {', '.join(f'{prefix}.{k}' for k in unknown)} in {PARAMS_FILE}; "
                             f"known: {', '.join(fields)}")
+    missing = [name for name in fields if name not in data]
+    if missing:
+        raise PipelineError(f"missing key(s) {', '.join(f'{prefix}.{k}' for k in missing)} in {PARAMS_FILE}")
     values = {}
     for key, value in data.items():
         if dataclasses.is_dataclass(hints[key]):
@@ -351,10 +312,12 @@ def parse(cls, data, prefix):
 
 
 def load(section, path=None):
-    """Load and validate one section of params.yaml (defaults fill what is absent)."""
+    """Load and validate one section of params.yaml: every key of the section must be there."""
     path = Path(path or PARAMS_FILE)
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run from the project's folder (the one with dvc.yaml)")
     try:
-        document = yaml.safe_load(path.read_text()) if path.exists() else {}
+        document = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise PipelineError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     document = document or {}

@@ -20,21 +20,14 @@ PLACEHOLDERS = ("{plot_divs}", "{refresh_tag}", "{scripts}")  # what DVC substit
 PAGE = """<!DOCTYPE html>
 <html>
 <head>
-    <meta charset="utf-8">
-    {refresh_tag}
-    <title>DVC plots</title>
+    <meta charset="utf-8">{refresh_tag}<title>DVC plots</title>
     <!-- Vega {vega}, Vega-Lite {vega_lite}, Vega-Embed {vega_embed}, inlined by valence.plots_page: no network needed -->
     <script type="text/javascript">
 BUNDLE
     </script>
-    <style>
-        body { font-family: sans-serif; }
-        table { border-spacing: 15px; }
-    </style>
+    <style>body { font-family: sans-serif; } table { border-spacing: 15px; }</style>
 </head>
-<body>
-    {plot_divs}
-</body>
+<body>{plot_divs}</body>
 </html>
 """
 

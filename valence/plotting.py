@@ -17,10 +17,13 @@ def _save(figure, path):
 
 
 def roc(curves, path):
-    """ROC curves, one per split: ``curves`` maps a split name to (points, AUC)."""
+    """ROC curves, one per split: ``curves`` maps a split name to (0/1 truth, P(Positive))."""
+    from sklearn import metrics
+
     figure, ax = plt.subplots(figsize=(5, 5))
-    for split, (points, auc) in curves.items():
-        ax.plot([p["fpr"] for p in points], [p["tpr"] for p in points], label=f"{split} (AUC {auc:.3f})")
+    for split, (y_true, probability) in curves.items():
+        fpr, tpr, _ = metrics.roc_curve(y_true, probability)
+        ax.plot(fpr, tpr, label=f"{split} (AUC {metrics.auc(fpr, tpr):.3f})")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     ax.set(title="ROC curve", xlabel="false positive rate", ylabel="true positive rate",
            xlim=(0, 1), ylim=(0, 1.01))
@@ -28,11 +31,14 @@ def roc(curves, path):
     _save(figure, path)
 
 
-def precision_recall(points, average_precision, positive_share, path):
+def precision_recall(y_true, probability, path):
+    """The Positive class's precision–recall curve against chance (the share of Positive)."""
+    from sklearn import metrics
+
+    precision, recall, _ = metrics.precision_recall_curve(y_true, probability)
     figure, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([p["recall"] for p in points], [p["precision"] for p in points],
-            label=f"model (AP {average_precision:.3f})")
-    ax.axhline(positive_share, linestyle="--", color="grey", label="chance (share of Positive)")
+    ax.plot(recall, precision, label=f"model (AP {metrics.average_precision_score(y_true, probability):.3f})")
+    ax.axhline(np.mean(y_true), linestyle="--", color="grey", label="chance (share of Positive)")
     ax.set(title="Precision–recall, Positive class (test split)", xlabel="recall", ylabel="precision",
            xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower left")

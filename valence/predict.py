@@ -1,4 +1,5 @@
-"""P(Positive) for new photos: files and folders in, one CSV row per image out.
+"""P(Positive) for photos: scoring with flip averaging (evaluate, export, predict, serve), and the predict
+command's files and folders in, one CSV row per image out.
 
     python -m valence predict photos/ beach.jpg --out predictions.csv [--model models/model.keras]
 
@@ -53,10 +54,11 @@ def score_images(classifier, batch, flip_average=False):
     return probability
 
 
-def score_batches(classifier, images, batch_size, flip_average=False):
-    """``score_images`` over a uint8 array of any length, ``batch_size`` images at a time."""
+def score_batches(classifier, images, batch_size, flip_average=False, desc="scoring"):
+    """``score_images`` over a uint8 array of any length, ``batch_size`` images at a time, with a progress bar."""
+    starts = range(0, len(images), batch_size)
     return np.concatenate([score_images(classifier, images[i:i + batch_size], flip_average)
-                           for i in range(0, len(images), batch_size)])
+                           for i in tqdm(starts, desc=desc, unit="batch")])
 
 
 def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=False):

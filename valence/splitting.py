@@ -102,7 +102,3 @@ def pairs_across(first, second, pairs):
     """The near-copy ``pairs`` of paths with one image in each of two manifests."""
     a, b = {r["path"] for r in first}, {r["path"] for r in second}
     return [(x, y) for x, y in pairs if (x in a and y in b) or (x in b and y in a)]
-
-
-def class_counts(rows, classes):
-    return {c: sum(r["label"] == c for r in rows) for c in classes}

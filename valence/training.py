@@ -1,4 +1,5 @@
-"""Fit a registry model on the training manifest, reproducibly, with per-epoch learning curves.
+"""Fit a registry model on the training manifest, reproducibly, with per-epoch learning curves: the tf.data
+input, its augmentation, the feature cache, the phases.
 
 The pretrained models (mobilenet_v2, efficientnet_lite0/2) train in two phases: the new head on the frozen
 backbone, then the top blocks fine-tuned at a low learning rate. The other models train in one phase. A phase
@@ -18,13 +19,73 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from valence import compute
 from valence.labels import targets
-from valence.images import dataset, load_images
+from valence.images import load_images
 from valence.models import build, compile_model, predictor, split_frozen, unfreeze_top_blocks
 from valence.params import PRETRAINED_MODELS
 from valence.splitting import stratified_split
 
-HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc"]
 FEATURE_BATCH = 64  # images per forward pass when caching features: inference only, so larger is cheaper
+
+
+def augments(augment):
+    """Whether ``augment`` (train.augment params) changes images at all."""
+    return bool(augment.rotation_degrees or augment.width_shift or augment.height_shift or augment.shear_degrees
+                or augment.zoom or augment.horizontal_flip)
+
+
+def random_affine(images, augment, seed):
+    """The seed's ImageDataGenerator augmentation as one random affine map per image, resampled once.
+
+    Rotation, shifts, shear, zoom and horizontal flip compose into one matrix that
+    ``keras.ops.image.affine_transform`` applies: 4× cheaper than Keras' five preprocessing layers, each of
+    which resamples the whole image. The draws are stateless, from ``seed`` (two integers), so a batch looks
+    the same whichever tf.data thread augments it: the map can run in parallel and stay reproducible.
+    """
+    import keras
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    batch, height, width = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    u = tf.random.stateless_uniform(tf.stack([batch, 7]), tf.cast(seed, tf.int64), minval=-1.0, maxval=1.0)
+    angle = u[:, 0] * math.radians(augment.rotation_degrees)
+    shear = u[:, 1] * math.tan(math.radians(augment.shear_degrees))
+    zoom_x, zoom_y = 1 + u[:, 2] * augment.zoom, 1 + u[:, 3] * augment.zoom  # > 1 shows more: zoom out
+    flip = tf.where(u[:, 6] < 0, -1.0, 1.0) if augment.horizontal_flip else tf.ones_like(angle)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    # output pixel → input pixel: rotation · shear · zoom · flip about the centre, then the shift
+    a0, a1 = cos * zoom_x * flip, (cos * shear - sin) * zoom_y
+    b0, b1 = sin * zoom_x * flip, (sin * shear + cos) * zoom_y
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    a2 = cx - a0 * cx - a1 * cy + u[:, 4] * augment.width_shift * width
+    b2 = cy - b0 * cx - b1 * cy + u[:, 5] * augment.height_shift * height
+    zeros = tf.zeros_like(angle)
+    transform = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    return keras.ops.image.affine_transform(images, transform, interpolation="bilinear",
+                                            fill_mode=augment.fill_mode)
+
+
+def dataset(images, labels, batch_size, seed=None, augment=None, shuffle=True):
+    """A tf.data pipeline of float32 0–255 batches, shuffled (``seed``, unless ``shuffle`` is False) and
+    augmented (``augment``: train.augment params) with draws from ``seed``.
+
+    Batches are cast and augmented in parallel threads; their order, and every random draw, is fixed by
+    ``seed``, so training stays reproducible.
+    """
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, dtype=np.float32)))
+    if seed is not None and shuffle:
+        data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(batch_size)
+    parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if augment is not None and augments(augment):
+        # one stateless seed per batch, new each epoch, reproducible from `seed`
+        seeds = tf.data.Dataset.random(seed=seed or 0, rerandomize_each_iteration=True).batch(2)
+        data = tf.data.Dataset.zip(data, seeds).map(
+            lambda batch, pair: (random_affine(tf.cast(batch[0], tf.float32), augment, pair), batch[1]), **parallel)
+    else:
+        data = data.map(lambda x, y: (tf.cast(x, tf.float32), y), **parallel)
+    return data.prefetch(tf.data.AUTOTUNE)
 
 
 def carve_validation(rows, validation_size, seed):
@@ -56,6 +117,27 @@ def phases(p):
     if h.fine_tune_epochs:
         plan.append(("fine_tune", h.fine_tune_epochs, h.fine_tune_learning_rate))
     return plan
+
+
+class LiveLog(keras.callbacks.Callback):
+    """Each epoch's metrics and phase to a dvclive ``Live`` that spans every phase, one step per epoch.
+
+    Names as dvclive's own DVCLiveCallback gives them (loss → train/loss, val_loss → eval/loss); that callback
+    ends the run when a fit ends, so two phases would be two runs. ``phase`` is logged too: the summary shows
+    it while `dvc exp run` trains, and the learning-curve template shapes each epoch's points by it.
+    """
+
+    def __init__(self, live, phase):
+        super().__init__()
+        self.live, self.phase = live, phase
+
+    def on_epoch_end(self, epoch, logs=None):
+        from dvclive.utils import standardize_metric_name
+
+        for name, value in (logs or {}).items():
+            self.live.log_metric(standardize_metric_name(name, "dvclive.keras"), round(float(value), 6))
+        self.live.log_metric("phase", self.phase)
+        self.live.next_step()  # writes the summary (metrics.json) now, so `dvc exp show` sees this epoch
 
 
 def uses_feature_cache(p):
@@ -121,8 +203,11 @@ def tf_data(features, y):
     return tf.data.Dataset.from_tensor_slices((features, y)).batch(FEATURE_BATCH)
 
 
-def train(p, rows, weights="imagenet"):
-    """Train ``p.model`` on manifest ``rows``; return the model and its history rows (one per epoch)."""
+def train(p, rows, weights="imagenet", live=None):
+    """Train ``p.model`` on manifest ``rows``; return the model and its history rows (one per epoch).
+
+    ``live``: a dvclive ``Live`` that gets every epoch's metrics as they come (the train stage passes one).
+    """
     compute.configure(p.seed, p.precision, p.op_determinism)
     fit_rows, val_rows = carve_validation(rows, p.validation_size, p.seed)
     h = p.hyper
@@ -133,31 +218,64 @@ def train(p, rows, weights="imagenet"):
     weights_by_class = class_weights(y_fit, p.class_weight)
     print(f"training {p.model} on {len(fit_rows)} images, validating on {len(val_rows)}; "
           f"class weights {weights_by_class}")
+    distribute = compute.strategy()
+    if distribute.num_replicas_in_sync > 1:
+        print(f"training on {distribute.num_replicas_in_sync} devices (MirroredStrategy)")
+    with distribute.scope():  # the model, its parts and their optimizers get variables on every device
+        return _fit_phases(p, weights, fit_images, y_fit, val_images, y_val, weights_by_class, live,
+                           distribute.num_replicas_in_sync)
+
+
+def even_batches(data, replicas):
+    """Validation arrays (x, y) as (x, y, sample weight) in batches that split evenly over ``replicas``.
+
+    Keras' evaluation step under MirroredStrategy fails on a batch that does not (TensorFlow's AddN on unequal
+    replica shapes), so the last batch is filled with copies of the last image at weight 0. The real images
+    weigh padded / real, so loss, accuracy and AUC are exactly those of the real images.
+    """
+    x, y = (np.asarray(part) for part in data)
+    batch = replicas * max(1, FEATURE_BATCH // replicas)
+    padded = math.ceil(len(y) / batch) * batch
+    pad = padded - len(y)
+    weight = np.concatenate([np.full(len(y), padded / len(y), np.float32), np.zeros(pad, np.float32)])
+    return (np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]), np.concatenate([y, np.repeat(y[-1:], pad)]),
+            weight), batch
+
+
+def _fit_phases(p, weights, fit_images, y_fit, val_images, y_val, weights_by_class, live, replicas):
+    """Build ``p.model`` and fit it phase by phase: (model, history rows)."""
+    h = p.hyper
     model = build(p, weights)
     if uses_feature_cache(p):
         plan = cache_features(p, model, fit_images, y_fit, val_images, y_val)
         weights_by_class = None  # CachedViews carries them as sample weights
     else:
         # one data set for all phases, so the seeded shuffle and views go on where the last phase stopped
-        data = (dataset(fit_images, y_fit, p.batch_size, seed=p.seed, augment=p.augment),
-                dataset(val_images, y_val, p.batch_size) if len(val_rows) else None, model)
+        validation = ((val_images.astype(np.float32), y_val) if replicas > 1  # arrays, for even_batches below
+                      else dataset(val_images, y_val, p.batch_size))
+        data = [dataset(fit_images, y_fit, p.batch_size, seed=p.seed, augment=p.augment),
+                validation if len(val_images) else None, model]
         plan = {name: data for name, _, _ in phases(p)}
     history = []
     for name, epochs, learning_rate in phases(p):
         train_data, val_data, trained = plan[name]
+        val_batch = None
+        if replicas > 1 and val_data is not None:
+            val_data, val_batch = even_batches(val_data, replicas)
         if name == "fine_tune":
             unfreeze_top_blocks(model, h.fine_tune_blocks)
         # (re)compiling after unfreezing makes the change take effect; a decay spans this phase's epochs
         compile_model(trained, learning_rate, h.learning_rate_decay, steps=epochs * len(train_data),
                       jit_compile=p.jit_compile)
-        callbacks = []
+        callbacks = [LiveLog(live, name)] if live is not None else []
         if h.patience and val_data is not None:
             callbacks.append(keras.callbacks.EarlyStopping("val_auc", mode="max", patience=h.patience,
                                                            restore_best_weights=True, verbose=1))
         print(f"phase {name}: up to {epochs} epochs at learning rate {learning_rate}")
         # shuffle=False: the data already shuffles, seeded; Keras' own shuffle would be ignored anyway.
         fit = trained.fit(train_data, validation_data=val_data, epochs=epochs, verbose=2, shuffle=False,
-                          class_weight=weights_by_class, callbacks=callbacks)
+                          class_weight=weights_by_class, callbacks=callbacks,
+                          **({"validation_batch_size": val_batch} if val_batch else {}))
         for i in range(len(fit.history["loss"])):
             history.append({"epoch": len(history) + 1, "phase": name,
                             **{k: round(float(v[i]), 6) for k, v in fit.history.items()}})
