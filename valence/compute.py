@@ -1,4 +1,5 @@
-"""How TensorFlow uses this machine: threads, seeds, deterministic kernels, precision.
+"""How TensorFlow uses this machine: threads, seeds, deterministic kernels, precision, and the devices training
+runs on (`strategy`).
 
 One inter-op thread and one intra-op thread per core keep both cores on the one op that runs. With two
 inter-op threads on 2 cores, MobileNetV2's forward pass dipped to half speed on ~100 % CPU more often in short
