@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from valence import params  # noqa: E402
 from valence.audit import near_duplicate_pairs  # noqa: E402
-from valence.errors import PipelineError, run_stage  # noqa: E402
+from valence.errors import run_stage  # noqa: E402
 from valence.files import read_csv  # noqa: E402
 from valence.splitting import MANIFEST_COLUMNS, grouped_folds, merge_groups  # noqa: E402
 
@@ -51,10 +51,7 @@ COLUMNS = ["repeat", "fold", "n_train", "n_test", "test_groups", "positive_share
 
 def train_params(overrides):
     """params.yaml's train section with ``key=value`` overrides (keys below train, values as YAML)."""
-    if not params.PARAMS_FILE.is_file():
-        raise PipelineError(f"{params.PARAMS_FILE}: not found; run from the project's folder (the one with dvc.yaml)")
-    document = yaml.safe_load(params.PARAMS_FILE.read_text()) or {}
-    section = document.get("train") or {}
+    section = params.read().get("train") or {}
     for override in overrides:
         key, _, value = override.partition("=")
         node = section

@@ -311,8 +311,8 @@ def parse(cls, data, prefix):
     return cls(**values)
 
 
-def load(section, path=None):
-    """Load and validate one section of params.yaml: every key of the section must be there."""
+def read(path=None):
+    """params.yaml as a mapping of sections, known ones only (their keys are checked by ``load``)."""
     path = Path(path or PARAMS_FILE)
     if not path.is_file():
         raise PipelineError(f"{path}: not found; run from the project's folder (the one with dvc.yaml)")
@@ -326,6 +326,11 @@ def load(section, path=None):
     unknown = sorted(set(document) - set(SECTIONS))
     if unknown:
         raise PipelineError(f"{path}: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
-    params = parse(SECTIONS[section], document.get(section), section)
+    return document
+
+
+def load(section, path=None):
+    """Load and validate one section of params.yaml: every key of the section must be there."""
+    params = parse(SECTIONS[section], read(path).get(section), section)
     params.check()
     return params
