@@ -208,15 +208,19 @@ def build(p, weights="imagenet"):
                             f"{str(err).splitlines()[0]}") from None
 
 
-def compile_model(model, learning_rate, decay="none", steps=None, jit_compile=False):
+def compile_model(model, learning_rate, decay="none", steps=None, jit_compile=False, weighted=False):
     """Adam and binary cross-entropy, as in the seed; AUC is tracked for early stopping.
 
     ``decay="cosine"`` lowers the learning rate to 0 along a cosine over ``steps`` optimizer steps.
+    ``weighted``: accuracy and AUC count sample weights. Keras' plain ``metrics`` ignore them, so validation
+    padded with weight-0 copies (several devices: ``training.even_batches``) needs this to score only the real
+    images; training accuracy and AUC then count the class weights too, as the loss does.
     """
     if decay == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
+    metrics = {"weighted_metrics" if weighted else "metrics": ["accuracy", keras.metrics.AUC(name="auc")]}
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
-                  metrics=["accuracy", keras.metrics.AUC(name="auc")], jit_compile=jit_compile)
+                  jit_compile=jit_compile, **metrics)
 
 
 def load(path):

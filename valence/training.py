@@ -64,9 +64,24 @@ def random_affine(images, augment, seed):
                                             fill_mode=augment.fill_mode)
 
 
-def dataset(images, labels, batch_size, seed=None, augment=None, shuffle=True):
+def images_per_epoch(n, batch_size, replicas):
+    """How many of ``n`` shuffled training images an epoch uses: all, unless several replicas would get a last
+    batch with fewer images than replicas; then those few sit this epoch out.
+
+    MirroredStrategy splits each batch evenly over the replicas (a last batch of 7 on 2 as 4 + 3), so only a
+    last batch smaller than the replica count leaves one empty, and BatchNormalization on an empty batch fails
+    (oneDNN kernels) or turns every weight into NaN (TensorFlow's own kernels). Dropping it, rather than
+    padding it with weight-0 copies, keeps copies out of BatchNormalization's batch statistics. The order is
+    reshuffled each epoch, so a different image sits out each time; one device (replicas 1) uses every image.
+    """
+    leftover = n % batch_size
+    return n - leftover if 0 < leftover < replicas else n
+
+
+def dataset(images, labels, batch_size, seed=None, augment=None, shuffle=True, replicas=1):
     """A tf.data pipeline of float32 0–255 batches, shuffled (``seed``, unless ``shuffle`` is False) and
-    augmented (``augment``: train.augment params) with draws from ``seed``.
+    augmented (``augment``: train.augment params) with draws from ``seed``; each epoch's images as
+    ``images_per_epoch`` counts them for ``replicas`` devices.
 
     Batches are cast and augmented in parallel threads; their order, and every random draw, is fixed by
     ``seed``, so training stays reproducible.
@@ -76,6 +91,9 @@ def dataset(images, labels, batch_size, seed=None, augment=None, shuffle=True):
     data = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, dtype=np.float32)))
     if seed is not None and shuffle:
         data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    used = images_per_epoch(len(images), batch_size, replicas)
+    if used < len(images):
+        data = data.take(used)
     data = data.batch(batch_size)
     parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if augment is not None and augments(augment):
@@ -145,25 +163,27 @@ def uses_feature_cache(p):
 
 
 class CachedViews(keras.utils.PyDataset):
-    """Batches of cached features (views, images, …): every image once an epoch, under a random view.
+    """Batches of cached features (views, images, …): every image once an epoch, under a random view (with
+    several ``replicas``, the images ``images_per_epoch`` counts).
 
     The order and the views come from ``seed`` and the epoch number, so runs repeat exactly.
     """
 
-    def __init__(self, features, y, weights_by_class, batch_size, seed):
+    def __init__(self, features, y, weights_by_class, batch_size, seed, replicas=1):
         super().__init__()
         self.features, self.y, self.batch_size, self.seed, self.epoch = features, y, batch_size, seed, 0
+        self.used = images_per_epoch(len(y), batch_size, replicas)
         self.weight = (np.ones_like(y) if weights_by_class is None
                        else np.where(y == 1, weights_by_class[1], weights_by_class[0]).astype(np.float32))
         self._draw()
 
     def _draw(self):
         rng = np.random.default_rng([self.seed, self.epoch])
-        self.order = rng.permutation(len(self.y))
+        self.order = rng.permutation(len(self.y))[:self.used]
         self.views = rng.integers(0, len(self.features), len(self.y))
 
     def __len__(self):
-        return math.ceil(len(self.y) / self.batch_size)
+        return math.ceil(self.used / self.batch_size)
 
     def __getitem__(self, i):
         index = self.order[i * self.batch_size:(i + 1) * self.batch_size]
@@ -174,7 +194,7 @@ class CachedViews(keras.utils.PyDataset):
         self._draw()
 
 
-def cache_features(p, model, fit_images, y_fit, val_images, y_val):
+def cache_features(p, model, fit_images, y_fit, val_images, y_val, replicas=1):
     """{phase: (training data, validation data, the part of the model that trains)} over cached features.
 
     The lower blocks run once per view; the head phase trains on the pooled output of the (then frozen) top
@@ -188,8 +208,9 @@ def cache_features(p, model, fit_images, y_fit, val_images, y_val):
                     for view in range(h.cached_views)])
     pooled = np.stack([upper(tf_data(view, y_fit), "pooled features") for view in cut])
     weights_by_class = class_weights(y_fit, p.class_weight)
-    plan = {"head": [CachedViews(pooled, y_fit, weights_by_class, p.batch_size, p.seed), None, parts.head],
-            "fine_tune": [CachedViews(cut, y_fit, weights_by_class, p.batch_size, p.seed + 1), None, parts.top]}
+    plan = {"head": [CachedViews(pooled, y_fit, weights_by_class, p.batch_size, p.seed, replicas), None, parts.head],
+            "fine_tune": [CachedViews(cut, y_fit, weights_by_class, p.batch_size, p.seed + 1, replicas), None,
+                          parts.top]}
     if len(val_images):
         val_cut = lower(dataset(val_images, y_val, FEATURE_BATCH), "validation features")
         plan["fine_tune"][1] = (val_cut, y_val)
@@ -231,7 +252,8 @@ def even_batches(data, replicas):
 
     Keras' evaluation step under MirroredStrategy fails on a batch that does not (TensorFlow's AddN on unequal
     replica shapes), so the last batch is filled with copies of the last image at weight 0. The real images
-    weigh padded / real, so loss, accuracy and AUC are exactly those of the real images.
+    weigh padded / real, so loss, accuracy and AUC are exactly those of the real images, provided the metrics
+    are compiled as weighted ones (``compile_model(weighted=True)``).
     """
     x, y = (np.asarray(part) for part in data)
     batch = replicas * max(1, FEATURE_BATCH // replicas)
@@ -247,13 +269,13 @@ def _fit_phases(p, weights, fit_images, y_fit, val_images, y_val, weights_by_cla
     h = p.hyper
     model = build(p, weights)
     if uses_feature_cache(p):
-        plan = cache_features(p, model, fit_images, y_fit, val_images, y_val)
+        plan = cache_features(p, model, fit_images, y_fit, val_images, y_val, replicas)
         weights_by_class = None  # CachedViews carries them as sample weights
     else:
         # one data set for all phases, so the seeded shuffle and views go on where the last phase stopped
         validation = ((val_images.astype(np.float32), y_val) if replicas > 1  # arrays, for even_batches below
                       else dataset(val_images, y_val, p.batch_size))
-        data = [dataset(fit_images, y_fit, p.batch_size, seed=p.seed, augment=p.augment),
+        data = [dataset(fit_images, y_fit, p.batch_size, seed=p.seed, augment=p.augment, replicas=replicas),
                 validation if len(val_images) else None, model]
         plan = {name: data for name, _, _ in phases(p)}
     history = []
@@ -266,7 +288,7 @@ def _fit_phases(p, weights, fit_images, y_fit, val_images, y_val, weights_by_cla
             unfreeze_top_blocks(model, h.fine_tune_blocks)
         # (re)compiling after unfreezing makes the change take effect; a decay spans this phase's epochs
         compile_model(trained, learning_rate, h.learning_rate_decay, steps=epochs * len(train_data),
-                      jit_compile=p.jit_compile)
+                      jit_compile=p.jit_compile, weighted=val_batch is not None)
         callbacks = [LiveLog(live, name)] if live is not None else []
         if h.patience and val_data is not None:
             callbacks.append(keras.callbacks.EarlyStopping("val_auc", mode="max", patience=h.patience,
