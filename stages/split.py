@@ -1,13 +1,16 @@
-"""Stage 4: stratified train/test manifests that keep each concept and its near-copies on one side.
+"""Stage 4: stratified folds that keep each concept and its near-copies in one fold.
 
     python stages/split.py
 
 Reads data/labels.csv (its group column: the OASIS concept) and data/audit.json (near-duplicate pairs, joined
-into one group). With split.group_by concept, whole groups go to train or test (StratifiedGroupKFold's first
-of round(1 / test_size) folds, seeded by split.seed); with none, images are split one by one, as before.
-Writes data/split/train.csv and data/split/test.csv (path, label, group; sorted by path, so the same params
-give byte-identical files) and metrics/split.json: images per class and groups per split, and — checked on
-the written manifests — groups_in_both_splits and near_duplicate_pairs_across_splits.
+into one group). Every labelled image gets a fold, 0 … k − 1 with k = round(1 / split.test_size) (0.2 → 5),
+stratified by label and seeded by split.seed. With split.group_by concept, whole groups go to one fold
+(StratifiedGroupKFold); with none, images are assigned one by one. Writes data/split/folds.csv (path, label,
+group, fold), and data/split/test.csv (fold 0) and data/split/train.csv (the other folds) for the train and
+evaluate stages (path, label, group). All sorted by path, so the same params give byte-identical files.
+metrics/split.json: images per class and groups per split and per fold, and — checked on what is written —
+groups_in_several_folds, near_duplicate_pairs_across_folds, groups_in_both_splits and
+near_duplicate_pairs_across_splits.
 """
 import _path  # noqa: F401
 from valence import params
@@ -15,10 +18,14 @@ from valence.audit import near_duplicate_pairs
 from valence.labels import class_counts
 from valence.errors import PipelineError, run_stage
 from valence.files import read_csv, write_csv, write_json
-from valence.splitting import (MANIFEST_COLUMNS, OUTPUT_COLUMNS, merge_groups, pairs_across, shared_groups,
-                               stratified_split)
+from valence.splitting import (FOLD_COLUMNS, MANIFEST_COLUMNS, OUTPUT_COLUMNS, assign_folds, fold_count,
+                               groups_in_several_folds, merge_groups, pairs_across, shared_groups)
 
 AUDIT = "data/audit.json"
+
+
+def counts(part):
+    return {**class_counts(part), "total": len(part), "groups": len({r["group"] for r in part})}
 
 
 def main():
@@ -27,17 +34,24 @@ def main():
     pairs = near_duplicate_pairs(AUDIT)
     rows = merge_groups(rows, pairs)
     grouped = p.group_by == "concept"
-    train, test = stratified_split(rows, p.test_size, p.seed, what="data/labels.csv", grouped=grouped)
+    n_folds = fold_count(p.test_size)
+    rows = assign_folds(rows, n_folds, p.seed, what="data/labels.csv", grouped=grouped)
+    train, test = [r for r in rows if r["fold"] != 0], [r for r in rows if r["fold"] == 0]
+    fold_of = {r["path"]: r["fold"] for r in rows}
+    spanning = groups_in_several_folds(rows)
+    pairs_apart = [(a, b) for a, b in pairs if a in fold_of and b in fold_of and fold_of[a] != fold_of[b]]
     crossing_groups, crossing_pairs = shared_groups(train, test), pairs_across(train, test, pairs)
-    if grouped and (crossing_groups or crossing_pairs):  # checked, not assumed
-        raise PipelineError(f"grouped split failed: groups {crossing_groups[:5]} / pairs {crossing_pairs[:5]} "
-                            "on both sides")
+    if grouped and (spanning or pairs_apart):  # checked, not assumed
+        raise PipelineError(f"grouped folds failed: groups {spanning[:5]} / near-copies {pairs_apart[:5]} in two folds")
     keep = (lambda r: r) if grouped else (lambda r: {**r, "group": ""})  # none: validation splits image by image too
+    write_csv("data/split/folds.csv", [keep(r) for r in rows], FOLD_COLUMNS)
     write_csv("data/split/train.csv", [keep(r) for r in train], OUTPUT_COLUMNS)
     write_csv("data/split/test.csv", [keep(r) for r in test], OUTPUT_COLUMNS)
-    summary = {name: {**class_counts(part), "total": len(part), "groups": len({r["group"] for r in part})}
-               for name, part in (("train", train), ("test", test))}
-    summary.update(group_by=p.group_by, groups_in_both_splits=len(crossing_groups),
+    summary = {"train": counts(train), "test": counts(test),
+               "folds": {str(k): counts([r for r in rows if r["fold"] == k]) for k in range(n_folds)}}
+    summary.update(group_by=p.group_by, groups_in_several_folds=len(spanning),
+                   near_duplicate_pairs_across_folds=len(pairs_apart),
+                   groups_in_both_splits=len(crossing_groups),
                    test_images_with_group_in_train=sum(r["group"] in set(crossing_groups) for r in test),
                    near_duplicate_pairs_across_splits=len(crossing_pairs))
     write_json("metrics/split.json", summary)

@@ -4,8 +4,8 @@ import pytest
 
 from valence.errors import PipelineError
 from valence.labels import class_counts
-from valence.splitting import (check_no_shared_groups, grouped_folds, merge_groups, pairs_across, shared_groups,
-                                stratified_split)
+from valence.splitting import (assign_folds, check_no_shared_groups, fold_count, grouped_folds,
+                                groups_in_several_folds, merge_groups, pairs_across, shared_groups, stratified_split)
 
 
 def table(negative, positive):
@@ -88,6 +88,40 @@ def test_grouped_folds_cover_every_image_once():
     assert sorted(held_out) == sorted(r["path"] for r in rows)
     for train, test in folds:
         assert not shared_groups(train, test) and len(train) + len(test) == len(rows)
+
+
+@pytest.mark.parametrize("test_size, k", [(0.2, 5), (0.25, 4), (0.1, 10), (0.5, 2), (0.6, 2), (0.3, 3)])
+def test_fold_count_is_one_over_the_test_size(test_size, k):
+    assert fold_count(test_size) == k
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grouped_folds_give_every_image_one_fold_and_every_group_one_fold(seed):
+    rows = concepts([1, 2, 3, 5, 8, 20] * 8, seed=seed)
+    folded = assign_folds(rows, 5, seed)
+    assert sorted(r["path"] for r in folded) == sorted(r["path"] for r in rows)  # each image exactly once
+    assert [r["path"] for r in folded] == sorted(r["path"] for r in folded)
+    assert {r["fold"] for r in folded} == set(range(5)) and not groups_in_several_folds(folded)
+    share = lambda part: sum(r["label"] == "Positive" for r in part) / len(part)  # noqa: E731
+    for k in range(5):
+        part = [r for r in folded if r["fold"] == k]
+        assert abs(share(part) - share(rows)) < 0.15 and 0.1 < len(part) / len(rows) < 0.3
+    train, test = stratified_split(rows, 0.2, seed, grouped=True)  # fold 0 is the grouped test split
+    assert [r["path"] for r in folded if r["fold"] == 0] == [r["path"] for r in test]
+    assert folded == assign_folds(rows, 5, seed) and folded != assign_folds(rows, 5, seed + 10)
+
+
+def test_image_by_image_folds_put_groups_in_several_folds():
+    """The check above can fail: ungrouped folds spread large concepts over folds."""
+    folded = assign_folds(concepts([1, 2, 3, 5, 8, 20] * 8), 5, 0, grouped=False)
+    assert len(groups_in_several_folds(folded)) > 5
+    assert len(folded) == 39 * 8 and {r["fold"] for r in folded} == set(range(5))
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_a_fold_without_both_classes_is_a_clear_error(grouped):
+    with pytest.raises(PipelineError, match=r"labels: fold [0-4] of 5 holds only Positive"):
+        assign_folds(table(2, 30), 5, 0, grouped=grouped)  # 2 Negative images cannot reach 5 folds
 
 
 def test_too_few_groups_for_the_folds_is_a_clear_error():

@@ -86,11 +86,18 @@ def test_no_concept_or_near_copy_crosses_the_split(tmp_path):
             concept = lambda name: name.rsplit(" ", 1)[0] if name.startswith("Dog") else name  # noqa: E731
             split = json.loads((tmp_path / "metrics/split.json").read_text())
             crossed = [t for t in together if all(any(concept(n) in t for n in side) for side in sides.values())]
-            crossings[group_by, seed] = (crossed, split["groups_in_both_splits"], split["near_duplicate_pairs_across_splits"])
+            folds = read_csv(f"{tmp_path}/data/split/folds.csv")
+            fold_of = {r["path"].rsplit("/", 1)[-1].rsplit(".", 1)[0]: r["fold"] for r in folds}
+            assert sorted(r["path"] for r in folds) == sorted(r["path"] for r in read_csv(f"{tmp_path}/data/labels.csv"))
+            assert {n for n, k in fold_of.items() if k == "0"} == sides["test"]  # fold 0 is the test split
+            spread = [t for t in together if len({k for n, k in fold_of.items() if concept(n) in t}) > 1]
+            crossings[group_by, seed] = (crossed, split["groups_in_both_splits"], split["near_duplicate_pairs_across_splits"],
+                                         spread, split["groups_in_several_folds"], split["near_duplicate_pairs_across_folds"])
     for seed in range(4):
-        assert crossings["concept", seed] == ([], 0, 0), seed
-    # image by image, the tempting archive does leak: the check above is able to fail
+        assert crossings["concept", seed] == ([], 0, 0, [], 0, 0), seed
+    # image by image, the tempting archive does leak: the checks above are able to fail
     assert all(crossings["none", seed][1] > 0 and crossings["none", seed][0] for seed in range(4))
+    assert all(crossings["none", seed][3] and crossings["none", seed][4] > 0 for seed in range(4))
 
 
 def imported_files(path, seen=None):

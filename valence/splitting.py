@@ -7,12 +7,13 @@ a concept it has already seen, not whether it can judge a new photo.
 from collections import Counter
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from valence.errors import PipelineError
 
 MANIFEST_COLUMNS = ["path", "label"]  # required; "group" is written too and used where present
 OUTPUT_COLUMNS = ["path", "label", "group"]
+FOLD_COLUMNS = ["path", "label", "group", "fold"]
 
 
 def _check_classes(rows, what):
@@ -61,6 +62,44 @@ def grouped_folds(rows, n_splits, seed, what="labels"):
         check_no_shared_groups(train, test, what)
         result.append((sorted(train, key=by_path), sorted(test, key=by_path)))
     return result
+
+
+def fold_count(test_size):
+    """k folds for a test share: round(1 / test_size), at least 2 (0.2 → 5)."""
+    return max(2, round(1 / test_size))
+
+
+def assign_folds(rows, n_folds, seed, what="labels", grouped=True):
+    """Rows with a "fold" (0 … n_folds − 1), sorted by path: stratified by label and seeded; grouped, every
+    group in one fold (StratifiedGroupKFold, as ``grouped_folds``), else image by image (StratifiedKFold).
+
+    Grouped, fold 0 is exactly the test split ``stratified_split`` gives for test_size 1 / n_folds. Every fold
+    must hold both classes: a fold scored alone needs them for ROC AUC.
+    """
+    if grouped:
+        held_out = [test for _, test in grouped_folds(rows, n_folds, seed, what)]
+    else:
+        _check_classes(rows, what)
+        try:
+            folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+            held_out = [[rows[i] for i in test] for _, test in folds.split(np.zeros(len(rows)), [r["label"] for r in rows])]
+        except ValueError as err:
+            raise PipelineError(f"{what}: cannot make {n_folds} folds: {err}") from None
+    classes = {r["label"] for r in rows}
+    for fold, part in enumerate(held_out):
+        if {r["label"] for r in part} != classes:
+            raise PipelineError(f"{what}: fold {fold} of {n_folds} holds only {', '.join(sorted({r['label'] for r in part}))}; "
+                                "use more images or a larger split.test_size (fewer folds)")
+    return sorted(({**r, "fold": fold} for fold, part in enumerate(held_out) for r in part), key=lambda r: r["path"])
+
+
+def groups_in_several_folds(rows):
+    """Groups whose images sit in more than one fold, sorted."""
+    folds = {}
+    for r in rows:
+        if r.get("group"):
+            folds.setdefault(r["group"], set()).add(r["fold"])
+    return sorted(g for g, seen in folds.items() if len(seen) > 1)
 
 
 def stratified_split(rows, test_size, seed, what="labels", grouped=False):

@@ -1,0 +1,61 @@
+"""Frozen ImageNet features of each photo and its views: computed once, shared by every fold's head.
+
+A feature extractor is a pretrained backbone, frozen, that global-average-pools its last feature map and, if
+asked, the outputs of earlier blocks, and concatenates them: RGB 0–255 in, one vector out. The heads that train
+on these vectors are tiny (valence.heads), so the forward passes here are nearly all the cost of training.
+
+Views: 0 is the photo, 1 its mirror image, 2 and up augmented copies (train.augment's random affine maps,
+seeded per view), so `views: 2` is what flip averaging at prediction time sees.
+"""
+import keras
+import numpy as np
+from keras import layers
+
+from valence.models import backbone_blocks, predictor, pretrained_backbone
+
+BATCH = 32  # images per forward pass: inference only
+
+
+def block_output(backbone, number, pattern):
+    """The last layer of block ``number`` (its residual add where it has one), by the backbone's names."""
+    prefix = pattern.replace(r"(\d+)", str(number)).rstrip("_")
+    names = [layer.name for layer in backbone.layers if layer.name.startswith(prefix + "_")]
+    if not names:
+        raise ValueError(f"{backbone.name} has no block {number}")
+    return backbone.get_layer(names[-1]).output
+
+
+def extractor(name, height, width, blocks=(), weights="imagenet"):
+    """Pretrained ``name`` at height × width as image → [pooled last feature map, pooled block outputs …]."""
+    rescaling, backbone = pretrained_backbone(name, height, width, weights)
+    backbone.trainable = False
+    outputs = [backbone.output] + [block_output(backbone, n, backbone_blocks(name).pattern) for n in blocks]
+    inner = keras.Model(backbone.input, outputs, name=f"{name}_features")
+    image = keras.Input((height, width, 3))
+    maps = inner(rescaling(image), training=False)
+    pooled = [layers.GlobalAveragePooling2D()(m) for m in maps]
+    return keras.Model(image, layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0], name=f"{name}_pooled")
+
+
+def view_batches(images, view, augment=None, seed=0):
+    """A tf.data pipeline of ``images`` as ``view`` shows them (see module docstring), in order."""
+    from valence.training import dataset
+
+    labels = np.zeros(len(images), np.float32)
+    if view == 0:
+        return dataset(images, labels, BATCH, shuffle=False)
+    if view == 1:
+        return dataset(images[:, :, ::-1], labels, BATCH, shuffle=False)
+    return dataset(images, labels, BATCH, seed=seed * 1000 + view, augment=augment, shuffle=False)
+
+
+def extract(model, images, views, augment=None, seed=0):
+    """float32 (views, images, features): ``model`` (an ``extractor``) on every view of every image."""
+    run = predictor(model)
+    return np.stack([run(view_batches(images, v, augment, seed), f"features of view {v + 1}/{views}")
+                     for v in range(views)])
+
+
+def extract_view(model, images, view, augment=None, seed=0):
+    """float32 (images, features): ``model`` on view ``view`` of every image (= ``extract(…)[view]``)."""
+    return predictor(model)(view_batches(images, view, augment, seed), f"features of view {view + 1}")

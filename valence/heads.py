@@ -1,0 +1,53 @@
+"""Heads on frozen features: standardise, then logistic regression (scikit-learn), the regularisation C chosen
+by grouped cross-validation inside the training images.
+
+Standardised features with C ≈ 0.001 suit 1,000–3,000 features from a few hundred photos (../shared/RESEARCH.md);
+folded into one Keras Dense layer, a fitted head joins its feature extractor as one self-contained model.
+"""
+import keras
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def fit(view_features, y, c, class_weight="balanced"):
+    """A standardised logistic regression on (views, images, features), each image its views' mean."""
+    head = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000,
+                                                              class_weight=None if class_weight == "none" else "balanced"))
+    return head.fit(np.mean(view_features, axis=0), y)
+
+
+def probability(head, view_features):
+    """P(Positive) of each image: the mean over its views, as flip averaging does with views 0 and 1."""
+    return np.mean([head.predict_proba(view)[:, 1] for view in view_features], axis=0)
+
+
+def choose_c(view_features, y, groups, cs, folds, seed, class_weight="balanced"):
+    """(best C, {C: mean ROC AUC}) over ``folds`` stratified group folds of these training images."""
+    inner = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splits = list(inner.split(np.zeros(len(y)), y, groups))
+    scores = {}
+    for c in cs:
+        scores[c] = float(np.mean([roc_auc_score(y[test], probability(fit(view_features[:, train], y[train], c, class_weight),
+                                                                     view_features[:, test]))
+                                   for train, test in splits]))
+    return max(cs, key=lambda c: (scores[c], -c)), scores  # ties: the stronger regularisation
+
+
+def dense_weights(head):
+    """(kernel (features, 1), bias (1,)) of one Dense layer computing ``head``'s logit from raw features."""
+    scaler, regression = head[0], head[-1]
+    kernel = regression.coef_[0] / scaler.scale_
+    bias = regression.intercept_[0] - kernel @ scaler.mean_
+    return kernel[:, None].astype(np.float32), np.array([bias], np.float32)
+
+
+def with_head(extractor, head, name):
+    """One Keras model: ``extractor`` (image → features) and ``head`` as a sigmoid Dense layer."""
+    dense = keras.layers.Dense(1, activation="sigmoid", name="head")
+    model = keras.Model(extractor.input, dense(extractor.output), name=name)
+    dense.set_weights(dense_weights(head))
+    return model
