@@ -2,30 +2,38 @@
 
     dvc repro split                                   # data/split/folds.csv (and data/images)
     python benchmarks/frozen_heads.py                 # every candidate below
-    python benchmarks/frozen_heads.py --candidates lite2,lite2_blocks
+    python benchmarks/frozen_heads.py --candidates lite2,lite2_blocks --other-split-seeds 22,23
 
-Each candidate names its feature extractors (valence.features: backbone, input size, pooled blocks) and the views
-its head trains on. Features are computed once per extractor and view and cached in data/features-bench/
-(not in git). For each fold: C is chosen from --cs by grouped 5-fold CV inside the other folds (never the
+Each candidate names its feature extractors (valence.features: backbone, input size, pooled blocks; several are
+combined into one model that resizes inside, as a released model would) and the views its head trains on.
+Features are computed once per candidate and view and cached in data/features-bench/ (not in git); they do not
+depend on the split, so --other-split-seeds re-scores the same features on the folds the split stage would
+make with other seeds (the headline's noise). For each fold: C is chosen from --cs by grouped 5-fold CV inside the other folds (never the
 held-out fold), a standardised logistic regression (valence.heads) is fit on the other folds, and the held-out
 fold gets P(Positive) averaged over the photo and its mirror image (views 0 and 1: what flip averaging does).
 Prints pooled out-of-fold ROC AUC, balanced accuracy and average precision with the per-fold mean ± std, then
 each candidate's per-fold ROC AUC difference from the first one named, mean ± standard error, and writes
-benchmarks/results/frozen-<candidate>.csv: one row per image (path, label, fold, C, probability).
+benchmarks/results/frozen-<candidate>.csv (or under --results-dir): one row per image (path, label, fold, C,
+probability).
 """
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from valence import compute, features, heads, params  # noqa: E402
+from valence import compute, evaluation, features, heads, params  # noqa: E402
 from valence.files import read_csv, write_csv  # noqa: E402
 from valence.images import load_images  # noqa: E402
+from valence.audit import near_duplicate_pairs  # noqa: E402
 from valence.labels import targets  # noqa: E402
+from valence.splitting import MANIFEST_COLUMNS, assign_folds, fold_count, merge_groups  # noqa: E402
 
+AUDIT = "data/audit.json"
 CACHE = Path("data/features-bench")
 RESULTS = Path(__file__).resolve().parent / "results"
 LITE2, LITE2_LARGE, MOBILENET = ("efficientnet_lite2", 260, 325), ("efficientnet_lite2", 325, 406), ("mobilenet_v2", 224, 224)
@@ -42,61 +50,89 @@ CANDIDATES = {
 }
 
 
-def view_features(spec, view, rows, augment, seed):
-    """(images, features) of one extractor ``spec`` and one view, from the cache or computed (and cached)."""
-    name, height, width, blocks = spec
-    path = CACHE / f"{name}-{height}x{width}-blocks{'_'.join(map(str, blocks)) or 'none'}-seed{seed}-view{view}.npy"
+@functools.lru_cache(maxsize=1)
+def extractor(specs):
+    """The combined extractor of ``specs``, built once for all its views."""
+    return features.combined_extractor(specs)
+
+
+def view_features(specs, view, rows, augment, seed):
+    """(images, features) of one view through the combined extractor of ``specs``, from the cache or computed
+    (and cached). Images load at the first extractor's size; the others resize inside, as the release model."""
+    key = "+".join(f"{name}-{height}x{width}-blocks{'_'.join(map(str, blocks)) or 'none'}" for name, height, width, blocks in specs)
+    path = CACHE / f"{key}-seed{seed}-view{view}.npy"
     if path.is_file():
         return np.load(path)
-    images = load_images([r["path"] for r in rows], height, width, desc=f"{name} {height}×{width}")
+    _, height, width, _ = specs[0]
+    images = load_images([r["path"] for r in rows], height, width, desc=f"{height}×{width}")
     started = time.perf_counter()
-    out = features.extract_view(features.extractor(name, height, width, blocks), images, view, augment, seed)
+    out = features.extract_view(extractor(tuple(specs)), images, view, augment, seed)
     print(f"{path.name}: {time.perf_counter() - started:.0f} s")
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, out)
     return out
 
 
-def scores(y, probability):
-    from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
-
-    return {"roc_auc": roc_auc_score(y, probability), "balanced_accuracy": balanced_accuracy_score(y, probability >= 0.5),
-            "average_precision": average_precision_score(y, probability)}
+def out_of_fold(x, views, y, folds, groups, cs, seed):
+    """(P(Positive), chosen C) of every image from the head of the fold that held it out."""
+    probability, chosen = np.zeros(len(y)), np.zeros(len(y))
+    for k in sorted(set(folds)):
+        fit, held = folds != k, folds == k
+        c, _ = heads.choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=seed)
+        probability[held], chosen[held] = heads.probability(heads.fit(x[:views, fit], y[fit], c), x[:2, held]), c
+    return probability, chosen
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--cs", default="0.0003,0.001,0.003", help="C values the inner CV chooses from")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--other-split-seeds", default="", help="e.g. 22,23: folds as the split stage would make "
+                        "them with these seeds too (the features do not depend on the split)")
     args = parser.parse_args()
     compute.configure(0)
     train = params.load("train")
     rows = read_csv("data/split/folds.csv", required=["path", "label", "group", "fold"])
-    y, folds = targets(rows).astype(int), np.array([int(r["fold"]) for r in rows])
-    groups = np.array([r["group"] or r["path"] for r in rows])
+    y = targets(rows).astype(int)
+    valence = {r["path"]: r.get("valence") for r in read_csv("data/labels.csv", required=["path"])}
+    split = params.load("split")
+    seeds = [split.seed] + [int(s) for s in args.other_split_seeds.split(",") if s]
+    merged = merge_groups(read_csv("data/labels.csv", required=MANIFEST_COLUMNS), near_duplicate_pairs(AUDIT))
+    fold_sets = {}  # split seed → (fold, group) of each row of folds.csv, as the split stage would assign them
+    for seed in seeds:
+        by_path = {r["path"]: r for r in assign_folds(merged, fold_count(split.test_size), seed,
+                                                      grouped=split.group_by == "concept")}
+        fold_sets[seed] = (np.array([by_path[r["path"]]["fold"] for r in rows]),
+                           np.array([by_path[r["path"]]["group"] or r["path"] for r in rows]))
+    if not (fold_sets[split.seed][0] == np.array([int(r["fold"]) for r in rows])).all():
+        raise SystemExit("data/split/folds.csv does not hold the folds of params.yaml's split: run dvc repro split")
     cs = [float(c) for c in args.cs.split(",")]
     fold_auc = {}
     for name in args.candidates.split(","):
         specs, views = CANDIDATES[name]
-        x = np.stack([np.concatenate([view_features(spec, v, rows, train.augment, train.seed) for spec in specs], axis=1)
-                      for v in range(max(views, 2))])  # views 0 and 1 score every held-out image
-        probability, chosen, per_fold = np.zeros(len(rows)), np.zeros(len(rows)), []
-        for k in sorted(set(folds)):
-            fit, held = folds != k, folds == k
-            c, _ = heads.choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=train.seed)
-            head = heads.fit(x[:views, fit], y[fit], c)
-            probability[held], chosen[held] = heads.probability(head, x[:2, held]), c
-            per_fold.append(scores(y[held], probability[held]))
-        pooled = scores(y, probability)
-        fold_auc[name] = np.array([f["roc_auc"] for f in per_fold])
-        cells = [f"{m} {pooled[m]:.3f} (folds {np.mean([f[m] for f in per_fold]):.3f} ± "
-                 f"{np.std([f[m] for f in per_fold]):.3f})" for m in pooled]
-        print(f"{name}: {x.shape[2]} features, {views} training view(s); " + "; ".join(cells)
-              + "; per-fold ROC AUC " + " / ".join(f"{f['roc_auc']:.3f}" for f in per_fold)
-              + "; C per fold " + " / ".join(f"{c:g}" for c in [chosen[folds == k][0] for k in sorted(set(folds))]))
-        write_csv(RESULTS / f"frozen-{name}.csv",
-                  [{**{k: r[k] for k in ("path", "label", "fold")}, "C": f"{c:g}", "probability": f"{p:.6f}"}
-                   for r, c, p in zip(rows, chosen, probability)], ["path", "label", "fold", "C", "probability"])
+        x = np.stack([view_features(specs, v, rows, train.augment, train.seed) for v in range(max(views, 2))])
+        pooled_auc = []
+        for seed, (folds, groups) in fold_sets.items():
+            probability, chosen = out_of_fold(x, views, y, folds, groups, cs, train.seed)
+            result = evaluation.out_of_fold(y, probability, folds, 0.5, [valence.get(r["path"]) for r in rows])
+            pooled_auc.append(result["roc_auc"])
+            cells = [f"{m} {result[m]:.3f} (folds {result['folds'][m]['mean']:.3f} ± {result['folds'][m]['std']:.3f})"
+                     for m in ("roc_auc", "balanced_accuracy", "average_precision")]
+            print(f"{name}, split seed {seed}: {x.shape[2]} features, {views} training view(s); " + "; ".join(cells)
+                  + f"; Spearman ρ with valence {result.get('spearman_valence', float('nan')):.3f}"
+                  + "; per-fold ROC AUC " + " / ".join(f"{roc_auc_score(y[folds == k], probability[folds == k]):.3f}"
+                                                       for k in sorted(set(folds)))
+                  + "; C per fold " + " / ".join(f"{chosen[folds == k][0]:g}" for k in sorted(set(folds))))
+            if seed != split.seed:
+                continue
+            fold_auc[name] = np.array([roc_auc_score(y[folds == k], probability[folds == k]) for k in sorted(set(folds))])
+            write_csv(args.results_dir / f"frozen-{name}.csv",
+                      [{**{k: r[k] for k in ("path", "label", "fold")}, "C": f"{c:g}", "probability": f"{p:.6f}"}
+                       for r, c, p in zip(rows, chosen, probability)], ["path", "label", "fold", "C", "probability"])
+        if len(seeds) > 1:
+            print(f"{name}: pooled out-of-fold ROC AUC over split seeds {', '.join(map(str, seeds))}: "
+                  f"{np.mean(pooled_auc):.3f} ± {np.std(pooled_auc):.3f}")
     first = next(iter(fold_auc))
     for name, auc in list(fold_auc.items())[1:]:  # the selection rule: a gain beyond the per-fold differences' SE
         diff = auc - fold_auc[first]

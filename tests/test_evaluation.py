@@ -6,6 +6,7 @@ import pytest
 from sklearn import metrics
 
 from valence.labels import CLASSES
+from valence import evaluation
 from valence.evaluation import binary_metrics, confusion, per_class, prediction_rows
 
 
@@ -132,3 +133,21 @@ def test_confusion_by_hand(threshold, expected):
     assert matrix.sum() == len(Y)
     pred = [int(p >= threshold) for p in P]
     assert matrix.tolist() == [[sum(t == a and q == b for t, q in zip(Y, pred)) for b in (0, 1)] for a in (0, 1)]
+
+
+def test_out_of_fold_pools_every_image_and_spreads_over_folds():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1, 1] * 40)
+    folds = np.repeat(np.arange(4), 30)
+    probability = np.clip(0.5 + (y - 0.5) * np.linspace(0.05, 0.6, 120) + rng.normal(0, 0.15, 120), 0, 1)
+    valence = np.where(y == 1, 5.0, 3.0) + probability
+    result = evaluation.out_of_fold(y, probability, folds, 0.5, valence=valence)
+    assert result["roc_auc"] == pytest.approx(roc_auc_score(y, probability), abs=1e-6)
+    per_fold = [roc_auc_score(y[folds == k], probability[folds == k]) for k in range(4)]
+    assert result["folds"]["roc_auc"]["mean"] == pytest.approx(np.mean(per_fold), abs=1e-6)
+    assert result["folds"]["roc_auc"]["std"] == pytest.approx(np.std(per_fold), abs=1e-6) and np.std(per_fold) > 0.01
+    assert result["spearman_valence"] > 0.5 and result["majority_accuracy"] == pytest.approx(2 / 3, abs=1e-6)
+    unrated = evaluation.out_of_fold(y, probability, folds, 0.5, valence=[None] * 120)
+    assert "spearman_valence" not in unrated and "spearman_valence" not in evaluation.out_of_fold(y, probability, folds, 0.5)

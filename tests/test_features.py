@@ -46,3 +46,18 @@ def test_views_are_the_photo_its_mirror_and_seeded_augmented_copies():
     np.testing.assert_array_equal(views, features.extract(model, images, 4, augment, seed=3))  # reproducible
     np.testing.assert_array_equal(views[3], features.extract_view(model, images, 3, augment, seed=3))
     assert not np.array_equal(views[2], features.extract(model, images, 3, augment, seed=4)[2])  # seeded
+
+
+def test_a_combined_extractor_resizes_inside_for_the_second_backbone():
+    import keras
+
+    model = features.combined_extractor([("mobilenet_v2", 64, 80, ()), ("efficientnet_lite0", 48, 48, (15,))],
+                                        weights=None)
+    assert model.input_shape == (None, 64, 80, 3) and model.output_shape == (None, 1280 + 1280 + 320)
+    x = photos().astype(np.float32)
+    out = np.asarray(model(x))
+    first, second = model.get_layer("mobilenet_v2_pooled"), model.get_layer("efficientnet_lite0_pooled")
+    second_alone = np.asarray(second(keras.layers.Resizing(48, 48)(x)))
+    assert np.allclose(out[:, :1280], np.asarray(first(x)), rtol=1e-4, atol=0)
+    assert np.allclose(out[:, 1280:], second_alone, rtol=1e-4, atol=0)
+    assert features.combined_extractor([("mobilenet_v2", 64, 80, ())], weights=None).output_shape == (None, 1280)

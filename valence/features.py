@@ -37,6 +37,19 @@ def extractor(name, height, width, blocks=(), weights="imagenet"):
     return keras.Model(image, layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0], name=f"{name}_pooled")
 
 
+def combined_extractor(specs, weights="imagenet"):
+    """One model for several extractors, ``specs`` [(name, height, width, blocks)]: it takes images at the
+    first one's size and resizes them inside (bilinear) for the others, so the features a head trains on are
+    computed exactly as the released model computes them."""
+    extractors = [extractor(*spec, weights=weights) for spec in specs]
+    if len(extractors) == 1:
+        return extractors[0]
+    image = keras.Input(extractors[0].input_shape[1:])
+    parts = [e(image if e.input_shape == extractors[0].input_shape else layers.Resizing(*e.input_shape[1:3])(image))
+             for e in extractors]
+    return keras.Model(image, layers.Concatenate()(parts), name="_".join(e.name for e in extractors))
+
+
 def view_batches(images, view, augment=None, seed=0):
     """A tf.data pipeline of ``images`` as ``view`` shows them (see module docstring), in order."""
     from valence.training import dataset

@@ -1,0 +1,44 @@
+"""benchmarks/frozen_heads.py on a tiny generated data set: every image scored once, by a head that never saw
+its fold."""
+import csv
+import subprocess
+import sys
+
+import numpy as np
+
+from helpers import ROOT, project_params
+from test_cross_validate import tiny_labels
+from valence import heads
+from valence.files import write_csv
+from valence.splitting import FOLD_COLUMNS, assign_folds
+
+
+def frozen_heads(work, *args):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks/frozen_heads.py"), "--results-dir", str(work / "out"),
+                           "--candidates", "lite2", "--cs", "0.001,0.01", *args], cwd=work, capture_output=True, text=True)
+
+
+def test_each_image_is_scored_by_the_head_of_the_other_folds(tmp_path):
+    rows = tiny_labels(tmp_path, concepts=15, photos=2)
+    (tmp_path / "data/audit.json").write_text('{"near_duplicates": []}')
+    (tmp_path / "params.yaml").write_text(project_params({}))
+    folded = assign_folds(rows, 5, 21)  # the project's split: test_size 0.2, seed 21
+    write_csv(tmp_path / "data/split/folds.csv", folded, FOLD_COLUMNS)
+    result = frozen_heads(tmp_path, "--other-split-seeds", "22")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "lite2, split seed 21: 1280 features" in result.stdout and "over split seeds 21, 22" in result.stdout
+    with open(tmp_path / "out/frozen-lite2.csv") as f:
+        scored = list(csv.DictReader(f))
+    assert [(r["path"], int(r["fold"])) for r in scored] == [(r["path"], r["fold"]) for r in folded]
+    views = np.stack([np.load(next((tmp_path / "data/features-bench").glob(f"*-view{v}.npy"))) for v in (0, 1)])
+    y = np.array([r["label"] == "Positive" for r in folded], dtype=int)
+    folds = np.array([r["fold"] for r in folded])
+    for k in range(5):  # the same C on the other folds' features gives the held-out fold's probabilities
+        c = float(scored[int(np.flatnonzero(folds == k)[0])]["C"])
+        expected = heads.probability(heads.fit(views[:, folds != k], y[folds != k], c), views[:, folds == k])
+        np.testing.assert_allclose([float(r["probability"]) for r, held in zip(scored, folds == k) if held], expected,
+                                   atol=2e-6)
+    stale = [{**r, "fold": (r["fold"] + 1) % 5} for r in folded]
+    write_csv(tmp_path / "data/split/folds.csv", stale, FOLD_COLUMNS)
+    result = frozen_heads(tmp_path)
+    assert result.returncode != 0 and "run dvc repro split" in result.stderr
