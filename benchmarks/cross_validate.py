@@ -201,6 +201,9 @@ def main():
     args = parser.parse_args()
 
     p = train_params(args.overrides + ([f"model={args.model}"] if args.model else []))
+    if p.model == params.FROZEN_MODEL and not args.probe:
+        sys.exit("train.model frozen: heads on frozen features are cross-validated by benchmarks/frozen_heads.py; "
+                 "here pass --model for a model that trains on images")
     seed = params.load("split").seed
     name = p.model
     if args.probe:

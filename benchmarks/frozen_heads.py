@@ -78,7 +78,7 @@ def out_of_fold(x, views, y, folds, groups, cs, seed):
     probability, chosen = np.zeros(len(y)), np.zeros(len(y))
     for k in sorted(set(folds)):
         fit, held = folds != k, folds == k
-        c, _ = heads.choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=seed)
+        c, _, _ = heads.choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=seed)
         probability[held], chosen[held] = heads.probability(heads.fit(x[:views, fit], y[fit], c), x[:2, held]), c
     return probability, chosen
 

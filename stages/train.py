@@ -2,16 +2,18 @@
 
     python stages/train.py
 
-Reads data/split/train.csv and the images it lists; writes models/model.keras (self-contained: RGB float32
+Reads data/split/train.csv and the images it lists (with train.model frozen: their features in data/features,
+valence.frozen); writes models/model.keras (self-contained: RGB float32
 0–255 at train.<model>.image_height × image_width in, P(Positive) out), plots/train/learning_curves.png and,
 through dvclive, dvclive/train/: metrics.json (the latest epoch's loss, accuracy and AUC, train and
 validation, its step and phase: `dvc exp show` shows it while training runs) and plots/metrics/ (one TSV a
-metric, a row an epoch, for `dvc plots show`).
+metric, a row an epoch — for frozen, a row a C candidate — for `dvc plots show`).
 """
 import _path  # noqa: F401
 from valence import params
 from valence.errors import run_stage
 from valence.files import atomic_path, read_csv
+from valence.params import FROZEN_MODEL
 from valence.splitting import MANIFEST_COLUMNS
 
 LIVE = "dvclive/train"
@@ -22,16 +24,19 @@ def main():
     rows = read_csv("data/split/train.csv", required=MANIFEST_COLUMNS)
     from dvclive import Live  # TensorFlow and dvclive load only after params and inputs are checked
 
-    from valence import plotting, training
+    from valence import frozen, plotting, training
 
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
     with Live(LIVE, dvcyaml=False, save_dvc_exp=False) as live:
         live.step = 1  # step = epoch, counted from 1 as Keras prints them
-        model, history = training.train(p, rows, live=live)
+        if p.model == FROZEN_MODEL:  # a head on data/features: one step per C candidate
+            model, history = frozen.train(p, rows, live=live)
+        else:
+            model, history = training.train(p, rows, live=live)
     with atomic_path("models/model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     plotting.learning_curves(history, "plots/train/learning_curves.png")
-    print(f"wrote models/model.keras after {len(history)} epochs")
+    print(f"wrote models/model.keras after {len(history)} {'C candidates' if p.model == FROZEN_MODEL else 'epochs'}")
 
 
 if __name__ == "__main__":

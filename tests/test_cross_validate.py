@@ -67,6 +67,7 @@ def test_folds_hold_out_whole_concepts_and_a_rerun_resumes(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["-S", "small_cnn.epoch=1"], "unknown key(s) train.small_cnn.epoch"),
     (["--probe", "--flip-average"], "not with --probe"),  # variants of a trained model, not of the probe
+    (["-S", "model=frozen"], "benchmarks/frozen_heads.py"),  # heads on frozen features have their own benchmark
 ])
 def test_bad_arguments_are_refused(tmp_path, args, message):
     tiny_labels(tmp_path)

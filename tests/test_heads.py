@@ -40,9 +40,10 @@ def test_balanced_class_weight_centres_the_probabilities():
 def test_choose_c_scores_every_candidate_on_grouped_inner_folds():
     x, y = separable(seed=4)
     groups = np.arange(len(y)) // 2
-    best, scores = heads.choose_c(x, y, groups, [1e-4, 1e-3, 1e-1], folds=3, seed=0)
+    best, scores, held_out = heads.choose_c(x, y, groups, [1e-4, 1e-3, 1e-1], folds=3, seed=0)
     assert set(scores) == {1e-4, 1e-3, 1e-1} and best in scores and scores[best] == max(scores.values())
-    assert (best, scores) == heads.choose_c(x, y, groups, [1e-4, 1e-3, 1e-1], folds=3, seed=0)
+    assert (best, scores) == heads.choose_c(x, y, groups, [1e-4, 1e-3, 1e-1], folds=3, seed=0)[:2]
+    assert all(len(p) == len(y) and 0 <= p.min() and p.max() <= 1 for p in held_out.values())
 
 
 def test_the_dense_layer_repeats_the_head_inside_a_keras_model():

@@ -355,7 +355,7 @@ def test_model_file_is_loaded_in_safe_mode(tmp_path, write_model, reason):
     ("split", "split:\n  test_size: a fifth\n", "split.test_size must be of type float, got 'a fifth'"),
     ("split", "split:\n  sed: 3\n", "unknown key(s) split.sed in params.yaml; known: test_size, seed"),
     ("train", "train:\n  small_cnn:\n    epochs: 0\n", "train.small_cnn.epochs must be >= 1, got 0"),
-    ("train", "train:\n  model: resnet\n", "train.model must be one of efficientnet_lite0, efficientnet_lite2, mobilenet_v2, seed_baseline, small_cnn; got 'resnet'"),
+    ("train", "train:\n  model: resnet\n", "train.model must be one of efficientnet_lite0, efficientnet_lite2, frozen, mobilenet_v2, seed_baseline, small_cnn; got 'resnet'"),
     ("train", "train:\n  small_cnn:\n    learning_rat: 0.1\n", "unknown key(s) train.small_cnn.learning_rat"),
     ("train", "train:\n  epochs: 3\n", "unknown key(s) train.epochs in params.yaml"),
     ("unzip", "unzip:\n  max_total_mb: 0\n", "unzip.max_total_mb must be >= 1, got 0"),

@@ -59,6 +59,12 @@ def test_patience_without_validation_is_fine_for_a_model_that_does_not_stop_earl
         assert params.load("train", write(tmp_path, document)).hyper.patience == 0
 
 
+def test_frozen_lists_become_tuples_and_name_the_extractors(tmp_path):
+    p = params.load("train", write(tmp_path, {"train": {"model": "frozen", "frozen": {"regularization": [1, 0.5]}}}))
+    assert p.hyper.regularization == (1.0, 0.5) and p.hyper.backbones == ("efficientnet_lite2", "mobilenet_v2")
+    assert p.hyper.extractors() == [("efficientnet_lite2", 260, 325, (20, 15)), ("mobilenet_v2", 224, 224, ())]
+
+
 @pytest.mark.parametrize("document, message", [
     ({"train": {"epoch": 3}}, "unknown key(s) train.epoch"),
     ({"train": {"augment": {"zoom_range": 0.1}}}, "train.augment.zoom_range"),
@@ -86,6 +92,14 @@ def test_patience_without_validation_is_fine_for_a_model_that_does_not_stop_earl
     ({"download": {"source": "ftp"}}, "download.source"),
     ({"download": {"sha256": "abc"}}, "download.sha256"),
     ({"evaluate": {"threshold": 1}}, "evaluate.threshold"),
+    ({"train": {"frozen": {"backbones": "mobilenet_v2"}}}, "train.frozen.backbones must be a list"),
+    ({"train": {"frozen": {"backbones": []}}}, "train.frozen.backbones must name at least one"),
+    ({"train": {"frozen": {"backbones": ["resnet50"]}}}, "train.frozen.backbones must be one of"),
+    ({"train": {"frozen": {"pooled_blocks": [21]}}}, "train.frozen.pooled_blocks must be between 0 and 20, got 21"),
+    ({"train": {"frozen": {"pooled_blocks": [1.5]}}}, "train.frozen.pooled_blocks[0] must be of type int"),
+    ({"train": {"frozen": {"regularization": [0.001, 0]}}}, "train.frozen.regularization must list C values > 0"),
+    ({"train": {"frozen": {"regularization": ["a"]}}}, "train.frozen.regularization[0] must be of type float"),
+    ({"train": {"frozen": {"views": 0}}}, "train.frozen.views must be >= 1"),
 ])
 def test_bad_values_are_one_line_errors(tmp_path, document, message):
     section = next(iter(document))

@@ -7,6 +7,8 @@ on these vectors are tiny (valence.heads), so the forward passes here are nearly
 Views: 0 is the photo, 1 its mirror image, 2 and up augmented copies (train.augment's random affine maps,
 seeded per view), so `views: 2` is what flip averaging at prediction time sees.
 """
+from pathlib import Path
+
 import keras
 import numpy as np
 from keras import layers
@@ -72,3 +74,30 @@ def extract(model, images, views, augment=None, seed=0):
 def extract_view(model, images, view, augment=None, seed=0):
     """float32 (images, features): ``model`` on view ``view`` of every image (= ``extract(…)[view]``)."""
     return predictor(model)(view_batches(images, view, augment, seed), f"features of view {view + 1}")
+
+
+def save(folder, paths, view_features):
+    """Write (views, images, features) and the images' paths, in order, to ``folder`` (replaced whole)."""
+    from valence.files import atomic_path, write_csv
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_csv(folder / "paths.csv", [{"path": p} for p in paths], ["path"])
+    with atomic_path(folder / "features.npy", suffix=".npy") as tmp:
+        np.save(tmp, view_features)
+
+
+def load(folder, paths):
+    """(views, len(paths), features) for ``paths`` from a folder ``save`` wrote; a path it lacks is an error."""
+    from valence.errors import PipelineError
+    from valence.files import read_csv
+
+    folder = Path(folder)
+    if not (folder / "features.npy").is_file():
+        raise PipelineError(f"{folder}/features.npy: not found; run the features stage (dvc repro features)")
+    index = {r["path"]: i for i, r in enumerate(read_csv(folder / "paths.csv", required=["path"]))}
+    missing = [p for p in paths if p not in index]
+    if missing:
+        raise PipelineError(f"{folder}: no features for {missing[0]} (and {len(missing) - 1} more); "
+                            "run the features stage again (dvc repro features)")
+    return np.load(folder / "features.npy", mmap_mode="r")[:, [index[p] for p in paths]]

@@ -26,15 +26,17 @@ def probability(head, view_features):
 
 
 def choose_c(view_features, y, groups, cs, folds, seed, class_weight="balanced"):
-    """(best C, {C: mean ROC AUC}) over ``folds`` stratified group folds of these training images."""
+    """(best C, {C: mean ROC AUC over the inner folds}, {C: each image's P(Positive) from the inner fold that
+    held it out}) over ``folds`` stratified group folds of these training images."""
     inner = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     splits = list(inner.split(np.zeros(len(y)), y, groups))
-    scores = {}
+    scores, held_out = {}, {}
     for c in cs:
-        scores[c] = float(np.mean([roc_auc_score(y[test], probability(fit(view_features[:, train], y[train], c, class_weight),
-                                                                     view_features[:, test]))
-                                   for train, test in splits]))
-    return max(cs, key=lambda c: (scores[c], -c)), scores  # ties: the stronger regularisation
+        held_out[c] = np.zeros(len(y))
+        for train, test in splits:
+            held_out[c][test] = probability(fit(view_features[:, train], y[train], c, class_weight), view_features[:, test])
+        scores[c] = float(np.mean([roc_auc_score(y[test], held_out[c][test]) for _, test in splits]))
+    return max(cs, key=lambda c: (scores[c], -c)), scores, held_out  # ties: the stronger regularisation
 
 
 def dense_weights(head):

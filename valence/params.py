@@ -163,11 +163,48 @@ class PretrainedParams(RegularizedParams):
 PRETRAINED_MODELS = tuple(BACKBONE_BLOCKS)  # trained in two phases, head then top blocks
 MODEL_NAMES = (*PRETRAINED_MODELS, "small_cnn", "seed_baseline")  # valence.models.MODELS; listed here to check
 # params without loading TensorFlow
+NATIVE_SIZE = {"mobilenet_v2": 224, "efficientnet_lite0": 224, "efficientnet_lite2": 260}  # square input side
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenParams:
+    """Heads on frozen ImageNet features (valence.features, valence.heads): no backbone trains. The features
+    stage computes the features once; the head is a standardised logistic regression."""
+    backbones: tuple[str, ...]  # extractors whose pooled features are concatenated (PRETRAINED_MODELS)
+    image_height: int  # the first backbone's input; the others get the image resized inside to NATIVE_SIZE
+    image_width: int
+    pooled_blocks: tuple[int, ...]  # blocks of the first backbone pooled beside its last feature map
+    views: int  # the head trains on the mean features of: 1 the photo; 2 and its mirror; more, augmented copies
+    regularization: tuple[float, ...]  # logistic regression's C candidates, chosen by grouped inner CV
+    inner_folds: int  # grouped folds of the training images that choose C
+
+    def check(self, prefix):
+        if not self.backbones:
+            raise PipelineError(f"{prefix}.backbones must name at least one of {', '.join(PRETRAINED_MODELS)}")
+        for name in self.backbones:
+            _one_of(f"{prefix}.backbones", name, PRETRAINED_MODELS)
+        _at_least(f"{prefix}.image_height", self.image_height, 32)
+        _at_least(f"{prefix}.image_width", self.image_width, 32)
+        first = BACKBONE_BLOCKS[self.backbones[0]]
+        for block in self.pooled_blocks:
+            _between(f"{prefix}.pooled_blocks", block, 0 if self.backbones[0] != "mobilenet_v2" else 1, first)
+        _at_least(f"{prefix}.views", self.views, 1)
+        if not self.regularization or min(self.regularization) <= 0:
+            raise PipelineError(f"{prefix}.regularization must list C values > 0, got {list(self.regularization)}")
+        _at_least(f"{prefix}.inner_folds", self.inner_folds, 2)
+
+    def extractors(self):
+        """[(backbone, height, width, pooled blocks)] for valence.features.combined_extractor."""
+        return [(self.backbones[0], self.image_height, self.image_width, self.pooled_blocks),
+                *[(name, NATIVE_SIZE[name], NATIVE_SIZE[name], ()) for name in self.backbones[1:]]]
+
+
+FROZEN_MODEL = "frozen"  # train.model for heads on frozen features; the others are valence.models.MODELS
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
-    model: str  # one of MODEL_NAMES: its section below applies
+    model: str  # one of MODEL_NAMES or FROZEN_MODEL: its section below applies
     batch_size: int
     class_weight: str  # balanced: weigh classes by inverse frequency; none
     validation_size: float  # carved from the training split for early stopping; never the test split
@@ -181,6 +218,7 @@ class TrainParams:
     efficientnet_lite2: PretrainedParams
     small_cnn: RegularizedParams
     seed_baseline: ModelParams
+    frozen: FrozenParams
 
     @property
     def hyper(self):
@@ -192,15 +230,15 @@ class TrainParams:
         return dataclasses.replace(self, model=model, **{model: dataclasses.replace(getattr(self, model), **hyper)})
 
     def check(self):
-        _one_of("train.model", self.model, sorted(MODEL_NAMES))
+        _one_of("train.model", self.model, sorted((*MODEL_NAMES, FROZEN_MODEL)))
         _at_least("train.batch_size", self.batch_size, 1)
         _one_of("train.class_weight", self.class_weight, ("balanced", "none"))
         _one_of("train.precision", self.precision, ("float32", "mixed_bfloat16"))
         if not 0 <= self.validation_size < 1:
             raise PipelineError(f"train.validation_size must be in [0, 1), got {self.validation_size}")
-        for model in MODEL_NAMES:
+        for model in (*MODEL_NAMES, FROZEN_MODEL):
             getattr(self, model).check(f"train.{model}")
-        if self.hyper.patience and not self.validation_size:
+        if getattr(self.hyper, "patience", 0) and not self.validation_size:
             raise PipelineError(f"train.{self.model}.patience needs a validation slice: "
                                 "set train.validation_size > 0 or the patience to 0")
         self.augment.check()
@@ -274,6 +312,10 @@ def _at_least(name, value, low):
 
 def _coerce(name, value, annotation):
     """Check one value against its field type; ints are accepted where floats are expected."""
+    if typing.get_origin(annotation) is tuple:  # tuple[X, ...]: a YAML list of X
+        if not isinstance(value, list):
+            raise PipelineError(f"{name} must be a list, got {value!r}")
+        return tuple(_coerce(f"{name}[{i}]", item, typing.get_args(annotation)[0]) for i, item in enumerate(value))
     if annotation is typing.Optional[str]:
         if value is None or isinstance(value, str):
             return value

@@ -1,0 +1,46 @@
+"""Stage 5: frozen ImageNet features of every labelled image, computed once (train.model frozen only).
+
+    python stages/features.py
+
+Reads data/split/folds.csv and the images it lists. With train.model frozen, writes data/features/:
+features.npy (views × images × features, float32) and paths.csv (the images, in that order), from the
+extractor of train.frozen (its backbones, input size and pooled blocks) over max(views, 2) views: the photo,
+its mirror image and, beyond, augmented copies (train.augment, seeded by train.seed). Every fold's head and the
+released model's head train on these; a change to the head's params (regularization, inner_folds) does not
+recompute them. Other models train on images: data/features/ then holds only an empty paths.csv.
+"""
+from pathlib import Path
+
+import _path  # noqa: F401
+from valence import params
+from valence.errors import run_stage
+from valence.files import read_csv, write_csv
+from valence.params import FROZEN_MODEL
+from valence.splitting import MANIFEST_COLUMNS
+
+OUT = "data/features"
+
+
+def main():
+    p = params.load("train")
+    rows = read_csv("data/split/folds.csv", required=MANIFEST_COLUMNS)
+    if p.model != FROZEN_MODEL:
+        Path(OUT).mkdir(parents=True, exist_ok=True)
+        Path(OUT, "features.npy").unlink(missing_ok=True)
+        write_csv(Path(OUT, "paths.csv"), [], ["path"])
+        print(f"train.model is {p.model}: it trains on images, no frozen features needed")
+        return
+    from valence import compute, features
+    from valence.images import load_images
+
+    compute.configure(p.seed)
+    f = p.frozen
+    images = load_images([r["path"] for r in rows], f.image_height, f.image_width, desc="labelled")
+    extractor = features.combined_extractor(f.extractors())
+    view_features = features.extract(extractor, images, max(f.views, 2), p.augment, p.seed)
+    features.save(OUT, [r["path"] for r in rows], view_features)
+    print(f"wrote {OUT}: {view_features.shape[0]} views × {view_features.shape[1]} images × {view_features.shape[2]} features")
+
+
+if __name__ == "__main__":
+    run_stage(main)
