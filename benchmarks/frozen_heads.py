@@ -11,7 +11,9 @@ depend on the split, so --other-split-seeds re-scores the same features on the f
 make with other seeds (the headline's noise). For each fold: C is chosen from --cs by grouped 5-fold CV inside the other folds (never the
 held-out fold), a standardised logistic regression (valence.heads) is fit on the other folds, and the held-out
 fold gets P(Positive) averaged over the photo and its mirror image (views 0 and 1: what flip averaging does).
-Prints pooled out-of-fold ROC AUC, balanced accuracy and average precision with the per-fold mean ± std, then
+Prints pooled out-of-fold ROC AUC, balanced accuracy and average precision with the per-fold mean ± std, the
+balanced accuracy at a threshold chosen inside the training folds (the one that maximises it on the inner
+folds' held-out predictions) instead of 0.5, then
 each candidate's per-fold ROC AUC difference from the first one named, mean ± standard error, and writes
 benchmarks/results/frozen-<candidate>.csv (or under --results-dir): one row per image (path, label, fold, C,
 probability).
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from valence import compute, evaluation, features, heads, params  # noqa: E402
@@ -74,13 +76,15 @@ def view_features(specs, view, rows, augment, seed):
 
 
 def out_of_fold(x, views, y, folds, groups, cs, seed):
-    """(P(Positive), chosen C) of every image from the head of the fold that held it out."""
-    probability, chosen = np.zeros(len(y)), np.zeros(len(y))
+    """(P(Positive), chosen C, threshold) of every image from the head of the fold that held it out; the threshold
+    maximises balanced accuracy on the inner folds' held-out predictions of the training folds (at that C)."""
+    probability, chosen, threshold = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y))
     for k in sorted(set(folds)):
         fit, held = folds != k, folds == k
-        c, _, _ = heads.choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=seed)
+        c, _, inner = heads.choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=seed)
         probability[held], chosen[held] = heads.probability(heads.fit(x[:views, fit], y[fit], c), x[:2, held]), c
-    return probability, chosen
+        threshold[held] = evaluation.balanced_threshold(y[fit], inner[c])
+    return probability, chosen, threshold
 
 
 def main():
@@ -114,7 +118,7 @@ def main():
         x = np.stack([view_features(specs, v, rows, train.augment, train.seed) for v in range(max(views, 2))])
         pooled_auc = []
         for seed, (folds, groups) in fold_sets.items():
-            probability, chosen = out_of_fold(x, views, y, folds, groups, cs, train.seed)
+            probability, chosen, threshold = out_of_fold(x, views, y, folds, groups, cs, train.seed)
             result = evaluation.out_of_fold(y, probability, folds, 0.5, [valence.get(r["path"]) for r in rows])
             pooled_auc.append(result["roc_auc"])
             cells = [f"{m} {result[m]:.3f} (folds {result['folds'][m]['mean']:.3f} ± {result['folds'][m]['std']:.3f})"
@@ -123,7 +127,10 @@ def main():
                   + f"; Spearman ρ with valence {result.get('spearman_valence', float('nan')):.3f}"
                   + "; per-fold ROC AUC " + " / ".join(f"{roc_auc_score(y[folds == k], probability[folds == k]):.3f}"
                                                        for k in sorted(set(folds)))
-                  + "; C per fold " + " / ".join(f"{chosen[folds == k][0]:g}" for k in sorted(set(folds))))
+                  + "; C per fold " + " / ".join(f"{chosen[folds == k][0]:g}" for k in sorted(set(folds)))
+                  + f"; balanced accuracy at thresholds chosen inside the training folds "
+                  f"{balanced_accuracy_score(y, probability >= threshold):.3f} (thresholds "
+                  + " / ".join(f"{threshold[folds == k][0]:.2f}" for k in sorted(set(folds))) + ")")
             if seed != split.seed:
                 continue
             fold_auc[name] = np.array([roc_auc_score(y[folds == k], probability[folds == k]) for k in sorted(set(folds))])

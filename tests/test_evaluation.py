@@ -151,3 +151,12 @@ def test_out_of_fold_pools_every_image_and_spreads_over_folds():
     assert result["spearman_valence"] > 0.5 and result["majority_accuracy"] == pytest.approx(2 / 3, abs=1e-6)
     unrated = evaluation.out_of_fold(y, probability, folds, 0.5, valence=[None] * 120)
     assert "spearman_valence" not in unrated and "spearman_valence" not in evaluation.out_of_fold(y, probability, folds, 0.5)
+
+
+def test_balanced_threshold_maximises_balanced_accuracy():
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
+    probability = np.array([0.1, 0.7, 0.75, 0.6, 0.8, 0.85, 0.9, 0.92, 0.95, 0.99])  # 0.5 calls two Negatives wrong
+    t = evaluation.balanced_threshold(y, probability)
+    best = max(metrics.balanced_accuracy_score(y, probability >= c) for c in np.linspace(0, 1, 1001))
+    assert metrics.balanced_accuracy_score(y, probability >= t) == pytest.approx(best)
+    assert metrics.balanced_accuracy_score(y, probability >= 0.5) < best and t > 0.5

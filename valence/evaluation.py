@@ -37,6 +37,16 @@ def out_of_fold(y_true, probability, folds, threshold, valence=None):
     return _plain(result)
 
 
+def balanced_threshold(y_true, probability):
+    """The threshold on P(Positive) with the highest balanced accuracy on these images (the ROC curve's point
+    farthest above the diagonal; ties: the one nearest 0.5)."""
+    fpr, tpr, thresholds = metrics.roc_curve(np.asarray(y_true, dtype=int), np.asarray(probability, dtype=float))
+    finite = np.isfinite(thresholds)  # scikit-learn's first threshold is +inf: call nothing Positive
+    score = (tpr - fpr)[finite]
+    best = np.flatnonzero(score == score.max())
+    return float(thresholds[finite][best[np.argmin(np.abs(thresholds[finite][best] - 0.5))]])
+
+
 def per_class(y_true, probability, threshold):
     """Image count, threshold, and each class's precision/recall/f1/support."""
     y_true, probability, y_pred = _arrays(y_true, probability, threshold)
