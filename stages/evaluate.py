@@ -1,4 +1,4 @@
-"""Stage 5: score the trained model on the test manifest, and on the training manifest for comparison.
+"""Stage 7: score the trained model on the test manifest, and on the training manifest for comparison.
 
     python stages/evaluate.py
 

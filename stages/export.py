@@ -1,4 +1,4 @@
-"""Stage 6: export the trained model as LiteRT (TFLite), for serving without TensorFlow, and check it.
+"""Stage 8: export the trained model as LiteRT (TFLite), for serving without TensorFlow, and check it.
 
     python stages/export.py
 

@@ -1,4 +1,4 @@
-"""Stage 4: train the model named by train.model on the training manifest.
+"""Stage 6: train the model named by train.model on the training manifest.
 
     python stages/train.py
 
