@@ -29,7 +29,7 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from valence import compute, evaluation, features, heads, params  # noqa: E402
-from valence.files import read_csv, write_csv  # noqa: E402
+from valence.files import atomic_path, read_csv, write_csv  # noqa: E402
 from valence.images import load_images  # noqa: E402
 from valence.audit import near_duplicate_pairs  # noqa: E402
 from valence.labels import targets  # noqa: E402
@@ -70,8 +70,8 @@ def view_features(specs, view, rows, augment, seed):
     started = time.perf_counter()
     out = features.extract_view(extractor(tuple(specs)), images, view, augment, seed)
     print(f"{path.name}: {time.perf_counter() - started:.0f} s")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.save(path, out)
+    with atomic_path(path, suffix=".npy") as tmp:  # a stopped run leaves no half-written cache file
+        np.save(tmp, out)
     return out
 
 

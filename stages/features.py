@@ -9,12 +9,10 @@ its mirror image and, beyond, augmented copies (train.augment, seeded by train.s
 released model's head train on these; a change to the head's params (regularization, inner_folds) does not
 recompute them. Other models train on images: data/features/ then holds only an empty paths.csv.
 """
-from pathlib import Path
-
 import _path  # noqa: F401
 from valence import params
 from valence.errors import run_stage
-from valence.files import read_csv, write_csv
+from valence.files import atomic_dir, read_csv, write_csv
 from valence.params import FROZEN_MODEL
 from valence.splitting import MANIFEST_COLUMNS
 
@@ -24,10 +22,9 @@ OUT = "data/features"
 def main():
     p = params.load("train")
     rows = read_csv("data/split/folds.csv", required=MANIFEST_COLUMNS)
-    if p.model != FROZEN_MODEL:
-        Path(OUT).mkdir(parents=True, exist_ok=True)
-        Path(OUT, "features.npy").unlink(missing_ok=True)
-        write_csv(Path(OUT, "paths.csv"), [], ["path"])
+    if p.model != FROZEN_MODEL:  # without TensorFlow: an empty paths.csv, so the stage has its output
+        with atomic_dir(OUT) as tmp:
+            write_csv(tmp / "paths.csv", [], ["path"])
         print(f"train.model is {p.model}: it trains on images, no frozen features needed")
         return
     from valence import compute, features

@@ -77,14 +77,13 @@ def extract_view(model, images, view, augment=None, seed=0):
 
 
 def save(folder, paths, view_features):
-    """Write (views, images, features) and the images' paths, in order, to ``folder`` (replaced whole)."""
-    from valence.files import atomic_path, write_csv
+    """Write (views, images, features) and the images' paths, in order, to ``folder``, replaced whole at once
+    (a crash leaves the old pair, never a new paths.csv beside old features)."""
+    from valence.files import atomic_dir, write_csv
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_csv(folder / "paths.csv", [{"path": p} for p in paths], ["path"])
-    with atomic_path(folder / "features.npy", suffix=".npy") as tmp:
-        np.save(tmp, view_features)
+    with atomic_dir(folder) as tmp:
+        write_csv(tmp / "paths.csv", [{"path": p} for p in paths], ["path"])
+        np.save(tmp / "features.npy", view_features)
 
 
 def load(folder, paths):
