@@ -1,9 +1,9 @@
-"""Each model's test metrics as mean ± std over several split seeds, run as queued DVC experiments.
+"""Each model's out-of-fold metrics as mean ± std over several split seeds, run as queued DVC experiments.
 
     python benchmarks/split_seeds.py                                   # 3 models × split seeds 21, 22, 23
     python benchmarks/split_seeds.py --models small_cnn --seeds 1 2 3 4 5 --jobs 2
 
-A 144-image test split is noisy, so one number per model says little. Every (model, seed) pair is queued as
+The folds move with split.seed, and so does the headline a little: this says by how much. Every (model, seed) pair is queued as
 `dvc exp run --queue -n <model>-split<seed> -S train.model=… -S split.seed=…` on top of HEAD, then
 `dvc queue start -j <jobs>` runs them in temporary copies: the workspace is left alone, and experiments
 already run on this commit are reused, not re-run. Prints a Markdown table.
@@ -16,7 +16,7 @@ import sys
 import time
 
 METRICS = ("roc_auc", "balanced_accuracy", "accuracy", "average_precision")
-EVALUATE_METRICS = "dvclive/evaluate/metrics.json"  # dvclive's summary: the test split under "test"
+EVALUATE_METRICS = "dvclive/evaluate/metrics.json"  # dvclive's summary: the headline under "out_of_fold"
 
 
 def dvc(*args):
@@ -24,7 +24,7 @@ def dvc(*args):
 
 
 def experiments_on_head():
-    """{experiment name: test metrics} for the experiments whose baseline is the current commit."""
+    """{experiment name: out-of-fold metrics} for the experiments whose baseline is the current commit."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     found = {}
     for baseline in json.loads(dvc("exp", "show", "--json")):
@@ -34,7 +34,7 @@ def experiments_on_head():
             rev = experiment["revs"][0]
             metrics = ((rev.get("data") or {}).get("metrics") or {}).get(EVALUATE_METRICS)
             if rev.get("name") and metrics:
-                found[rev["name"]] = metrics["data"]["test"]
+                found[rev["name"]] = metrics["data"]["out_of_fold"]
     return found
 
 

@@ -1,64 +1,99 @@
-"""Stage 7: score the trained model on the test manifest, and on the training manifest for comparison.
+"""Stage 8: the headline from out-of-fold predictions: every labelled image, scored once by a model that never saw
+its group.
 
     python stages/evaluate.py
 
-Reads models/model.keras, data/split/test.csv and data/split/train.csv. Writes, through dvclive,
-dvclive/evaluate/: metrics.json (the headline scores of both splits: `dvc metrics show`) and plots/sklearn/
-(ROC of both splits, precision–recall and confusion matrix of the test split, for `dvc plots show`); beside
-them per_class.json (each class's precision, recall, f1 and support). Under plots/eval/: predictions.csv (a
-row per test image) and PNGs, among them mistakes.png: the test split's most confident false positives and
-false negatives with their probability and rated valence (from data/labels.csv).
+Reads data/split/folds.csv, the fold stages' data/oof/fold*/predictions.csv and data/labels.csv (the rated
+valence, where the archive has one). Checks that every labelled image was scored exactly once, in its own fold.
+Writes, through dvclive, dvclive/evaluate/: metrics.json (`dvc metrics show`): out_of_fold (ROC AUC, balanced
+accuracy, accuracy, average precision and the majority baseline over all images; Spearman's ρ between
+P(Positive) and the rated valence) and per_fold (each metric's mean and std over the folds, and each fold's ROC
+AUC); plots/sklearn/ (ROC of all images and of each fold, precision–recall and confusion matrix of all, for
+`dvc plots show`); beside them per_class.json (each class's precision, recall, f1 and support). Under
+plots/eval/: predictions.csv (a row per labelled image) and PNGs, among them mistakes.png: the most confident
+false positives and false negatives with their probability and rated valence. Needs no TensorFlow: seconds.
 """
 from pathlib import Path
 
+import numpy as np
+
 import _path  # noqa: F401
 from valence import params
-from valence.errors import run_stage
+from valence.errors import PipelineError, run_stage
 from valence.files import read_csv, write_csv, write_json
 from valence.labels import targets
-from valence.splitting import MANIFEST_COLUMNS
+from valence.splitting import FOLD_COLUMNS
 
 LIVE = "dvclive/evaluate"
 PLOTS = "plots/eval"
+OOF = Path("data/oof")
+
+
+def out_of_fold_rows(labelled):
+    """The fold stages' predictions in ``labelled``'s order; every image exactly once, in its own fold."""
+    files = sorted(OOF.glob("fold*/predictions.csv"))
+    predicted = {}
+    for file in files:
+        for r in read_csv(file, required=FOLD_COLUMNS + ["probability"]):
+            if r["path"] in predicted:
+                raise PipelineError(f"{file}: {r['path']} was already scored by {predicted[r['path']]['file']}")
+            predicted[r["path"]] = {**r, "file": file}
+    missing = [r for r in labelled if r["path"] not in predicted]
+    if missing:
+        folds = sorted({r["fold"] for r in missing}, key=int)
+        raise PipelineError(f"{OOF}: no out-of-fold prediction for {len(missing)} labelled image(s) of fold(s) "
+                            f"{', '.join(folds)} (first {missing[0]['path']}); dvc.yaml's fold matrix must list "
+                            "every fold split.test_size makes (round(1 / test_size))")
+    for r in labelled:
+        if predicted[r["path"]]["fold"] != r["fold"]:
+            raise PipelineError(f"{predicted[r['path']]['file']}: {r['path']} is in fold {r['fold']} of "
+                                "data/split/folds.csv; run the fold stages again (dvc repro)")
+    extra = predicted.keys() - {r["path"] for r in labelled}
+    if extra:
+        raise PipelineError(f"{OOF}: {len(extra)} prediction(s) of images not in data/split/folds.csv "
+                            f"(first {sorted(extra)[0]}); run the fold stages again (dvc repro)")
+    try:
+        return [{**r, "probability": float(predicted[r["path"]]["probability"])} for r in labelled]
+    except ValueError:
+        raise PipelineError(f"{OOF}: a probability is not a number; run the fold stages again (dvc repro)") from None
 
 
 def main():
     p = params.load("evaluate")
-    splits = {name: read_csv(f"data/split/{name}.csv", required=MANIFEST_COLUMNS) for name in ("test", "train")}
+    rows = out_of_fold_rows(read_csv("data/split/folds.csv", required=FOLD_COLUMNS))
     labels = Path("data/labels.csv")  # for the rated valence shown beside each mistake, where there is one
     valence = {r["path"]: r.get("valence") for r in read_csv(labels, required=["path"])} if labels.exists() else {}
-    from dvclive import Live  # TensorFlow and dvclive load only after the inputs are checked
+    from dvclive import Live
 
     from valence import evaluation, plotting
-    from valence.classifier import open_classifier
-    from valence.images import load_images
-    from valence.predict import score_batches
 
-    model = open_classifier("models/model.keras")  # the same scoring as predict and serve
-    truth = {name: targets(rows) for name, rows in splits.items()}
-    probability = {name: score_batches(model, load_images([r["path"] for r in rows], model.height, model.width,
-                                                          desc=name), p.batch_size, p.flip_average, f"scoring {name}")
-                   .astype(float)  # Python floats in dvclive's JSON
-                   for name, rows in splits.items()}
-    y_test, p_test = truth["test"], probability["test"]
-    predictions = evaluation.prediction_rows([r["path"] for r in splits["test"]], y_test, p_test, p.threshold)
+    y, probability = targets(rows), np.array([r["probability"] for r in rows])
+    folds = np.array([int(r["fold"]) for r in rows])
+    result = evaluation.out_of_fold(y, probability, folds, p.threshold, [valence.get(r["path"]) for r in rows])
+    fold_curves = {f"fold {k}": (y[folds == k], probability[folds == k]) for k in np.unique(folds)}
+    per_fold = {**result.pop("folds"),  # each metric's mean and std over the folds; beside them each fold's ROC AUC
+                "roc_auc_each": {name.replace(" ", ""): evaluation.binary_metrics(*curve, p.threshold)["roc_auc"]
+                                 for name, curve in fold_curves.items()}}
+    predictions = [{**row, "fold": r["fold"]} for row, r in
+                   zip(evaluation.prediction_rows([r["path"] for r in rows], y, probability, p.threshold), rows)]
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
     with Live(LIVE, dvcyaml=False, save_dvc_exp=False) as live:
-        for name in splits:
-            live.summary[name] = evaluation.binary_metrics(truth[name], probability[name], p.threshold)
-            live.log_sklearn_plot("roc", truth[name], probability[name], name=f"roc/{name}")
-        live.log_sklearn_plot("precision_recall", y_test, p_test, name="precision_recall/test")
+        live.summary.update(out_of_fold=result, per_fold=per_fold)
+        live.log_sklearn_plot("roc", y, probability, name="roc/out_of_fold")
+        for name, (y_fold, p_fold) in fold_curves.items():
+            live.log_sklearn_plot("roc", y_fold, p_fold, name=f"roc/{name.replace(' ', '')}")
+        live.log_sklearn_plot("precision_recall", y, probability, name="precision_recall/out_of_fold")
         live.log_sklearn_plot("confusion_matrix", [r["actual"] for r in predictions],
-                              [r["predicted"] for r in predictions], name="confusion_matrix/test")
-    write_json(f"{LIVE}/per_class.json",
-               {name: evaluation.per_class(truth[name], probability[name], p.threshold) for name in splits})
-    write_csv(f"{PLOTS}/predictions.csv", predictions, ["path", "actual", "predicted", "probability"])
-    plotting.roc({name: (truth[name], probability[name]) for name in splits}, f"{PLOTS}/roc.png")
-    plotting.precision_recall(y_test, p_test, f"{PLOTS}/precision_recall.png")
-    plotting.confusion_matrix(evaluation.confusion(y_test, p_test, p.threshold), f"{PLOTS}/confusion_matrix.png")
+                              [r["predicted"] for r in predictions], name="confusion_matrix/out_of_fold")
+    write_json(f"{LIVE}/per_class.json", {"out_of_fold": evaluation.per_class(y, probability, p.threshold)})
+    write_csv(f"{PLOTS}/predictions.csv", predictions, ["path", "fold", "actual", "predicted", "probability"])
+    plotting.roc({"all images, out-of-fold": (y, probability), **fold_curves}, f"{PLOTS}/roc.png")
+    plotting.precision_recall(y, probability, f"{PLOTS}/precision_recall.png")
+    plotting.confusion_matrix(evaluation.confusion(y, probability, p.threshold), f"{PLOTS}/confusion_matrix.png")
     plotting.mistakes([{**r, "valence": valence.get(r["path"])} for r in predictions], f"{PLOTS}/mistakes.png")
-    for name, scores in live.summary.items():
-        print(f"{name} ({len(splits[name])} images): " + ", ".join(f"{k} {v}" for k, v in scores.items()))
+    print(f"out-of-fold ({len(rows)} images in {len(fold_curves)} folds): "
+          + ", ".join(f"{k} {v}" for k, v in result.items()))
+    print("per fold: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in per_fold.items() if "mean" in v))
 
 
 if __name__ == "__main__":

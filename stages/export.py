@@ -1,9 +1,10 @@
-"""Stage 8: export the trained model as LiteRT (TFLite), for serving without TensorFlow, and check it.
+"""Stage 9: export the released model as LiteRT (TFLite), for serving without TensorFlow, and check it.
 
     python stages/export.py
 
-Reads models/model.keras and the test images (data/split/test.csv); writes models/model.tflite and
-metrics/export.json: the largest difference between the two models' P(Positive) over the test images, and
+Reads models/model.keras and fold 0's images (data/split/test.csv, a fifth of the labelled images: enough to
+compare, quicker than all); writes models/model.tflite and metrics/export.json: the largest difference between
+the two models' P(Positive) over those images, and
 both file sizes. The file is renamed into place only when the difference is within export.tolerance.
 """
 import time

@@ -1,10 +1,13 @@
-"""Stage 6: train the model named by train.model on the training manifest.
+"""Stage 7: the released model: train.model's recipe fit on every labelled image (all folds).
 
     python stages/train.py
 
-Reads data/split/train.csv and the images it lists (with train.model frozen: their features in data/features,
-valence.frozen); writes models/model.keras (self-contained: RGB float32
-0–255 at train.<model>.image_height × image_width in, P(Positive) out), plots/train/learning_curves.png and,
+The fold stages measured this recipe on data it did not see; the release is the same recipe on all of it, so
+evaluate's out-of-fold headline is its conservative estimate. Reads data/split/folds.csv and the images it
+lists (with train.model frozen: their features in data/features, C chosen by grouped inner CV over all of
+them, valence.frozen; other models carve their validation slice for early stopping from these images, as
+each fold does). Writes models/model.keras (self-contained: RGB float32 0–255 at train.<model>.image_height ×
+image_width in, P(Positive) out), models/trained_on.csv (the images it learnt from), plots/train/learning_curves.png and,
 through dvclive, dvclive/train/: metrics.json (the latest epoch's loss, accuracy and AUC, train and
 validation, its step and phase: `dvc exp show` shows it while training runs) and plots/metrics/ (one TSV a
 metric, a row an epoch — for frozen, a row a C candidate — for `dvc plots show`).
@@ -12,16 +15,16 @@ metric, a row an epoch — for frozen, a row a C candidate — for `dvc plots sh
 import _path  # noqa: F401
 from valence import params
 from valence.errors import run_stage
-from valence.files import atomic_path, read_csv
+from valence.files import atomic_path, read_csv, write_csv
 from valence.params import FROZEN_MODEL
-from valence.splitting import MANIFEST_COLUMNS
+from valence.splitting import FOLD_COLUMNS
 
 LIVE = "dvclive/train"
 
 
 def main():
     p = params.load("train")
-    rows = read_csv("data/split/train.csv", required=MANIFEST_COLUMNS)
+    rows = read_csv("data/split/folds.csv", required=FOLD_COLUMNS)
     from dvclive import Live  # TensorFlow and dvclive load only after params and inputs are checked
 
     from valence import frozen, plotting, training
@@ -35,8 +38,10 @@ def main():
             model, history = training.train(p, rows, live=live)
     with atomic_path("models/model.keras", suffix=".keras") as tmp:
         model.save(tmp)
+    write_csv("models/trained_on.csv", rows, FOLD_COLUMNS)
     plotting.learning_curves(history, "plots/train/learning_curves.png")
-    print(f"wrote models/model.keras after {len(history)} {'C candidates' if p.model == FROZEN_MODEL else 'epochs'}")
+    steps = "C candidates" if p.model == FROZEN_MODEL else "epochs"
+    print(f"wrote models/model.keras, trained on all {len(rows)} labelled images, after {len(history)} {steps}")
 
 
 if __name__ == "__main__":

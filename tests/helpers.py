@@ -122,13 +122,13 @@ def repo_params(section):
     return params.load(section, ROOT / "params.yaml")
 
 
-def run_stage(name, cwd, params_text=None, **env):
+def run_stage(name, cwd, params_text=None, args=(), **env):
     """Run ``stages/<name>.py`` as a user would, in ``cwd``; when ``params_text`` is given, params.yaml is first
     written as the project's with those values changed (project_params)."""
     if params_text is not None:
         (cwd / "params.yaml").write_text(project_params(params_text))
     environment = {"PATH": "/usr/bin:/bin", "KERAS_HOME": str(cwd / "empty-keras-home"), **env}
-    return subprocess.run([sys.executable, str(ROOT / f"stages/{name}.py")], cwd=cwd, env=environment,
+    return subprocess.run([sys.executable, str(ROOT / f"stages/{name}.py"), *map(str, args)], cwd=cwd, env=environment,
                           capture_output=True, text=True)
 
 

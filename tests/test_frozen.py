@@ -85,16 +85,16 @@ def test_features_of_an_image_the_store_lacks_are_a_clear_error(tmp_path):
         features.load(tmp_path / "missing", ["a.png"])
 
 
-def test_features_then_train_stages_release_a_frozen_model(tmp_path):
+def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
     rows = photos(tmp_path / "data/images")
-    for r in rows:
+    for i, r in enumerate(rows):
         r["path"] = r["path"].replace(f"{tmp_path}/", "")  # manifests list paths relative to the project
+        r["fold"] = str(i // 2 % 2)  # two folds, each concept (a pair) in one
     (tmp_path / "data/split").mkdir(parents=True)
-    for name, part in (("folds", rows), ("train", rows)):
-        with open(tmp_path / f"data/split/{name}.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, ["path", "label", "group", "fold"], extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows({**r, "fold": i % 2} for i, r in enumerate(part))
+    with open(tmp_path / "data/split/folds.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["path", "label", "group", "fold"])
+        writer.writeheader()
+        writer.writerows(rows)
     params = {"train": {"model": "frozen", "frozen": {**LITE0, "backbones": list(LITE0["backbones"]),
                                                       "pooled_blocks": [15], "regularization": [0.01, 0.1]}}}
     import yaml
@@ -103,9 +103,27 @@ def test_features_then_train_stages_release_a_frozen_model(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     stored = np.load(tmp_path / "data/features/features.npy")
     assert stored.shape == (2, 16, 1280 + 320)
+    for fold in (0, 1, 2):  # fold 2: dvc.yaml may list more folds than the split made
+        result = run_stage("fold", tmp_path, args=[fold])
+        assert result.returncode == 0, result.stderr[-2000:]
+    p = frozen_params(pooled_blocks=(15,), regularization=(0.01, 0.1))
+    held_out = list(csv.DictReader(open(tmp_path / "data/oof/fold0/predictions.csv")))
+    trained_on = list(csv.DictReader(open(tmp_path / "data/oof/fold0/trained_on.csv")))
+    assert [r["path"] for r in held_out] == [r["path"] for r in rows if r["fold"] == "0"]
+    assert [r["path"] for r in trained_on] == [r["path"] for r in rows if r["fold"] == "1"]
+    head, _ = frozen.fit_head(p, trained_on, store=tmp_path / "data/features")  # fit here on the other fold
+    flipped = frozen.score(head, held_out, store=tmp_path / "data/features")
+    np.testing.assert_allclose([float(r["probability"]) for r in held_out], flipped, atol=1e-6)
+    assert not list(csv.DictReader(open(tmp_path / "data/oof/fold2/predictions.csv")))
+    result = run_stage("evaluate", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+    headline = json.loads((tmp_path / "dvclive/evaluate/metrics.json").read_text())["out_of_fold"]
+    assert headline["roc_auc"] > 0.9  # bright against dark: learnt from the other fold's concepts
     result = run_stage("train", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "models/model.keras").is_file() and "after 2 C candidates" in result.stdout
+    assert len(list(csv.DictReader(open(tmp_path / "models/trained_on.csv")))) == len(rows)  # the release: all
     params["train"]["model"] = "small_cnn"  # models that train on images need no features: the folder empties
     result = run_stage("features", tmp_path, yaml.safe_dump(params))
     assert result.returncode == 0 and not (tmp_path / "data/features/features.npy").exists()

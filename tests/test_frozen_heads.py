@@ -5,12 +5,30 @@ import subprocess
 import sys
 
 import numpy as np
+from PIL import Image
 
 from helpers import ROOT, project_params
-from test_cross_validate import tiny_labels
 from valence import heads
 from valence.files import write_csv
 from valence.splitting import FOLD_COLUMNS, assign_folds
+
+
+def tiny_labels(work, concepts=12, photos=3):
+    """data/labels.csv and its images: ``concepts`` concepts of ``photos`` random 24×24 photos, alternating class."""
+    (work / "data/images").mkdir(parents=True)
+    rows = []
+    rng = np.random.default_rng(0)
+    for c in range(concepts):
+        label = "Positive" if c % 2 else "Negative"
+        for i in range(photos):
+            path = f"data/images/c{c}_{i}.png"
+            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(work / path)
+            rows.append({"path": path, "label": label, "group": f"concept {c}"})
+    with open(work / "data/labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["path", "label", "group"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
 
 
 def frozen_heads(work, *args):

@@ -339,7 +339,7 @@ def lambda_model(path):
 def test_model_file_is_loaded_in_safe_mode(tmp_path, write_model, reason):
     work = project_with_model(tmp_path, write_model)
     before = snapshot(work)
-    result = run_stage("evaluate", work, "")
+    result = run_stage("export", work, "")  # the stage that loads the trained model
     assert_one_line_error(result, f"models/model.keras: cannot load the model ({reason}")
     after = snapshot(work)
     after.pop("empty-keras-home/keras.json")  # Keras writes its config on first import, as everywhere
@@ -362,10 +362,11 @@ def test_model_file_is_loaded_in_safe_mode(tmp_path, write_model, reason):
     ("split", "split: [1, 2\n", "params.yaml: not valid YAML"),
     ("unzip", "", "data/raw: expected exactly one .zip archive, found 0"),
     ("split", "", "data/labels.csv: file not found"),
-    ("evaluate", "", "data/split/test.csv: file not found"),
+    ("evaluate", "", "data/split/folds.csv: file not found"),
+    ("export", "", "data/split/test.csv: file not found"),
 ], ids=["misspelled-download-key", "test_size-0", "test_size-1", "test_size-text", "misspelled-split-key", "epochs-0",
         "unknown-model", "misspelled-model-key", "model-key-outside-its-section", "zip-limit-0", "broken-yaml",
-        "unzip-before-download", "split-before-unzip", "evaluate-before-split"])
+        "unzip-before-download", "split-before-unzip", "evaluate-before-split", "export-before-split"])
 def test_25_bad_params_and_missing_inputs(tmp_path, stage, params_text, start):
     assert_one_line_error(run_stage(stage, tmp_path, params_text), start)
     assert snapshot(tmp_path).keys() == {"params.yaml"}

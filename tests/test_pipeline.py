@@ -27,9 +27,14 @@ def project(tmp_path_factory):
     return work, env, DVC, first
 
 
+def rows_of(path):
+    return list(csv.DictReader(path.open()))
+
+
 def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
     work, _, _, output = project
-    for stage in ("download", "unzip", "audit", "split", "train", "evaluate", "export"):
+    for stage in ("download", "unzip", "audit", "split", "features", *(f"fold@{k}" for k in range(5)), "train",
+                  "evaluate", "export"):
         assert f"Running stage '{stage}'" in output
     data = json.loads((work / "metrics/data.json").read_text())
     assert data["Negative"] == data["Positive"] == 20 and data["skipped"] == 0
@@ -40,21 +45,22 @@ def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
     audit = json.loads((work / "metrics/audit.json").read_text())
     assert audit["images"] == 40 and audit["tiny"] == 40  # 48×60 demo faces are under audit.min_side
     metrics = json.loads((work / "dvclive/evaluate/metrics.json").read_text())  # dvclive's summary
-    assert set(metrics) == {"test", "train"}
-    for split in ("test", "train"):
-        for key in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "majority_accuracy"):
-            assert 0 <= metrics[split][key] <= 1, key
-    detail = json.loads((work / "dvclive/evaluate/per_class.json").read_text())
-    assert detail["test"]["images"] == 8 and detail["train"]["images"] == 32
-    assert detail["test"]["Negative"]["support"] + detail["test"]["Positive"]["support"] == 8
-    assert len((work / "plots/eval/predictions.csv").read_text().splitlines()) == 9
+    assert set(metrics) == {"out_of_fold", "per_fold"}
+    for key in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "majority_accuracy"):
+        assert 0 <= metrics["out_of_fold"][key] <= 1, key
+        if key != "majority_accuracy":
+            assert 0 <= metrics["per_fold"][key]["mean"] <= 1 and metrics["per_fold"][key]["std"] >= 0, key
+    assert set(metrics["per_fold"]["roc_auc_each"]) == {f"fold{k}" for k in range(5)}
+    detail = json.loads((work / "dvclive/evaluate/per_class.json").read_text())["out_of_fold"]
+    assert detail["images"] == 40 and detail["Negative"]["support"] + detail["Positive"]["support"] == 40
+    assert len((work / "plots/eval/predictions.csv").read_text().splitlines()) == 41
     sklearn = work / "dvclive/evaluate/plots/sklearn"
-    for split in ("test", "train"):
-        roc = json.loads((sklearn / f"roc/{split}.json").read_text())["roc"]
+    for name in ("out_of_fold", *(f"fold{k}" for k in range(5))):
+        roc = json.loads((sklearn / f"roc/{name}.json").read_text())["roc"]
         assert (roc[0]["fpr"], roc[0]["tpr"], roc[-1]["fpr"], roc[-1]["tpr"]) == (0, 0, 1, 1)
-    confusion = json.loads((sklearn / "confusion_matrix/test.json").read_text())
-    assert len(confusion) == 8 and {row["actual"] for row in confusion} <= {"Negative", "Positive"}
-    assert json.loads((sklearn / "precision_recall/test.json").read_text())["precision_recall"]
+    confusion = json.loads((sklearn / "confusion_matrix/out_of_fold.json").read_text())
+    assert len(confusion) == 40 and {row["actual"] for row in confusion} <= {"Negative", "Positive"}
+    assert json.loads((sklearn / "precision_recall/out_of_fold.json").read_text())["precision_recall"]
     curves = work / "dvclive/train/plots/metrics"  # one dvclive step per epoch: 2 epochs of small_cnn
     for name in ("train/loss", "train/accuracy", "train/auc", "eval/loss", "eval/accuracy", "eval/auc"):
         rows = list(csv.DictReader((curves / f"{name}.tsv").open(), delimiter="\t"))
@@ -67,6 +73,28 @@ def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
         with Image.open(work / f"plots/{png}.png") as image:
             assert image.format == "PNG" and image.getextrema() != ((255, 255),) * len(image.getbands())
     assert (work / "models/model.keras").stat().st_size > 0
+
+
+def test_every_labelled_image_is_scored_once_by_a_model_that_never_saw_its_group(project):
+    """The fold stages' files: each fold's model learnt from the other folds only, no group on both sides, and
+    the held-out predictions cover every labelled image exactly once; the release learnt from all of them."""
+    work = project[0]
+    labelled = rows_of(work / "data/split/folds.csv")
+    everything = {r["path"] for r in labelled}
+    scored = []
+    for k in range(5):
+        held_out, trained_on = (rows_of(work / f"data/oof/fold{k}/{name}.csv") for name in ("predictions", "trained_on"))
+        assert {r["path"] for r in held_out} == {r["path"] for r in labelled if r["fold"] == str(k)}
+        assert {r["path"] for r in trained_on} == everything - {r["path"] for r in held_out}
+        assert not {r["group"] for r in held_out} & {r["group"] for r in trained_on}
+        assert all(0 <= float(r["probability"]) <= 1 for r in held_out)
+        scored += [r["path"] for r in held_out]
+    assert sorted(scored) == sorted(everything) and len(everything) == 40
+    evaluated = {r["path"]: float(r["probability"]) for r in rows_of(work / "plots/eval/predictions.csv")}
+    held_out = {r["path"]: float(r["probability"]) for k in range(5) for r in rows_of(work / f"data/oof/fold{k}/predictions.csv")}
+    assert evaluated.keys() == held_out.keys()  # evaluate's rows are the folds' (rounded to 6 digits)
+    assert max(abs(evaluated[k] - held_out[k]) for k in held_out) <= 5e-7
+    assert {r["path"] for r in rows_of(work / "models/trained_on.csv")} == everything
 
 
 def test_second_repro_has_nothing_to_do(project):
@@ -130,22 +158,23 @@ def test_push_then_a_fresh_clone_pulls_the_model_and_has_nothing_to_run(project,
     run(["git", "commit", "-qm", "no remote", ".dvc/config"], work, env)
 
 
-def test_predict_reproduces_evaluate_and_the_export_matches_keras(project):
-    """`python -m valence predict` on a folder of the test split's images gives evaluate's probabilities."""
+def test_predict_with_the_keras_and_the_litert_model_agree(project):
+    """`python -m valence predict` on a folder of fold 0's images: the released model as Keras and as LiteRT."""
     work, env, _, _ = project
     export = json.loads((work / "metrics/export.json").read_text())
     assert export["n_test"] == 8 and export["max_abs_difference"] <= 1e-4 and export["litert_mb"] > 0
     folder = work / "new photos"
     folder.mkdir()
-    evaluated = {}
-    for row in csv.DictReader((work / "plots/eval/predictions.csv").open()):
+    for row in rows_of(work / "data/split/test.csv"):
         (folder / Path(row["path"]).name).symlink_to(work / row["path"])
-        evaluated[Path(row["path"]).name] = float(row["probability"])
-    for model, tolerance in (("models/model.keras", 1e-5), ("models/model.tflite", 1e-4)):
+    predicted = {}
+    for model in ("models/model.keras", "models/model.tflite"):
         run([sys.executable, "-m", "valence", "predict", "new photos", "--model", model, "--out", "p.csv"], work, env)
-        predicted = {Path(r["path"]).name: float(r["probability"]) for r in csv.DictReader((work / "p.csv").open())}
-        assert predicted.keys() == evaluated.keys()
-        assert max(abs(predicted[k] - evaluated[k]) for k in evaluated) <= tolerance, model
+        predicted[model] = {Path(r["path"]).name: float(r["probability"]) for r in rows_of(work / "p.csv")}
+    keras_scores, litert_scores = predicted.values()
+    assert len(keras_scores) == 8 and keras_scores.keys() == litert_scores.keys()
+    assert max(abs(keras_scores[k] - litert_scores[k]) for k in keras_scores) <= 1e-4
+    assert len(set(keras_scores.values())) > 1  # a model that scores, not a constant
 
 
 def vega_plots():
@@ -269,7 +298,8 @@ def test_exp_show_shows_a_running_experiments_latest_epoch(project):
     """While `dvc exp run` trains, `dvc exp show` in another process reports the epoch it has reached."""
     work, env, dvc, _ = project
     epochs = 60  # about 30 s of small_cnn on the demo faces: long enough to look at mid-run
-    training = subprocess.Popen(dvc + ["exp", "run", "-S", f"train.small_cnn.epochs={epochs}"], cwd=work, env=env,
+    # the release stage alone (its inputs are up to date): the fold stages would train the same recipe five times
+    training = subprocess.Popen(dvc + ["exp", "run", "-S", f"train.small_cnn.epochs={epochs}", "train"], cwd=work, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen = []
     try:
@@ -288,11 +318,12 @@ def test_exp_show_shows_a_running_experiments_latest_epoch(project):
     run(dvc + ["checkout", "--force"], work, env)
 
 
-def test_changing_a_train_param_reruns_only_train_and_evaluate(project):
+def test_changing_a_train_param_reruns_only_the_folds_the_release_and_evaluate(project):
     work, env, dvc, _ = project
     output = run(dvc + ["exp", "run", "-S", "train.small_cnn.epochs=1"], work, env)
-    assert "Running stage 'train'" in output and "Running stage 'evaluate'" in output
-    for stage in ("download", "unzip", "audit", "split"):
+    for stage in ("fold@0", "fold@4", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in output
+    for stage in ("download", "unzip", "audit", "split", "features"):
         assert f"Running stage '{stage}'" not in output
 
 

@@ -95,7 +95,7 @@ def test_learning_curves_mark_where_a_phase_starts(tmp_path):
     assert colour_pixels(read_png(tmp_path / "two.png"), grey, tol=4) > colour_pixels(read_png(tmp_path / "one.png"), grey, tol=4) + 50
 
 
-def test_roc_draws_one_curve_per_split(tmp_path):
+def test_roc_draws_one_curve_per_name(tmp_path):
     plotting.roc({"test": (Y, P)}, tmp_path / "one.png")
     PLOTS["roc"](tmp_path / "two.png")
     assert colour_pixels(read_png(tmp_path / "one.png"), VAL_COLOUR) < 20

@@ -88,11 +88,12 @@ def test_kill_9_during_download_unzip_and_train_then_repro_recovers(tmp_path, se
     kill_repro_when(work, env, lambda repro: stage_running(repro, "unzip") and list((work / "data").glob(".images.*.tmp/*/*")))
     assert list((work / "data").glob(".images.*.tmp")) and not (work / "data/labels.csv").exists()
 
-    # 3. train: killed a few seconds into 300 epochs
+    # 3. training (a fold's or the release's, whichever DVC runs first): killed a few seconds into 300 epochs
     started = []
-    kill_repro_when(work, env, lambda repro: stage_running(repro, "train") and (
+    kill_repro_when(work, env, lambda repro: (stage_running(repro, "fold") or stage_running(repro, "train")) and (
         started.append(time.monotonic()) or time.monotonic() - started[0] > 8))
-    assert (work / "data/split/train.csv").exists() and not (work / "models/model.keras").exists()
+    assert (work / "data/split/folds.csv").exists() and not (work / "models/model.keras").exists()
+    assert not list((work / "data/oof").glob("*/predictions.csv")) if (work / "data/oof").exists() else True
 
     # 4. nothing but `dvc repro`; train again, but briefly
     params = (work / "params.yaml").read_text()

@@ -4,7 +4,7 @@ import pytest
 
 from valence.errors import PipelineError
 from valence.labels import class_counts
-from valence.splitting import (assign_folds, check_no_shared_groups, fold_count, grouped_folds,
+from valence.splitting import (assign_folds, check_no_shared_groups, fold_count, fold_sides, grouped_folds,
                                 groups_in_several_folds, merge_groups, pairs_across, shared_groups, stratified_split)
 
 
@@ -146,3 +146,20 @@ def test_pairs_across_finds_only_pairs_split_apart():
 def test_check_no_shared_groups_names_them():
     with pytest.raises(PipelineError, match="group.s. Dog on both sides"):
         check_no_shared_groups([{"path": "a", "group": "Dog"}], [{"path": "b", "group": "Dog"}], "labels")
+
+
+def test_fold_sides_hold_out_one_fold_and_train_on_the_rest():
+    rows = assign_folds(concepts([1, 2, 3, 5, 8] * 8, seed=3), 5, seed=3)
+    for fold in range(5):
+        trained_on, held_out = fold_sides([{**r, "fold": str(r["fold"])} for r in rows], fold)  # as read from CSV
+        assert {r["path"] for r in held_out} == {r["path"] for r in rows if r["fold"] == fold}
+        assert len(trained_on) + len(held_out) == len(rows) and not shared_groups(trained_on, held_out)
+    assert fold_sides(rows, 5)[1] == []  # a fold the split did not make: nothing held out
+
+
+def test_fold_sides_refuse_a_group_in_two_folds_and_a_fold_that_is_no_number():
+    rows = [{"path": "a", "group": "Dog", "fold": "0"}, {"path": "b", "group": "Dog", "fold": "1"}]
+    with pytest.raises(PipelineError, match="fold 0: group.s. Dog on both sides"):
+        fold_sides(rows, 0)
+    with pytest.raises(PipelineError, match="folds.csv: every row needs an integer fold"):
+        fold_sides([{"path": "a", "group": "", "fold": "first"}], 0)

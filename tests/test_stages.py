@@ -31,6 +31,51 @@ def test_demo_download_then_unzip_keeps_earlier_outputs_on_failure(tmp_path):
     assert not list((tmp_path / "data").glob(".*tmp"))
 
 
+def out_of_fold_project(tmp_path, predictions):
+    """data/split/folds.csv of four images in two folds, and the fold stages' files as ``predictions`` says:
+    {fold: [(path, probability)]}."""
+    folds = {"a.jpg": 0, "b.jpg": 0, "c.jpg": 1, "d.jpg": 1}
+    label = {"a.jpg": "Negative", "b.jpg": "Positive", "c.jpg": "Negative", "d.jpg": "Positive"}
+    (tmp_path / "data/split").mkdir(parents=True)
+    (tmp_path / "data/split/folds.csv").write_text("path,label,group,fold\n" + "".join(
+        f"{path},{label[path]},,{fold}\n" for path, fold in folds.items()))
+    for fold, scored in predictions.items():
+        (tmp_path / f"data/oof/fold{fold}").mkdir(parents=True)
+        (tmp_path / f"data/oof/fold{fold}/predictions.csv").write_text("path,label,group,fold,probability\n" + "".join(
+            f"{path},{label.get(path, 'Positive')},,{folds.get(path, fold)},{q}\n" for path, q in scored))
+    return tmp_path
+
+
+@pytest.mark.parametrize("predictions, message", [
+    ({0: [("a.jpg", 0.1), ("b.jpg", 0.9)]}, "data/oof: no out-of-fold prediction for 2 labelled image(s) of fold(s) 1 "
+                                            "(first c.jpg); dvc.yaml's fold matrix must list every fold"),
+    ({0: [("a.jpg", 0.1), ("b.jpg", 0.9)], 1: [("c.jpg", 0.2), ("d.jpg", 0.8), ("a.jpg", 0.3)]},
+     "data/oof/fold1/predictions.csv: a.jpg was already scored by data/oof/fold0/predictions.csv"),
+    ({0: [("a.jpg", 0.1), ("b.jpg", 0.9)], 1: [("c.jpg", 0.2), ("d.jpg", 0.8), ("e.jpg", 0.3)]},
+     "data/oof: 1 prediction(s) of images not in data/split/folds.csv (first e.jpg)"),
+    ({0: [("a.jpg", 0.1), ("b.jpg", "high")], 1: [("c.jpg", 0.2), ("d.jpg", 0.8)]}, "data/oof: a probability is not a number"),
+], ids=["fold-missing", "scored-twice", "unknown-image", "not-a-number"])
+def test_evaluate_refuses_predictions_that_do_not_score_every_image_once(tmp_path, predictions, message):
+    result = run_stage("evaluate", out_of_fold_project(tmp_path, predictions), "")
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "dvclive").exists() and not (tmp_path / "plots").exists()
+
+
+def test_evaluate_scores_every_image_from_its_folds_predictions(tmp_path):
+    import json
+
+    work = out_of_fold_project(tmp_path, {0: [("a.jpg", 0.4), ("b.jpg", 0.6)], 1: [("c.jpg", 0.7), ("d.jpg", 0.8)]})
+    result = run_stage("evaluate", work, "")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((work / "dvclive/evaluate/metrics.json").read_text())
+    assert metrics["out_of_fold"]["roc_auc"] == 0.75  # c (Negative, 0.7) outranks b (Positive, 0.6): 3 of 4 pairs
+    assert metrics["out_of_fold"]["accuracy"] == 0.75  # only c is wrong at 0.5
+    assert metrics["per_fold"]["roc_auc_each"] == {"fold0": 1.0, "fold1": 1.0}
+    assert metrics["per_fold"]["roc_auc"] == {"mean": 1.0, "std": 0.0}
+    rows = (work / "plots/eval/predictions.csv").read_text().splitlines()
+    assert rows[0] == "path,fold,actual,predicted,probability" and rows[3] == "c.jpg,1,Negative,Positive,0.7"
+
+
 def tempting_archive(path):
     """An OASIS-shaped archive built to leak: a concept with many photos, a re-encoded copy under another
     concept, and a near-copy of a Negative photo rated Positive under a third."""

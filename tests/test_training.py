@@ -146,9 +146,16 @@ def test_dataset_unshuffled_views_keep_image_order():
 
 @pytest.mark.parametrize("n, batch, replicas, used", [
     (9, 4, 1, 9), (9, 4, 2, 8),  # a last batch of 1 on 2 replicas would leave one empty: it sits out
-    (10, 4, 2, 10), (11, 4, 4, 8), (8, 4, 2, 8), (3, 4, 2, 3), (1, 4, 2, 0)])
+    (10, 4, 2, 10), (11, 4, 4, 8), (8, 4, 2, 8), (3, 4, 2, 3), (2, 4, 2, 2)])
 def test_images_per_epoch_drops_only_a_last_batch_smaller_than_the_replicas(n, batch, replicas, used):
     assert training.images_per_epoch(n, batch, replicas) == used
+
+
+def test_fewer_training_images_than_devices_is_a_clear_error():
+    from valence.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="1 training image.s. cannot give each of 2 devices one"):
+        training.images_per_epoch(1, 4, 2)
 
 
 def test_dataset_on_two_replicas_leaves_a_different_image_out_each_epoch():

@@ -9,11 +9,7 @@ seeded per view), so `views: 2` is what flip averaging at prediction time sees.
 """
 from pathlib import Path
 
-import keras
 import numpy as np
-from keras import layers
-
-from valence.models import backbone_blocks, predictor, pretrained_backbone
 
 BATCH = 32  # images per forward pass: inference only
 
@@ -29,6 +25,11 @@ def block_output(backbone, number, pattern):
 
 def extractor(name, height, width, blocks=(), weights="imagenet"):
     """Pretrained ``name`` at height × width as image → [pooled last feature map, pooled block outputs …]."""
+    import keras  # in the functions that build models: loading stored features needs no TensorFlow
+    from keras import layers
+
+    from valence.models import backbone_blocks, pretrained_backbone
+
     rescaling, backbone = pretrained_backbone(name, height, width, weights)
     backbone.trainable = False
     outputs = [backbone.output] + [block_output(backbone, n, backbone_blocks(name).pattern) for n in blocks]
@@ -43,6 +44,9 @@ def combined_extractor(specs, weights="imagenet"):
     """One model for several extractors, ``specs`` [(name, height, width, blocks)]: it takes images at the
     first one's size and resizes them inside (bilinear) for the others, so the features a head trains on are
     computed exactly as the released model computes them."""
+    import keras
+    from keras import layers
+
     extractors = [extractor(*spec, weights=weights) for spec in specs]
     if len(extractors) == 1:
         return extractors[0]
@@ -66,6 +70,8 @@ def view_batches(images, view, augment=None, seed=0):
 
 def extract(model, images, views, augment=None, seed=0):
     """float32 (views, images, features): ``model`` (an ``extractor``) on every view of every image."""
+    from valence.models import predictor
+
     run = predictor(model)
     return np.stack([run(view_batches(images, v, augment, seed), f"features of view {v + 1}/{views}")
                      for v in range(views)])
@@ -73,6 +79,8 @@ def extract(model, images, views, augment=None, seed=0):
 
 def extract_view(model, images, view, augment=None, seed=0):
     """float32 (images, features): ``model`` on view ``view`` of every image (= ``extract(…)[view]``)."""
+    from valence.models import predictor
+
     return predictor(model)(view_batches(images, view, augment, seed), f"features of view {view + 1}")
 
 

@@ -4,7 +4,6 @@ by grouped cross-validation inside the training images.
 Standardised features with C ≈ 0.001 suit 1,000–3,000 features from a few hundred photos (../shared/RESEARCH.md);
 folded into one Keras Dense layer, a fitted head joins its feature extractor as one self-contained model.
 """
-import keras
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -49,6 +48,8 @@ def dense_weights(head):
 
 def with_head(extractor, head, name):
     """One Keras model: ``extractor`` (image → features) and ``head`` as a sigmoid Dense layer."""
+    import keras  # here, not above: fitting and scoring heads needs no TensorFlow
+
     dense = keras.layers.Dense(1, activation="sigmoid", name="head")
     model = keras.Model(extractor.input, dense(extractor.output), name=name)
     dense.set_weights(dense_weights(head))

@@ -70,7 +70,7 @@ class AuditParams:
 
 @dataclasses.dataclass(frozen=True)
 class SplitParams:
-    test_size: float  # each fold's share: round(1 / test_size) folds; fold 0 is the test split evaluate scores
+    test_size: float  # each fold's share: round(1 / test_size) folds, each scored by a model trained on the others
     seed: int
     group_by: str  # concept: no concept or near-copy on both sides; none: image by image (leaky)
 

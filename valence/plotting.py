@@ -17,13 +17,13 @@ def _save(figure, path):
 
 
 def roc(curves, path):
-    """ROC curves, one per split: ``curves`` maps a split name to (0/1 truth, P(Positive))."""
+    """ROC curves: ``curves`` maps a name to (0/1 truth, P(Positive)); the first is drawn bold, the rest thin."""
     from sklearn import metrics
 
     figure, ax = plt.subplots(figsize=(5, 5))
-    for split, (y_true, probability) in curves.items():
+    for i, (name, (y_true, probability)) in enumerate(curves.items()):
         fpr, tpr, _ = metrics.roc_curve(y_true, probability)
-        ax.plot(fpr, tpr, label=f"{split} (AUC {metrics.auc(fpr, tpr):.3f})")
+        ax.plot(fpr, tpr, label=f"{name} (AUC {metrics.auc(fpr, tpr):.3f})", linewidth=2.5 if i == 0 else 1)
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     ax.set(title="ROC curve", xlabel="false positive rate", ylabel="true positive rate",
            xlim=(0, 1), ylim=(0, 1.01))
@@ -39,7 +39,7 @@ def precision_recall(y_true, probability, path):
     figure, ax = plt.subplots(figsize=(5, 5))
     ax.plot(recall, precision, label=f"model (AP {metrics.average_precision_score(y_true, probability):.3f})")
     ax.axhline(np.mean(y_true), linestyle="--", color="grey", label="chance (share of Positive)")
-    ax.set(title="Precision–recall, Positive class (test split)", xlabel="recall", ylabel="precision",
+    ax.set(title="Precision–recall, Positive class (out-of-fold)", xlabel="recall", ylabel="precision",
            xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower left")
     _save(figure, path)
@@ -122,7 +122,7 @@ def mistakes(rows, path, per_kind=8):
                                       key=lambda r: -r["probability"])[:per_kind],
              "false negative": sorted((r for r in rows if r["actual"] == CLASSES[1] and r["predicted"] == CLASSES[0]),
                                       key=lambda r: r["probability"])[:per_kind]}
-    title = "Most confident mistakes (test split)"
+    title = "Most confident mistakes (out-of-fold)"
     if not any(wrong.values()):
         return _no_images(title, "no mistakes", path)
     columns = max(len(w) for w in wrong.values())

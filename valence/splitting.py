@@ -102,6 +102,19 @@ def groups_in_several_folds(rows):
     return sorted(g for g, seen in folds.items() if len(seen) > 1)
 
 
+def fold_sides(rows, fold, what="data/split/folds.csv"):
+    """(trained_on, held_out): the rows of every fold but ``fold``, and those of ``fold``; a group on both
+    sides is an error (checked, not assumed), so the held-out images' model saw no image of their group."""
+    try:
+        folds = [int(r["fold"]) for r in rows]
+    except (KeyError, ValueError):
+        raise PipelineError(f"{what}: every row needs an integer fold") from None
+    trained_on = [r for r, k in zip(rows, folds) if k != fold]
+    held_out = [r for r, k in zip(rows, folds) if k == fold]
+    check_no_shared_groups(trained_on, held_out, f"{what}, fold {fold}")
+    return trained_on, held_out
+
+
 def stratified_split(rows, test_size, seed, what="labels", grouped=False):
     """(train rows, test rows), each class in about the same proportion; both sorted by path for stable files.
 

@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from valence import compute
+from valence.errors import PipelineError
 from valence.labels import targets
 from valence.images import load_images
 from valence.models import build, compile_model, predictor, split_frozen, unfreeze_top_blocks
@@ -75,7 +76,11 @@ def images_per_epoch(n, batch_size, replicas):
     reshuffled each epoch, so a different image sits out each time; one device (replicas 1) uses every image.
     """
     leftover = n % batch_size
-    return n - leftover if 0 < leftover < replicas else n
+    used = n - leftover if 0 < leftover < replicas else n
+    if used == 0:
+        raise PipelineError(f"{n} training image(s) cannot give each of {replicas} devices one; add images or "
+                            "train on fewer devices (CUDA_VISIBLE_DEVICES)")
+    return used
 
 
 def dataset(images, labels, batch_size, seed=None, augment=None, shuffle=True, replicas=1):

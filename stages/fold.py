@@ -1,0 +1,64 @@
+"""Stage 6: train on every fold but one and score the one held out (dvc.yaml runs it once per fold: fold@0 …).
+
+    python stages/fold.py 3
+
+Reads data/split/folds.csv and, for train.model frozen, data/features (the head is a few seconds of
+scikit-learn, C chosen by grouped CV inside the training folds); other models train on the images, as the
+release does (their own validation slice, carved from the training folds, for early stopping). Writes
+data/oof/fold<k>/: predictions.csv (each held-out image's path, label, group, fold and P(Positive), scored as
+predict scores: evaluate.flip_average averages it with its mirror image's) and trained_on.csv (the images the
+fold's model learnt from). No held-out image shares a group with a training one: checked, not assumed. A fold
+number the split did not make (split.test_size gives fewer folds than dvc.yaml lists) writes empty files.
+"""
+import sys
+
+import _path  # noqa: F401
+from valence import params
+from valence.errors import PipelineError, run_stage
+from valence.files import atomic_dir, read_csv, write_csv
+from valence.params import FROZEN_MODEL
+from valence.splitting import FOLD_COLUMNS, fold_sides
+
+PREDICTION_COLUMNS = FOLD_COLUMNS + ["probability"]
+
+
+def held_out_probability(p, flip_average, batch_size, trained_on, held_out):
+    """P(Positive) of the held-out rows from a model of ``p.model`` trained on ``trained_on``."""
+    if p.model == FROZEN_MODEL:
+        from valence import frozen
+
+        head, _ = frozen.fit_head(p, trained_on)
+        return frozen.score(head, held_out, flip_average=flip_average)
+    from valence import training
+    from valence.classifier import KerasClassifier
+    from valence.images import load_images
+    from valence.predict import score_batches
+
+    model, _ = training.train(p, trained_on)
+    classifier = KerasClassifier(model)  # the scoring predict and serve use
+    images = load_images([r["path"] for r in held_out], classifier.height, classifier.width, desc="held out")
+    return score_batches(classifier, images, batch_size, flip_average, "scoring the held-out fold")
+
+
+def main():
+    if len(sys.argv) != 2 or not sys.argv[1].isdigit():
+        raise PipelineError("usage: python stages/fold.py <fold number, 0 or more>")
+    fold = int(sys.argv[1])
+    p, scoring = params.load("train"), params.load("evaluate")
+    rows = read_csv("data/split/folds.csv", required=FOLD_COLUMNS)
+    trained_on, held_out = fold_sides(rows, fold)
+    predictions = []
+    if held_out:
+        print(f"fold {fold}: training {p.model} on {len(trained_on)} images, scoring {len(held_out)} held out")
+        probability = held_out_probability(p, scoring.flip_average, scoring.batch_size, trained_on, held_out)
+        predictions = [{**r, "probability": float(q)} for r, q in zip(held_out, probability)]
+    else:
+        print(f"fold {fold}: data/split/folds.csv has no fold {fold} (split.test_size makes fewer): nothing to score")
+    with atomic_dir(f"data/oof/fold{fold}") as tmp:  # both files or neither
+        write_csv(tmp / "predictions.csv", predictions, PREDICTION_COLUMNS)
+        write_csv(tmp / "trained_on.csv", trained_on if held_out else [], FOLD_COLUMNS)
+    print(f"wrote data/oof/fold{fold}: {len(predictions)} held-out predictions")
+
+
+if __name__ == "__main__":
+    run_stage(main)
