@@ -10,8 +10,8 @@ accuracy, accuracy, average precision and the majority baseline over all images;
 P(Positive) and the rated valence) and per_fold (each metric's mean and std over the folds, and each fold's ROC
 AUC); plots/sklearn/ (ROC of all images and of each fold, precision–recall and confusion matrix of all, for
 `dvc plots show`); beside them per_class.json (each class's precision, recall, f1 and support). Under
-plots/eval/: predictions.csv (a row per labelled image) and PNGs, among them mistakes.png: the most confident
-false positives and false negatives with their probability and rated valence. Needs no TensorFlow: seconds.
+plots/eval/: predictions.csv (a row per labelled image; the mistakes stage draws the worst of them) and the
+ROC, precision–recall and confusion PNGs. Needs no TensorFlow: seconds.
 """
 from pathlib import Path
 
@@ -61,7 +61,7 @@ def out_of_fold_rows(labelled):
 def main():
     p = params.load("evaluate")
     rows = out_of_fold_rows(read_csv("data/split/folds.csv", required=FOLD_COLUMNS))
-    labels = Path("data/labels.csv")  # for the rated valence shown beside each mistake, where there is one
+    labels = Path("data/labels.csv")  # the rated valence, for Spearman's ρ, where the archive has one
     valence = {r["path"]: r.get("valence") for r in read_csv(labels, required=["path"])} if labels.exists() else {}
     from dvclive import Live
 
@@ -90,7 +90,6 @@ def main():
     plotting.roc({"all images, out-of-fold": (y, probability), **fold_curves}, f"{PLOTS}/roc.png")
     plotting.precision_recall(y, probability, f"{PLOTS}/precision_recall.png")
     plotting.confusion_matrix(evaluation.confusion(y, probability, p.threshold), f"{PLOTS}/confusion_matrix.png")
-    plotting.mistakes([{**r, "valence": valence.get(r["path"])} for r in predictions], f"{PLOTS}/mistakes.png")
     print(f"out-of-fold ({len(rows)} images in {len(fold_curves)} folds): "
           + ", ".join(f"{k} {v}" for k, v in result.items()))
     print("per fold: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in per_fold.items() if "mean" in v))

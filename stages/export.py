@@ -1,4 +1,4 @@
-"""Stage 9: export the released model as LiteRT (TFLite), for serving without TensorFlow, and check it.
+"""Stage 10: export the released model as LiteRT (TFLite), for serving without TensorFlow, and check it.
 
     python stages/export.py
 

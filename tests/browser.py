@@ -1,7 +1,8 @@
 """Headless Chromium for tests, driven over the DevTools protocol on a pipe (no extra Python package needed).
 
-Open a page, wait until a JavaScript condition holds, read values from the page, list every network request
-the page made, and take a full-page screenshot.
+Open a page, wait until a JavaScript condition holds, read values from the page, choose files in a file
+input, press keys, set the window size, list every network request the page made, and take a full-page
+screenshot.
 """
 import base64
 import json
@@ -95,6 +96,23 @@ class Chromium:
             if value or time.monotonic() > deadline:
                 return value
             time.sleep(0.2)
+
+    def upload(self, selector, paths):
+        """Choose ``paths`` in the file input ``selector``, as a person picking files does (it fires change)."""
+        found = self._send("Runtime.evaluate", {"expression": f"document.querySelector({json.dumps(selector)})"})
+        self._send("DOM.enable")
+        self._send("DOM.setFileInputFiles", {"files": [str(p) for p in paths], "objectId": found["result"]["objectId"]})
+
+    def press(self, key, code):
+        """One key press (down, up) to the focused element, e.g. ("Tab", "Tab")."""
+        for kind in ("rawKeyDown", "keyUp"):
+            self._send("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": code,
+                                                  "windowsVirtualKeyCode": {"Tab": 9, "Enter": 13}.get(key, 0)})
+
+    def viewport(self, width, height):
+        """Lay the page out as a window of ``width`` × ``height`` CSS pixels (a phone: 390 × 844)."""
+        self._send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
+                                                          "mobile": width < 600})
 
     def requests(self):
         """The URL of every request the page has made so far."""

@@ -112,6 +112,12 @@ def test_mistakes_sheet_shows_the_most_confident_mistakes(tmp_path, monkeypatch)
     plotting.mistakes(rows, tmp_path / "mistakes.png", per_kind=2)
     assert shown == ["neg0.jpg", "neg1.jpg", "pos0.jpg", "pos1.jpg"]  # highest P(Positive) first, then lowest
     assert read_png(tmp_path / "mistakes.png").shape[1] > 100
+    shown.clear()
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    plotting.mistakes(rows, tmp_path / "with_maps.png", per_kind=2, pictures={"neg0.jpg": red})  # the stage's maps
+    assert shown == ["neg1.jpg", "pos0.jpg", "pos1.jpg"]  # the picture given is drawn instead of the photo
+    assert colour_pixels(read_png(tmp_path / "with_maps.png"), (255, 0, 0)) > 1000
 
 
 def test_pair_and_mistake_sheets_without_anything_to_show_say_so(tmp_path):

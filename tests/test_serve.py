@@ -94,7 +94,10 @@ def test_health_readiness_and_docs(server):
     assert docs.status_code == 200 and any(a.endswith("swagger-ui-bundle.js") for a in assets)
     assert all(a.startswith("/") for a in assets), assets  # no CDN: the page works offline
     assert all(httpx.get(f"{url}{a}").status_code == 200 for a in assets)
-    assert "/predict" in httpx.get(f"{url}/openapi.json").json()["paths"]
+    assert {"/predict", "/explain"} <= httpx.get(f"{url}/openapi.json").json()["paths"].keys()
+    page = httpx.get(f"{url}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<script src" not in page.text and "<link" not in page.text  # everything inline: works offline
 
 
 def test_predict_answers_each_image_in_upload_order(server):
@@ -109,6 +112,26 @@ def test_predict_answers_each_image_in_upload_order(server):
     probability = [p["probability"] for p in body["predictions"]]
     assert np.allclose(probability, expected(model, *images), atol=1e-5)
     assert [p["label"] for p in body["predictions"]] == ["Positive" if p >= 0.5 else "Negative" for p in probability]
+
+
+def test_explain_gives_each_image_the_map_valence_explain_computes(server):
+    from valence.explain import GRID, explain
+
+    url, model = server
+    images = [photo(4), photo(5)]
+    answer = httpx.post(f"{url}/explain", files=[("data", (f"{n}.png", c, "image/png")) for n, c in zip("xy", images)])
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model"] == model.version and body["grid"] == GRID and body["method"].startswith("occlusion")
+    for item, content, p in zip(body["explanations"], images, expected(model, *images)):
+        pixels = model_input(decode(io.BytesIO(content)), model.height, model.width)
+        probability, heat = explain(lambda batch: score_images(model, batch, flip_average=True), pixels)
+        assert item["probability"] == pytest.approx(p, abs=1e-5) == pytest.approx(probability, abs=1e-5)
+        assert np.asarray(item["map"]).shape == (GRID, GRID)
+        np.testing.assert_allclose(item["map"], heat, atol=1e-5)
+        assert np.abs(heat).max() > 0  # random noise: every region matters a little
+    refused = httpx.post(f"{url}/explain", files=[("data", ("notes.txt", b"hello", "text/plain"))])
+    assert refused.status_code == 415 and refused.json()["detail"].startswith("notes.txt: not an image")
 
 
 def pixel_bomb():
@@ -200,3 +223,38 @@ def test_the_serving_requirements_are_the_main_pins_without_tensorflow():
     serving, main = pins("requirements-serve.txt"), pins("requirements.txt")
     assert serving.items() <= main.items()
     assert not {"tensorflow-cpu", "keras", "dvc", "scikit-learn"} & serving.keys()
+
+
+RESULTS = "[...document.querySelectorAll('#results li')].map(li => [li.dataset.filename, li.dataset.label])"
+
+
+def test_the_page_scores_uploaded_photos_as_predict_does_in_a_real_browser(server, chromium, tmp_path):
+    """GET / in headless Chromium: keyboard focus reaches the file input, two photos chosen there show the labels
+    /predict gives, a non-image shows its reason in words, a phone-width window needs no sideways scrolling,
+    and the page asks nothing of any other host."""
+    from browser import Chromium
+
+    url, _ = server
+    paths = []
+    for name, seed in (("beach.png", 6), ("crash.png", 7)):
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(photo(seed, size=(120, 90)))
+    (tmp_path / "notes.txt").write_text("not a photo")
+    answer = httpx.post(f"{url}/predict", files=[("data", (p.name, p.read_bytes(), "image/png")) for p in paths]).json()
+    with Chromium(chromium) as browser:
+        browser.open(f"{url}/")
+        assert browser.wait_for("document.readyState === 'complete' && !!document.getElementById('files')")
+        browser.press("Tab", "Tab")
+        assert browser.evaluate("document.activeElement.id") == "files"
+        browser.upload("#files", paths)
+        shown = browser.wait_for(f"document.querySelectorAll('#results li').length === 2 && {RESULTS}")
+        assert shown == [[p["filename"], p["label"]] for p in answer["predictions"]]
+        assert browser.evaluate("[...document.querySelectorAll('#results canvas')].length") == 2
+        browser.viewport(390, 844)
+        assert browser.wait_for("document.documentElement.scrollWidth <= 390")
+        browser.screenshot(ROOT / "test-artifacts/page_phone.png")
+        browser.upload("#files", [tmp_path / "notes.txt"])
+        error = browser.wait_for("document.getElementById('error').textContent")
+        assert error.startswith("Not an image: notes.txt: not an image"), error
+        requests = browser.requests()
+    assert requests and all(r.startswith((url, "blob:")) for r in requests), requests  # nothing from a CDN

@@ -1,9 +1,10 @@
 """Use a trained model: predict on files and folders, or serve it over HTTP.
 
     python -m valence predict photos/ beach.jpg --out predictions.csv [--model models/model.keras]
+    python -m valence explain photos/ beach.jpg --out explained/ [--model models/model.keras]
     python -m valence serve [--model models/model.keras] [--host 127.0.0.1] [--port 8000]
 
-Both read threshold and flip_average from params.yaml's evaluate section (so they score as evaluate did) and
+All three read threshold and flip_average from params.yaml's evaluate section (so they score as evaluate did) and
 serve its limits from the serve section; the flags override them. ``--model`` may be the export stage's
 ``models/model.tflite``, run by LiteRT without TensorFlow.
 """
@@ -32,6 +33,57 @@ def predict(args):
     positive = sum(r["label"] == "Positive" for r in rows)
     print(f"{args.out}: {len(rows)} images ({positive} Positive, {len(rows) - positive} Negative), "
           f"model {classifier.path} (md5 {classifier.version})")
+
+
+def explain(args):
+    from valence.classifier import open_classifier
+    from valence.predict import image_files, report_skipped
+
+    p = params.load("evaluate")
+    files = image_files(args.paths)
+    classifier = open_classifier(args.model)
+    rows, skipped = explain_files(classifier, files, args.out, p.threshold,
+                                  p.flip_average if args.flip_average is None else args.flip_average)
+    report_skipped(skipped, len(files))
+    if not rows:
+        raise PipelineError(f"none of the {len(files)} files is an image; nothing written to {args.out}")
+    print(f"{args.out}: a map (.png, .json) for each of {len(rows)} images, model {classifier.path} "
+          f"(md5 {classifier.version})")
+
+
+def explain_files(classifier, files, out, threshold=0.5, flip_average=False):
+    """For each image file: ``out``/<name>.png (the photo beside its map, captioned) and <name>.json (path,
+    probability, label, method, the map as GRID rows). Returns (rows written, (path, reason) skipped)."""
+    from pathlib import Path
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from valence.explain import METHOD, captioned, explain as explain_photo
+    from valence.files import atomic_path, write_json
+    from valence.labels import label_of
+    from valence.predict import load_photo, score_images
+
+    out = Path(out)
+    rows, skipped, used = [], [], set()
+    for file in tqdm(files, desc="explaining", unit="img"):
+        pixels, reason = load_photo(file, classifier.height, classifier.width)
+        if pixels is None:
+            skipped.append((str(file), reason))
+            continue
+        probability, heat = explain_photo(lambda batch: score_images(classifier, batch, flip_average), pixels)
+        name = Path(file).stem
+        while name in used:  # photos of one name from several folders
+            name += "_"
+        used.add(name)
+        row = {"path": str(file), "probability": round(probability, 6), "label": label_of(probability, threshold),
+               "method": METHOD, "map": np.round(heat.astype(float), 6).tolist()}
+        with atomic_path(out / f"{name}.png", suffix=".png") as tmp:
+            captioned(pixels, heat, f"P(Positive) {probability:.3f}: {row['label']}   red: pushes toward Positive, "
+                                    "blue: toward Negative").save(tmp, format="PNG")
+        write_json(out / f"{name}.json", row)
+        rows.append(row)
+    return rows, skipped
 
 
 def serve(args):
@@ -73,6 +125,13 @@ def parser():
     p.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
                    help="default: evaluate.flip_average")
     p.set_defaults(run=predict)
+    e = commands.add_parser("explain", help="a heatmap per image of what pushes P(Positive) up or down → PNG + JSON")
+    e.add_argument("paths", nargs="+", help="image files and folders")
+    e.add_argument("--out", default="explained", help="folder for <photo>.png and <photo>.json")
+    e.add_argument("--model", default="models/model.keras", help=".keras, or .tflite from the export stage")
+    e.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: evaluate.flip_average")
+    e.set_defaults(run=explain)
     s = commands.add_parser("serve", help="an HTTP service: POST /predict, GET /healthz, /readyz, /docs")
     s.add_argument("--model", default="models/model.keras", help=".keras, or .tflite (served without TensorFlow)")
     s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")

@@ -113,27 +113,34 @@ def image_pairs(pairs, title, path, limit=12):
     _save(figure, path)
 
 
-def mistakes(rows, path, per_kind=8):
-    """The most confident false positives and false negatives: ``rows`` of {path, actual, probability, valence}.
+def worst_mistakes(rows, per_kind=8):
+    """{"false positive": rows, "false negative": rows}: the most confident mistakes among ``rows`` of {path,
+    actual, predicted, probability}; false positives (actually Negative) highest P(Positive) first, false
+    negatives lowest first."""
+    return {"false positive": sorted((r for r in rows if r["actual"] == CLASSES[0] and r["predicted"] == CLASSES[1]),
+                                     key=lambda r: -r["probability"])[:per_kind],
+            "false negative": sorted((r for r in rows if r["actual"] == CLASSES[1] and r["predicted"] == CLASSES[0]),
+                                     key=lambda r: r["probability"])[:per_kind]}
 
-    False positives (actually Negative) come first, highest P(Positive) first; then false negatives, lowest first.
-    """
-    wrong = {"false positive": sorted((r for r in rows if r["actual"] == CLASSES[0] and r["predicted"] == CLASSES[1]),
-                                      key=lambda r: -r["probability"])[:per_kind],
-             "false negative": sorted((r for r in rows if r["actual"] == CLASSES[1] and r["predicted"] == CLASSES[0]),
-                                      key=lambda r: r["probability"])[:per_kind]}
-    title = "Most confident mistakes (out-of-fold)"
+
+def mistakes(rows, path, per_kind=8, pictures=None):
+    """``worst_mistakes`` of ``rows`` (with valence where rated) as a sheet. ``pictures``: {path: uint8 image} to
+    draw instead of the photo (the mistakes stage: the photo beside its occlusion map, valence.explain)."""
+    wrong = worst_mistakes(rows, per_kind)
+    title = "Most confident mistakes (out-of-fold P(Positive))"
+    if pictures:
+        title += "\nbeside each, the released model's occlusion map: red pushes toward Positive, blue toward Negative"
     if not any(wrong.values()):
         return _no_images(title, "no mistakes", path)
     columns = max(len(w) for w in wrong.values())
-    figure, axes = plt.subplots(2, columns, figsize=(2.2 * columns, 5.4), squeeze=False)
+    figure, axes = plt.subplots(2, columns, figsize=((4.0 if pictures else 2.2) * columns, 5.4), squeeze=False)
     for row, (kind, items) in zip(axes, wrong.items()):
         for i, ax in enumerate(row):
             ax.axis("off")
             if i < len(items):
                 r = items[i]
                 valence = f", valence {float(r['valence']):.2f}" if r.get("valence") not in (None, "") else ""
-                ax.imshow(_thumbnail(r["path"]))
+                ax.imshow(pictures[r["path"]] if pictures and r["path"] in pictures else _thumbnail(r["path"]))
                 ax.set_title(f"{kind}\n{r['path'].rsplit('/', 1)[-1]}\nP(Positive) {r['probability']:.2f}{valence}",
                              fontsize=7)
     figure.suptitle(title)

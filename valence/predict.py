@@ -1,4 +1,4 @@
-"""P(Positive) for photos: scoring with flip averaging (evaluate, export, predict, serve), and the predict
+"""P(Positive) for photos: scoring with flip averaging (fold, export, predict, serve), and the predict
 command's files and folders in, one CSV row per image out.
 
     python -m valence predict photos/ beach.jpg --out predictions.csv [--model models/model.keras]
@@ -38,7 +38,7 @@ def image_files(paths):
     return files
 
 
-def _load(path, height, width):
+def load_photo(path, height, width):
     """(pixels, None) for a usable image, (None, reason) for anything else."""
     try:
         return model_input(decode(path), height, width), None
@@ -70,7 +70,7 @@ def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=
     with ThreadPoolExecutor(cores()) as pool, tqdm(total=len(files), desc="predicting", unit="img") as bar:
         for start in range(0, len(files), batch_size):
             chunk = files[start:start + batch_size]
-            loaded = list(pool.map(lambda f: _load(f, classifier.height, classifier.width), chunk))
+            loaded = list(pool.map(lambda f: load_photo(f, classifier.height, classifier.width), chunk))
             good = [(f, pixels) for f, (pixels, _) in zip(chunk, loaded) if pixels is not None]
             skipped += [(str(f), reason) for f, (_, reason) in zip(chunk, loaded) if reason is not None]
             if good:

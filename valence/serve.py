@@ -5,7 +5,8 @@
 
 POST /predict takes one or more images in the multipart field ``data`` (the seed's Flask server used that
 name) and answers ``{"model": <MD5 of the model file>, "predictions": [{"filename", "probability", "label"}]}``
-in upload order. GET /healthz says the process is up, GET /readyz that the model is loaded; /docs is the
+in upload order. POST /explain takes the same and adds each photo's occlusion map (valence.explain): ``{"model",
+"method", "grid", "explanations": [{"filename", "probability", "label", "map"}]}``. GET / is a page to try it. GET /healthz says the process is up, GET /readyz that the model is loaded; /docs is the
 OpenAPI page (Swagger UI from the installed package: it works offline). A ``.tflite`` model (the export stage's) is served by LiteRT without importing TensorFlow.
 
 Bad requests stop before the model: a body over ``serve.max_request_mb`` is refused with 413 from its
@@ -19,13 +20,15 @@ import contextlib
 import io
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from fastapi import File, HTTPException, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from valence.classifier import open_classifier
+from valence.explain import GRID, METHOD, occluded, occlusion_map
 from valence.images import NotAnImage, TooManyPixels, decode, model_input
 from valence.labels import label_of
 from valence.predict import score_images
@@ -144,6 +147,13 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
     app = FastAPIOffline(title="valence", summary="Positive or negative: the emotion a photo evokes.",
                          lifespan=lifespan)
 
+    page = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def home():
+        """A page to try the model: pick or drop photos, see P(Positive), the label and the map of each."""
+        return page
+
     @app.get("/healthz")
     async def healthz():
         """The process is up."""
@@ -158,9 +168,8 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
                                 status_code=503)
         return {"status": "ready", "model": classifier.version, "path": classifier.path}
 
-    @app.post("/predict")
-    async def predict(data: list[UploadFile] = File(..., description="one or more images")):
-        """P(Positive) and the label for each uploaded image, in upload order."""
+    async def uploaded(data):
+        """(classifier, names, model inputs) of a request's uploads; every refusal before the model runs."""
         classifier = state["classifier"]
         if classifier is None:
             raise HTTPException(503, "the model is not loaded yet" if not state["error"] else state["error"])
@@ -174,10 +183,30 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
         refused = next((err for err in images if isinstance(err, Exception)), None)
         if refused is not None:  # the first bad file in upload order names the reason
             raise refused
+        return classifier, names, images
+
+    @app.post("/predict")
+    async def predict(data: list[UploadFile] = File(..., description="one or more images")):
+        """P(Positive) and the label for each uploaded image, in upload order."""
+        classifier, names, images = await uploaded(data)
         probability = await state["batcher"].score(np.stack(images))
         return {"model": classifier.version,
                 "predictions": [{"filename": name, "probability": round(float(p), 6),
                                  "label": label_of(p, threshold)} for name, p in zip(names, probability)]}
+
+    @app.post("/explain")
+    async def explain(data: list[UploadFile] = File(..., description="one or more images")):
+        """For each uploaded image, P(Positive), the label and its occlusion map (``grid`` rows of ``grid``
+        values: how much each region pushes P(Positive) up, or down where negative), in upload order."""
+        classifier, names, images = await uploaded(data)
+        explanations = []
+        for name, image in zip(names, images):  # one batch per photo: it and its covered copies
+            covered, positions = occluded(image)
+            scores = np.asarray(await state["batcher"].score(np.concatenate([image[None], covered])), dtype=float)
+            heat = occlusion_map(scores[0], scores[1:], positions)
+            explanations.append({"filename": name, "probability": round(scores[0], 6),
+                                 "label": label_of(scores[0], threshold), "map": np.round(heat.astype(float), 6).tolist()})
+        return {"model": classifier.version, "method": METHOD, "grid": GRID, "explanations": explanations}
 
     app.add_middleware(LimitRequestSize, max_bytes=int(max_request_mb * 2**20))
     return app

@@ -1,0 +1,34 @@
+# The serving image: `python -m valence serve` on the export stage's LiteRT model, without TensorFlow.
+#
+#   dvc repro export                       # models/model.tflite (or: dvc pull models/model.tflite)
+#   docker build -t valence .
+#   docker run -p 8000:8000 valence        # then http://127.0.0.1:8000/ (the page), /predict, /explain, /docs
+#
+# PIP_OPTIONS: extra pip flags, e.g. "--no-index --find-links /src/wheels" to install from a wheelhouse put
+# beside the Dockerfile (a machine whose pip needs its own CA bundle or mirror; tests/test_container.py does).
+# The wheelhouse stays in the build stage: the image holds /venv, valence/, params.yaml and the model only.
+FROM debian:bookworm-slim AS base
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/*
+
+# build: the virtual environment, from PyPI or the wheelhouse; only /venv and the files the server needs leave it
+FROM base AS build
+ARG PIP_OPTIONS=""
+COPY . /src/
+RUN python3 -m venv /venv \
+    && /venv/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_OPTIONS -r /src/requirements-serve.txt
+
+FROM base
+COPY --from=build /venv /venv
+COPY --from=build /src/valence /app/valence
+COPY --from=build /src/params.yaml /app/params.yaml
+COPY --from=build /src/models/model.tflite /app/models/model.tflite
+RUN useradd --system --no-create-home --shell /usr/sbin/nologin valence
+USER valence
+WORKDIR /app
+ENV PORT=8000 PYTHONUNBUFFERED=1
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["/venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz', timeout=2)"]
+CMD ["/bin/sh", "-c", "exec /venv/bin/python -m valence serve --model models/model.tflite --host 0.0.0.0 --port \"$PORT\""]

@@ -1,0 +1,171 @@
+"""The serving image (Dockerfile): built by a Docker daemon started here, run, asked /healthz and /predict.
+
+Needs root, `dockerd` and `debootstrap` (Debian's docker.io and debootstrap packages; .ci/run installs them). No
+image registry is reachable, so the base image `debian:bookworm-slim` is made from Debian's packages
+(debootstrap) and imported, and pip in the build installs from a wheelhouse downloaded here first (this
+machine's pip has the CA bundle and mirrors the image would lack). The daemon's images are kept under
+~/.cache/valence-docker, so a second run reuses the base image. Where no daemon can start, the test is skipped
+with the reason, unless VALENCE_REQUIRE_DOCKER is set (.ci/run sets it).
+"""
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import ROOT, save_tiny_model
+
+BASE = "debian:bookworm-slim"  # the Dockerfile's FROM
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "valence-docker"
+
+
+def unavailable(reason):
+    if os.environ.get("VALENCE_REQUIRE_DOCKER"):
+        pytest.fail(f"Docker is required (VALENCE_REQUIRE_DOCKER) but {reason}")
+    pytest.skip(reason)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def docker():
+    """A function running the docker CLI against a daemon started for this module."""
+    for tool in ("dockerd", "docker", "debootstrap"):
+        if shutil.which(tool) is None:
+            unavailable(f"{tool} is not installed (apt install docker.io debootstrap; .ci/run does)")
+    if os.geteuid() != 0:
+        unavailable("starting dockerd needs root")
+    exec_root = Path(tempfile.mkdtemp(prefix="vd", dir="/tmp"))  # short: unix socket paths are limited
+    socket_path = exec_root / "docker.sock"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    log = open(exec_root.parent / f"{exec_root.name}-dockerd.log", "w")
+    daemon = subprocess.Popen(["dockerd", "--data-root", str(CACHE / "data"), "--exec-root", str(exec_root / "e"),
+                               "--pidfile", str(exec_root / "dockerd.pid"), "-H", f"unix://{socket_path}",
+                               "--iptables=false", "--ip6tables=false", "--bridge=none"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{socket_path}", "DOCKER_BUILDKIT": "0"}
+
+    def run(*args, check=True, timeout=900, stdin=None):
+        result = subprocess.run(["docker", *args], env=env, capture_output=True, text=stdin is None, timeout=timeout,
+                                stdin=stdin)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args[:3])} …: {result.stderr[-3000:]}")
+        return result
+
+    try:
+        for _ in range(60):
+            if daemon.poll() is not None or run("info", check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+        if daemon.poll() is not None or run("info", check=False).returncode != 0:
+            unavailable(f"dockerd did not start (see {log.name})")
+        yield run
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        netns = exec_root / "e/netns/default"
+        if os.path.ismount(netns):
+            subprocess.run(["umount", str(netns)], check=False)
+        shutil.rmtree(exec_root, ignore_errors=True)
+        log.close()
+
+
+def base_image(docker):
+    """debian:bookworm-slim, from Debian's packages when the daemon does not have it yet."""
+    if docker("image", "inspect", BASE, check=False).returncode == 0:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        rootfs = Path(scratch) / "rootfs"
+        subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), "http://deb.debian.org/debian"],
+                       check=True, capture_output=True, timeout=1200)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        docker("import", "-", BASE, stdin=tar.stdout)
+        assert tar.wait() == 0
+
+
+def build_context(folder):
+    """What `docker build .` sees in a checkout after `dvc repro export`, with a tiny model and a wheelhouse."""
+    from valence import models
+
+    for name in ("Dockerfile", ".dockerignore", "params.yaml", "requirements-serve.txt"):
+        shutil.copy(ROOT / name, folder / name)
+    shutil.copytree(ROOT / "valence", folder / "valence", ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "models").mkdir()
+    models.export_litert(models.load(save_tiny_model(folder / "models/model.keras")), folder / "models/model.tflite")
+    (folder / "data").mkdir()
+    (folder / "data/secret.txt").write_text("left out by .dockerignore")
+    wheels = CACHE / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "-r", str(ROOT / "requirements-serve.txt"),
+                    "-d", str(wheels)], check=True, capture_output=True, timeout=900)
+    shutil.copytree(wheels, folder / "wheels")
+
+
+def photo_bytes():
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, tmp_path):
+    from valence.classifier import open_classifier
+    from valence.images import decode, model_input
+    from valence.predict import score_images
+
+    base_image(docker)
+    build_context(tmp_path)
+    started = time.monotonic()
+    docker("build", "--network", "host", "--build-arg", "PIP_OPTIONS=--no-index --find-links /src/wheels",
+           "-t", "valence-serve-test", str(tmp_path), timeout=1800)
+    built_s = time.monotonic() - started
+    inspect = docker("image", "inspect", "--format", "{{.Size}} {{.Config.User}}", "valence-serve-test").stdout.split()
+    print(f"image built in {built_s:.0f} s, {int(inspect[0]) / 2**20:.0f} MiB")
+    assert inspect[1] == "valence"
+    listing = docker("run", "--rm", "--network", "host", "valence-serve-test", "sh", "-c",
+                     "id -u; ls /app /app/models; if test -e /src; then echo build-files-left; fi").stdout.split()
+    assert listing[0] != "0" and "data" not in listing and "model.tflite" in listing and "build-files-left" not in listing
+    port = free_port()
+    name = f"valence-serve-test-{port}"
+    docker("run", "-d", "--network", "host", "-e", f"PORT={port}", "--name", name, "valence-serve-test")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError(docker("logs", name, check=False).stdout[-2000:])
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        content = photo_bytes()
+        answer = httpx.post(f"{url}/predict", files=[("data", ("p.png", content, "image/png"))], timeout=30).json()
+        model = open_classifier(tmp_path / "models/model.tflite")
+        pixels = model_input(decode(io.BytesIO(content)), model.height, model.width)
+        expected = score_images(model, pixels[None], flip_average=True)[0]  # the repo's params.yaml: flip averaging
+        assert answer["predictions"][0]["probability"] == pytest.approx(expected, abs=1e-5)
+        assert httpx.get(url).text.startswith("<!doctype html>")
+        for _ in range(60):  # HEALTHCHECK: every 10 s after a 20 s start period
+            health = docker("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip()
+            if health == "healthy":
+                break
+            time.sleep(1)
+        assert health == "healthy"
+    finally:
+        docker("rm", "-f", name, check=False)
