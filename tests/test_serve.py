@@ -256,5 +256,9 @@ def test_the_page_scores_uploaded_photos_as_predict_does_in_a_real_browser(serve
         browser.upload("#files", [tmp_path / "notes.txt"])
         error = browser.wait_for("document.getElementById('error').textContent")
         assert error.startswith("Not an image: notes.txt: not an image"), error
+        browser.evaluate("document.getElementById('error').textContent = ''")
+        browser.upload("#files", paths * 3)  # LIMITS: at most 4 images a request
+        error = browser.wait_for("document.getElementById('error').textContent")
+        assert error == "Too large or too many photos: 6 images in one request; at most 4 (serve.max_images)", error
         requests = browser.requests()
     assert requests and all(r.startswith((url, "blob:")) for r in requests), requests  # nothing from a CDN
