@@ -197,7 +197,7 @@ class StageWatch(threading.Thread):
         while not self.done:
             for child in me.children(recursive=True):
                 try:
-                    if any("stages/train.py" in part for part in child.cmdline()):
+                    if any(part in ("stages/train.py", "stages.train") for part in child.cmdline()):  # before / after 27
                         times = child.cpu_times()
                         self.cpu_s = times.user + times.system + times.children_user + times.children_system
                         self.wall_s = time.time() - child.create_time()

@@ -1,12 +1,11 @@
 """Stage 3: audit the labelled images — duplicates, near-duplicates, label conflicts, quality flags.
 
-    python stages/audit.py
+    python -m stages.audit
 
 Reads data/labels.csv and the images it lists; writes data/audit.json (every finding, with paths),
 metrics/audit.json (counts) and plots/audit/near_duplicates.png (the near-duplicate pairs side by side, label
 conflicts first). The split stage joins each near-duplicate pair into one group; nothing is dropped here.
 """
-import _path  # noqa: F401
 from valence import audit, params
 from valence.errors import run_stage
 from valence.files import read_csv, write_json

@@ -1,6 +1,6 @@
 """Stage 1: put the dataset archive in data/raw/.
 
-    python stages/download.py        (run by `dvc repro` from the repository root)
+    python -m stages.download        (run by `dvc repro` from the repository root)
 
 download.source = url: $KERAS_HOME/datasets/<download.filename> if it exists (no network), else download.url.
 download.source = demo: a generated archive of smiling vs frowning faces, for a run with no data at all.
@@ -8,7 +8,6 @@ download.source = demo: a generated archive of smiling vs frowning faces, for a 
 import shutil
 from pathlib import Path
 
-import _path  # noqa: F401
 from valence import params
 from valence.errors import run_stage
 

@@ -1,7 +1,7 @@
 """Stage 8: the headline from out-of-fold predictions: every labelled image, scored once by a model that never saw
 its group.
 
-    python stages/evaluate.py
+    python -m stages.evaluate
 
 Reads data/split/folds.csv, the fold stages' data/oof/fold*/predictions.csv and data/labels.csv (the rated
 valence, where the archive has one). Checks that every labelled image was scored exactly once, in its own fold.
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-import _path  # noqa: F401
 from valence import params
 from valence.errors import PipelineError, run_stage
 from valence.files import read_csv, write_csv, write_json

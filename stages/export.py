@@ -1,6 +1,6 @@
 """Stage 10: export the released model as LiteRT (TFLite), for serving without TensorFlow, and check it.
 
-    python stages/export.py
+    python -m stages.export
 
 Reads models/model.keras and fold 0's images (data/split/test.csv, a fifth of the labelled images: enough to
 compare, quicker than all); writes models/model.tflite and metrics/export.json: the largest difference between
@@ -10,7 +10,6 @@ both file sizes. The file is renamed into place only when the difference is with
 import time
 from pathlib import Path
 
-import _path  # noqa: F401
 from valence import params
 from valence.errors import PipelineError, run_stage
 from valence.files import atomic_path, read_csv, write_json

@@ -1,6 +1,6 @@
 """Stage 5: frozen ImageNet features of every labelled image, computed once (train.model frozen only).
 
-    python stages/features.py
+    python -m stages.features
 
 Reads data/split/folds.csv and the images it lists. With train.model frozen, writes data/features/:
 features.npy (views × images × features, float32) and paths.csv (the images, in that order), from the
@@ -9,7 +9,6 @@ its mirror image and, beyond, augmented copies (train.augment, seeded by train.s
 released model's head train on these; a change to the head's params (regularization, inner_folds) does not
 recompute them. Other models train on images: data/features/ then holds only an empty paths.csv.
 """
-import _path  # noqa: F401
 from valence import params
 from valence.errors import run_stage
 from valence.files import atomic_dir, read_csv, write_csv

@@ -1,6 +1,6 @@
 """Stage 6: train on every fold but one and score the one held out (dvc.yaml runs it once per fold: fold@0 …).
 
-    python stages/fold.py 3
+    python -m stages.fold 3
 
 Reads data/split/folds.csv and, for train.model frozen, data/features (the head is a few seconds of
 scikit-learn, C chosen by grouped CV inside the training folds); other models train on the images, as the
@@ -12,7 +12,6 @@ number the split did not make (split.test_size gives fewer folds than dvc.yaml l
 """
 import sys
 
-import _path  # noqa: F401
 from valence import params
 from valence.errors import PipelineError, run_stage
 from valence.files import atomic_dir, read_csv, write_csv
@@ -42,7 +41,7 @@ def held_out_probability(p, flip_average, batch_size, trained_on, held_out):
 
 def main():
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
-        raise PipelineError("usage: python stages/fold.py <fold number, 0 or more>")
+        raise PipelineError("usage: python -m stages.fold <fold number, 0 or more>")
     fold = int(sys.argv[1])
     p, scoring = params.load("train"), params.load("evaluate")
     rows = read_csv("data/split/folds.csv", required=FOLD_COLUMNS)

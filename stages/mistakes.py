@@ -1,6 +1,6 @@
 """Stage 9: the most confident out-of-fold mistakes, each beside the released model's occlusion map.
 
-    python stages/mistakes.py
+    python -m stages.mistakes
 
 Reads plots/eval/predictions.csv (evaluate: every labelled image's out-of-fold P(Positive)), data/labels.csv
 (the rated valence, where there is one) and models/model.keras. Writes plots/eval/mistakes.png: up to 8 false
@@ -11,7 +11,6 @@ learnt from these photos too, so a map shows what the shipped model looks at, no
 """
 from pathlib import Path
 
-import _path  # noqa: F401
 from valence import params
 from valence.errors import PipelineError, run_stage
 from valence.files import read_csv

@@ -1,6 +1,6 @@
 """Stage 4: stratified folds that keep each concept and its near-copies in one fold.
 
-    python stages/split.py
+    python -m stages.split
 
 Reads data/labels.csv (its group column: the OASIS concept) and data/audit.json (near-duplicate pairs, joined
 into one group). Every labelled image gets a fold, 0 … k − 1 with k = round(1 / split.test_size) (0.2 → 5),
@@ -12,7 +12,6 @@ metrics/split.json: images per class and groups per split and per fold, and — 
 groups_in_several_folds, near_duplicate_pairs_across_folds, groups_in_both_splits and
 near_duplicate_pairs_across_splits.
 """
-import _path  # noqa: F401
 from valence import params
 from valence.audit import near_duplicate_pairs
 from valence.labels import class_counts

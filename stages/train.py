@@ -1,6 +1,6 @@
 """Stage 7: the released model: train.model's recipe fit on every labelled image (all folds).
 
-    python stages/train.py
+    python -m stages.train
 
 The fold stages measured this recipe on data it did not see; the release is the same recipe on all of it, so
 evaluate's out-of-fold headline is its conservative estimate. Reads data/split/folds.csv and the images it
@@ -12,7 +12,6 @@ through dvclive, dvclive/train/: metrics.json (the latest epoch's loss, accuracy
 validation, its step and phase: `dvc exp show` shows it while training runs) and plots/metrics/ (one TSV a
 metric, a row an epoch — for frozen, a row a C candidate — for `dvc plots show`).
 """
-import _path  # noqa: F401
 from valence import params
 from valence.errors import run_stage
 from valence.files import atomic_path, read_csv, write_csv

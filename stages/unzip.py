@@ -1,6 +1,6 @@
 """Stage 2: extract the archive's labelled images and write the labels table.
 
-    python stages/unzip.py
+    python -m stages.unzip
 
 Reads the one archive in data/raw/ (refusing zip bombs and members that would land outside data/images/),
 detects its layout (or uses unzip.layout) and extracts only the distinct images it labels into data/images/.
@@ -9,7 +9,6 @@ the reason: undecodable, unrated, duplicate, label conflict, …) and metrics/da
 """
 from pathlib import Path
 
-import _path  # noqa: F401
 from valence import params
 from valence.datasets import LABEL_COLUMNS, build_image_set
 from valence.errors import PipelineError, run_stage

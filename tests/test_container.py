@@ -24,6 +24,7 @@ from PIL import Image
 
 from helpers import ROOT, save_tiny_model
 
+pytestmark = pytest.mark.slow  # a base image, a build and a container: minutes
 BASE = "debian:bookworm-slim"  # the Dockerfile's FROM
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "valence-docker"
 

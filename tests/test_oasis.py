@@ -9,7 +9,8 @@ from valence.download import fetch
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHIVE = ROOT.parent / "shared/datasets/oasis/shiny-server-1a3bcada01115bbe651bf0e69f7410c8ef63cc94.zip"
-pytestmark = pytest.mark.skipif(not ARCHIVE.is_file(), reason="needs ../shared/datasets/oasis")
+pytestmark = [pytest.mark.slow,  # the real 66 MB archive
+              pytest.mark.skipif(not ARCHIVE.is_file(), reason="needs ../shared/datasets/oasis")]
 
 
 @pytest.fixture(scope="module")

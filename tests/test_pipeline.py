@@ -14,6 +14,8 @@ from PIL import Image
 from browser import Chromium
 from helpers import DVC, ROOT, fresh_clone, make_project, run
 
+pytestmark = pytest.mark.slow  # the real DVC pipeline end to end on a demo project: minutes
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):

@@ -18,6 +18,8 @@ from PIL import Image
 
 from helpers import DVC, ArchiveServer, archive_server, make_project, run
 
+pytestmark = pytest.mark.slow  # real `dvc repro` runs killed mid-stage: minutes
+
 IMAGES_PER_CLASS = 40
 
 
@@ -41,14 +43,14 @@ def server():
 
 
 def stage_running(repro, stage):
-    """Whether `python stages/<stage>.py` runs under the ``repro`` process."""
+    """Whether `python -m stages.<stage>` runs under the ``repro`` process."""
     try:
         children = psutil.Process(repro.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return False
     for child in children:
         try:
-            if f"stages/{stage}.py" in " ".join(child.cmdline()):
+            if f"stages.{stage}" in " ".join(child.cmdline()):  # python -m stages.<stage>
                 return True
         except psutil.NoSuchProcess:
             pass

@@ -157,9 +157,7 @@ def imported_files(path, seen=None):
         else:
             continue
         for name in names:
-            if name == "_path":
-                candidate = ROOT / "stages/_path.py"
-            elif name.split(".")[0] == "valence":
+            if name.split(".")[0] == "valence":
                 candidate = ROOT / (name.replace(".", "/") + ".py")
             else:
                 continue

@@ -1,8 +1,10 @@
-"""Use a trained model: predict on files and folders, or serve it over HTTP.
+"""Use a trained model: predict on files and folders, explain the scores with heatmaps, or serve it over HTTP.
 
-    python -m valence predict photos/ beach.jpg --out predictions.csv [--model models/model.keras]
-    python -m valence explain photos/ beach.jpg --out explained/ [--model models/model.keras]
-    python -m valence serve [--model models/model.keras] [--host 127.0.0.1] [--port 8000]
+    valence predict photos/ beach.jpg --out predictions.csv [--model models/model.keras]
+    valence explain photos/ beach.jpg --out explained/ [--model models/model.keras]
+    valence serve [--model models/model.keras] [--host 127.0.0.1] [--port 8000]
+
+(`python -m valence …` is the same command without the install.)
 
 All three read threshold and flip_average from params.yaml's evaluate section (so they score as evaluate did) and
 serve its limits from the serve section; the flags override them. ``--model`` may be the export stage's
@@ -114,7 +116,7 @@ def serve(args):
 
 
 def parser():
-    top = argparse.ArgumentParser(prog="python -m valence", description=__doc__.split("\n")[0])
+    top = argparse.ArgumentParser(prog="valence", description=__doc__.split("\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
     p = commands.add_parser("predict", help="P(Positive) for image files and folders (recursively) → CSV")
     p.add_argument("paths", nargs="+", help="image files and folders")
@@ -132,7 +134,7 @@ def parser():
     e.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
                    help="default: evaluate.flip_average")
     e.set_defaults(run=explain)
-    s = commands.add_parser("serve", help="an HTTP service: POST /predict, GET /healthz, /readyz, /docs")
+    s = commands.add_parser("serve", help="an HTTP service: GET / (a page to try it), POST /predict, /explain, GET /healthz, /readyz, /docs")
     s.add_argument("--model", default="models/model.keras", help=".keras, or .tflite (served without TensorFlow)")
     s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     s.add_argument("--port", type=int, default=8000)
@@ -149,5 +151,10 @@ def main(argv=None):
     args.run(args)
 
 
-if __name__ == "__main__":
+def cli():
+    """The `valence` command (pyproject.toml's project.scripts): errors as one line, as the stages do."""
     run_stage(lambda: main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    cli()
