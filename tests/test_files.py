@@ -159,3 +159,15 @@ def test_atomic_writes_remove_what_a_killed_run_left(tmp_path):
     with atomic_path(tmp_path / "model.keras", suffix=".keras") as tmp:
         tmp.write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.k1ll3d.tmp", "images", "model.keras", "out.txt"]
+
+
+@pytest.mark.parametrize("name", ["plain.csv", "odd [1]*?.csv"])
+def test_a_killed_writes_leftover_goes_at_the_next_write_and_nothing_else(tmp_path, name):
+    """What kill -9 left of an earlier atomic write (a hidden temporary beside the file) is removed by the next
+    write of that file, even when the name holds glob characters; another file's temporary stays."""
+    leftover, other = tmp_path / f".{name}.abc123.tmp", tmp_path / ".other.csv.abc123.tmp"
+    leftover.write_text("half")
+    other.write_text("half")
+    with atomic_path(tmp_path / name) as tmp:
+        tmp.write_text("whole")
+    assert (tmp_path / name).read_text() == "whole" and not leftover.exists() and other.exists()

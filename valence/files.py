@@ -1,6 +1,7 @@
 """Files on disk: atomic writes, hashing and safe archive extraction."""
 import contextlib
 import csv
+import glob
 import hashlib
 import json
 import os
@@ -22,15 +23,11 @@ def remove_stale_temporaries(path, suffix):
 
     Stages run one at a time (DVC locks the repository), so no live writer owns these.
     """
-    for stale in path.parent.glob(f".{glob_escape(path.name)}.*{suffix}"):
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"):
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale)
         else:
             stale.unlink()
-
-
-def glob_escape(name):
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 @contextlib.contextmanager
