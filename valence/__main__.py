@@ -115,26 +115,29 @@ def serve(args):
         raise PipelineError(failure[0])
 
 
+def photo_command(commands, name, help, out, out_help, run):
+    """A subcommand over image files and folders: paths, --out, --model, --flip-average."""
+    c = commands.add_parser(name, help=help)
+    c.add_argument("paths", nargs="+", help="image files and folders")
+    c.add_argument("--out", default=out, help=out_help)
+    c.add_argument("--model", default="models/model.keras", help=".keras, or .tflite from the export stage")
+    c.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: evaluate.flip_average")
+    c.set_defaults(run=run)
+    return c
+
+
 def parser():
     top = argparse.ArgumentParser(prog="valence", description=__doc__.split("\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("predict", help="P(Positive) for image files and folders (recursively) → CSV")
-    p.add_argument("paths", nargs="+", help="image files and folders")
-    p.add_argument("--out", default="predictions.csv", help="CSV written: path, probability, label")
-    p.add_argument("--model", default="models/model.keras", help=".keras, or .tflite from the export stage")
+    p = photo_command(commands, "predict", "P(Positive) for image files and folders (recursively) → CSV",
+                      "predictions.csv", "CSV written: path, probability, label", predict)
     p.add_argument("--batch-size", type=int, default=None, help="default: evaluate.batch_size")
     p.add_argument("--threshold", type=float, default=None, help="default: evaluate.threshold")
-    p.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
-                   help="default: evaluate.flip_average")
-    p.set_defaults(run=predict)
-    e = commands.add_parser("explain", help="a heatmap per image of what pushes P(Positive) up or down → PNG + JSON")
-    e.add_argument("paths", nargs="+", help="image files and folders")
-    e.add_argument("--out", default="explained", help="folder for <photo>.png and <photo>.json")
-    e.add_argument("--model", default="models/model.keras", help=".keras, or .tflite from the export stage")
-    e.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
-                   help="default: evaluate.flip_average")
-    e.set_defaults(run=explain)
-    s = commands.add_parser("serve", help="an HTTP service: GET / (a page to try it), POST /predict, /explain, GET /healthz, /readyz, /docs")
+    photo_command(commands, "explain", "a heatmap per image of what pushes P(Positive) up or down → PNG + JSON",
+                  "explained", "folder for <photo>.png and <photo>.json", explain)
+    s = commands.add_parser("serve", help="an HTTP service: GET / (a page to try it), POST /predict, /explain, "
+                                          "GET /healthz, /readyz, /docs")
     s.add_argument("--model", default="models/model.keras", help=".keras, or .tflite (served without TensorFlow)")
     s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     s.add_argument("--port", type=int, default=8000)
