@@ -70,9 +70,7 @@ def main():
     folds = np.array([int(r["fold"]) for r in rows])
     result = evaluation.out_of_fold(y, probability, folds, p.threshold, [valence.get(r["path"]) for r in rows])
     fold_curves = {f"fold {k}": (y[folds == k], probability[folds == k]) for k in np.unique(folds)}
-    per_fold = {**result.pop("folds"),  # each metric's mean and std over the folds; beside them each fold's ROC AUC
-                "roc_auc_each": {name.replace(" ", ""): evaluation.binary_metrics(*curve, p.threshold)["roc_auc"]
-                                 for name, curve in fold_curves.items()}}
+    per_fold = result.pop("folds")  # each metric's mean and std over the folds; beside them each fold's ROC AUC
     predictions = [{**row, "fold": r["fold"]} for row, r in
                    zip(evaluation.prediction_rows([r["path"] for r in rows], y, probability, p.threshold), rows)]
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)

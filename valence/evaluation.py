@@ -21,16 +21,18 @@ def binary_metrics(y_true, probability, threshold):
 
 def out_of_fold(y_true, probability, folds, threshold, valence=None):
     """The headline of out-of-fold predictions (each image scored by the model of the fold that held it out):
-    ``binary_metrics`` over all images, each metric's mean and std over the folds, and — where ``valence``
+    ``binary_metrics`` over all images, each metric's mean and std over the folds with each fold's ROC AUC
+    (``folds``), and — where ``valence``
     (rated valence per image, None where unrated) is given — Spearman's ρ between P(Positive) and the rating.
     """
     from scipy.stats import spearmanr
 
     y_true, probability, folds = np.asarray(y_true, dtype=int), np.asarray(probability, dtype=float), np.asarray(folds)
-    each = [binary_metrics(y_true[folds == k], probability[folds == k], threshold) for k in sorted(set(folds.tolist()))]
+    each = {k: binary_metrics(y_true[folds == k], probability[folds == k], threshold) for k in sorted(set(folds.tolist()))}
+    summary = {m: {"mean": np.mean([f[m] for f in each.values()]), "std": np.std([f[m] for f in each.values()])}
+               for m in ("roc_auc", "balanced_accuracy", "average_precision", "accuracy")}
     result = {**binary_metrics(y_true, probability, threshold),
-              "folds": {m: {"mean": np.mean([f[m] for f in each]), "std": np.std([f[m] for f in each])}
-                        for m in ("roc_auc", "balanced_accuracy", "average_precision", "accuracy")}}
+              "folds": {**summary, "roc_auc_each": {f"fold{k}": f["roc_auc"] for k, f in each.items()}}}
     rated = [(p, float(v)) for p, v in zip(probability, valence if valence is not None else []) if v not in (None, "")]
     if len(rated) > 2:
         result["spearman_valence"] = spearmanr(*zip(*rated)).statistic
