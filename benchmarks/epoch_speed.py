@@ -11,7 +11,7 @@ runs in its own process, so every one starts from the same thread settings, and 
 - pure_compute_epoch_s: MobileNetV2 (train.mobilenet_v2, the default model when this was written; top blocks
   trainable, the fine-tuning step) fit on pre-loaded, pre-augmented float32 tensors: the bound for any input
   pipeline;
-- pipeline_epoch_s: the same model through valence.training.dataset, augmenting as it goes;
+- pipeline_epoch_s: the same model through valence.learn.train_on_images.dataset, augmenting as it goes;
 - seed_generator_epoch_s: the seed's way: its network at 400×500, float32, fed by the legacy
   ImageDataGenerator.flow_from_directory with the seed's augmentation, TensorFlow's default threads;
 - seed_model_ours_epoch_s: the same network through our pipeline, threads and precision;
@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 PREVIOUS = "6de57ff"  # the last commit before the speed work (issue 10)
 SEED_SIZE = (400, 500)
 
@@ -53,8 +52,8 @@ def training_rows(count):
 
 def training_images(count, height, width):
     """The first ``count`` images of the training split, as uint8, and their 0/1 labels."""
-    from valence.labels import targets
-    from valence.images import load_images
+    from valence.data.images import load_images
+    from valence.data.labels import targets
 
     rows = training_rows(count)
     return load_images([str(ROOT / r["path"]) for r in rows], height, width, desc="benchmark"), targets(rows)
@@ -94,7 +93,7 @@ def pre_augmented(images, y, p, batch_size):
     import numpy as np
     import tensorflow as tf
 
-    from valence.training import random_affine
+    from valence.learn.train_on_images import random_affine
 
     augmented = np.concatenate([random_affine(tf.cast(images[i:i + 64], tf.float32), p.augment, [p.seed, i])
                                 for i in range(0, len(images), 64)])
@@ -102,7 +101,7 @@ def pre_augmented(images, y, p, batch_size):
 
 
 def default_model(p):
-    from valence.models import build, compile_model, unfreeze_top_blocks
+    from valence.learn.models import build, compile_model, unfreeze_top_blocks
 
     model = build(p, weights=None)  # the same arithmetic as ImageNet weights
     unfreeze_top_blocks(model, p.hyper.fine_tune_blocks)
@@ -112,13 +111,13 @@ def default_model(p):
 
 def measure(what, count):
     """One timing, in this (fresh) process."""
-    from valence import compute, params
+    from valence import params, runtime
 
     p = params.load("train", ROOT / "params.yaml")
     if what != "seed_generator":
-        compute.configure(p.seed, p.precision, p.op_determinism)
-    from valence.training import dataset
-    from valence.models import build, compile_model, predictor
+        runtime.configure(p.seed, p.precision, p.op_determinism)
+    from valence.learn.models import build, compile_model, predictor
+    from valence.learn.train_on_images import dataset
 
     h = p.mobilenet_v2
     if what in ("pure_compute", "pipeline", "inference"):

@@ -1,4 +1,4 @@
-"""Seconds per explanation (valence.explain's occlusion map), each model file side by side: one JSON line.
+"""Seconds per explanation (valence.use.explain's occlusion map), each model file side by side: one JSON line.
 
     python benchmarks/explain_speed.py                     # models/model.keras and .tflite, 10 fold-0 photos
     python benchmarks/explain_speed.py --photos 20 --no-flip-average
@@ -11,15 +11,13 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from valence.files import read_csv  # noqa: E402
+from valence.files import read_csv
 
 
 def main():
@@ -29,14 +27,15 @@ def main():
     parser.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=True,
                         help="score each covered copy and its mirror (as evaluate.flip_average: true)")
     args = parser.parse_args()
-    from valence import compute, explain
-    from valence.classifier import open_classifier
-    from valence.predict import load_photo, score_images
+    from valence import runtime
+    from valence.use import explain
+    from valence.use.classifier import open_classifier
+    from valence.use.predict import load_photo, score_images
 
     paths = [ROOT / r["path"] for r in read_csv(ROOT / "data/split/test.csv", required=["path"])][:args.photos + 1]
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.machine())
-    result, maps = {"machine": f"{cpu}, {compute.cores()} cores",
+    result, maps = {"machine": f"{cpu}, {runtime.cores()} cores",
                     "photos": args.photos, "flip_average": args.flip_average, "method": explain.METHOD}, {}
     for model_path in args.models:
         classifier = open_classifier(ROOT / model_path)

@@ -4,12 +4,12 @@
     python benchmarks/frozen_heads.py                 # every candidate below
     python benchmarks/frozen_heads.py --candidates lite2,lite2_blocks --other-split-seeds 22,23
 
-Each candidate names its feature extractors (valence.features: backbone, input size, pooled blocks; several are
+Each candidate names its feature extractors (valence.learn.features: backbone, input size, pooled blocks; several are
 combined into one model that resizes inside, as a released model would) and the views its head trains on.
 Features are computed once per candidate and view and cached in data/features-bench/ (not in git); they do not
 depend on the split, so --other-split-seeds re-scores the same features on the folds the split stage would
 make with other seeds (the headline's noise). For each fold: C is chosen from --cs by grouped 5-fold CV inside the other folds (never the
-held-out fold), a standardised logistic regression (valence.heads) is fit on the other folds, and the held-out
+held-out fold), a standardised logistic regression (valence.learn.logistic_head) is fit on the other folds, and the held-out
 fold gets P(Positive) averaged over the photo and its mirror image (views 0 and 1: what flip averaging does).
 Prints pooled out-of-fold ROC AUC, balanced accuracy and average precision with the per-fold mean ± std, the
 balanced accuracy at a threshold chosen inside the training folds (the one that maximises it on the inner
@@ -20,25 +20,29 @@ probability).
 """
 import argparse
 import functools
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from valence import compute, evaluation, features, heads, params  # noqa: E402
-from valence.files import atomic_path, read_csv, write_csv  # noqa: E402
-from valence.images import load_images  # noqa: E402
-from valence.audit import near_duplicate_pairs  # noqa: E402
-from valence.labels import targets  # noqa: E402
-from valence.splitting import MANIFEST_COLUMNS, assign_folds, fold_count, merge_groups  # noqa: E402
+from valence import params, runtime
+from valence.data.audit import near_duplicate_pairs
+from valence.data.folds import MANIFEST_COLUMNS, assign_folds, fold_count, merge_groups
+from valence.data.images import load_images
+from valence.data.labels import targets
+from valence.files import atomic_path, read_csv, write_csv
+from valence.learn import features, logistic_head
+from valence.registry import BACKBONES
+from valence.report import evaluation
 
 AUDIT = "data/audit.json"
 CACHE = Path("data/features-bench")
 RESULTS = Path(__file__).resolve().parent / "results"
-LITE2, LITE2_LARGE, MOBILENET = ("efficientnet_lite2", 260, 325), ("efficientnet_lite2", 325, 406), ("mobilenet_v2", 224, 224)
+LITE2_SIDE, MOBILENET_SIDE = BACKBONES["efficientnet_lite2"].native_size, BACKBONES["mobilenet_v2"].native_size
+LITE2 = ("efficientnet_lite2", LITE2_SIDE, round(LITE2_SIDE * 1.25))  # 260 × 325: 4:5, as OASIS' photos
+LITE2_LARGE = ("efficientnet_lite2", round(LITE2_SIDE * 1.25), round(LITE2_SIDE * 1.25 ** 2))  # 325 × 406
+MOBILENET = ("mobilenet_v2", MOBILENET_SIDE, MOBILENET_SIDE)
 BLOCKS = (20, 15)  # Lite2's last block and the last of the stage before (../shared/RESEARCH.md)
 # name: ([(backbone, height, width, pooled blocks)], training views)
 CANDIDATES = {
@@ -81,8 +85,8 @@ def out_of_fold(x, views, y, folds, groups, cs, seed):
     probability, chosen, threshold = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y))
     for k in sorted(set(folds)):
         fit, held = folds != k, folds == k
-        c, _, inner = heads.choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=seed)
-        probability[held], chosen[held] = heads.probability(heads.fit(x[:views, fit], y[fit], c), x[:2, held]), c
+        c, _, inner = logistic_head.choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=seed)
+        probability[held], chosen[held] = logistic_head.probability(logistic_head.fit(x[:views, fit], y[fit], c), x[:2, held]), c
         threshold[held] = evaluation.balanced_threshold(y[fit], inner[c])
     return probability, chosen, threshold
 
@@ -95,7 +99,7 @@ def main():
     parser.add_argument("--other-split-seeds", default="", help="e.g. 22,23: folds as the split stage would make "
                         "them with these seeds too (the features do not depend on the split)")
     args = parser.parse_args()
-    compute.configure(0)
+    runtime.configure(0)
     train = params.load("train")
     rows = read_csv("data/split/folds.csv", required=["path", "label", "group", "fold"])
     y = targets(rows).astype(int)

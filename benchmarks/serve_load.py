@@ -23,8 +23,7 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from valence.files import read_csv, write_json  # noqa: E402
+from valence.files import read_csv, write_json
 
 
 def free_port():

@@ -6,10 +6,11 @@ Reads data/labels.csv and the images it lists; writes data/audit.json (every fin
 metrics/audit.json (counts) and plots/audit/near_duplicates.png (the near-duplicate pairs side by side, label
 conflicts first). The split stage joins each near-duplicate pair into one group; nothing is dropped here.
 """
-from valence import audit, params
+from valence import params
+from valence.data import audit
+from valence.data.folds import MANIFEST_COLUMNS
 from valence.errors import run_stage
 from valence.files import read_csv, write_json
-from valence.splitting import MANIFEST_COLUMNS
 
 
 def main():
@@ -19,10 +20,10 @@ def main():
     write_json("data/audit.json", findings)
     counts = audit.counts(findings)
     write_json("metrics/audit.json", counts)
-    from valence import plotting  # matplotlib loads only after the findings are safe on disk
+    from valence.report import figures  # matplotlib loads only after the findings are safe on disk
 
     pairs = findings["label_conflicts"] + [n for n in findings["near_duplicates"] if n not in findings["label_conflicts"]]
-    plotting.image_pairs(pairs, f"near-duplicates at ≤ {p.near_duplicate_bits} pHash bits (label conflicts first)",
+    figures.image_pairs(pairs, f"near-duplicates at ≤ {p.near_duplicate_bits} pHash bits (label conflicts first)",
                          "plots/audit/near_duplicates.png")
     for n in findings["near_duplicates"][:10]:
         print(f"near-duplicate ({n['distance']} bits): {n['paths'][0]} ({n['labels'][0]}) ~ {n['paths'][1]} ({n['labels'][1]})")

@@ -18,12 +18,12 @@ def main():
     p = params.load("download")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     if p.source == "demo":
-        from valence.demo import write_demo_archive
+        from valence.data.demo_faces import write_demo_archive
 
         out = OUT_DIR / "demo.zip"
         write_demo_archive(out, p.demo_images_per_class, p.demo_height, p.demo_width, p.demo_seed)
     else:
-        from valence.download import fetch
+        from valence.data.download import fetch
 
         out = fetch(p.url, p.filename, OUT_DIR, p.sha256)
     for other in OUT_DIR.iterdir():  # one archive at a time (unzip reads it); old ones go only after success

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from valence import params
+from valence.data.folds import FOLD_COLUMNS
+from valence.data.labels import targets
 from valence.errors import PipelineError, run_stage
 from valence.files import read_csv, write_csv, write_json
-from valence.labels import targets
-from valence.splitting import FOLD_COLUMNS
 
 LIVE = "dvclive/evaluate"
 PLOTS = "plots/eval"
@@ -64,7 +64,7 @@ def main():
     valence = {r["path"]: r.get("valence") for r in read_csv(labels, required=["path"])} if labels.exists() else {}
     from dvclive import Live
 
-    from valence import evaluation, plotting
+    from valence.report import evaluation, figures
 
     y, probability = targets(rows), np.array([r["probability"] for r in rows])
     folds = np.array([int(r["fold"]) for r in rows])
@@ -84,9 +84,9 @@ def main():
                               [r["predicted"] for r in predictions], name="confusion_matrix/out_of_fold")
     write_json(f"{LIVE}/per_class.json", {"out_of_fold": evaluation.per_class(y, probability, p.threshold)})
     write_csv(f"{PLOTS}/predictions.csv", predictions, ["path", "fold", "actual", "predicted", "probability"])
-    plotting.roc({"all images, out-of-fold": (y, probability), **fold_curves}, f"{PLOTS}/roc.png")
-    plotting.precision_recall(y, probability, f"{PLOTS}/precision_recall.png")
-    plotting.confusion_matrix(evaluation.confusion(y, probability, p.threshold), f"{PLOTS}/confusion_matrix.png")
+    figures.roc({"all images, out-of-fold": (y, probability), **fold_curves}, f"{PLOTS}/roc.png")
+    figures.precision_recall(y, probability, f"{PLOTS}/precision_recall.png")
+    figures.confusion_matrix(evaluation.confusion(y, probability, p.threshold), f"{PLOTS}/confusion_matrix.png")
     print(f"out-of-fold ({len(rows)} images in {len(fold_curves)} folds): "
           + ", ".join(f"{k} {v}" for k, v in result.items()))
     print("per fold: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in per_fold.items() if "mean" in v))

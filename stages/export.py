@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from valence import params
+from valence.data.folds import MANIFEST_COLUMNS
 from valence.errors import PipelineError, run_stage
 from valence.files import atomic_path, read_csv, write_json
-from valence.splitting import MANIFEST_COLUMNS
 
 KERAS, LITERT = "models/model.keras", "models/model.tflite"
 
@@ -21,9 +21,10 @@ KERAS, LITERT = "models/model.keras", "models/model.tflite"
 def main():
     p = params.load("export")
     rows = read_csv("data/split/test.csv", required=MANIFEST_COLUMNS)
-    from valence import classifier, models  # TensorFlow loads only after the inputs are checked
-    from valence.images import load_images
-    from valence.predict import score_batches
+    from valence.data.images import load_images
+    from valence.learn import models
+    from valence.use import classifier  # TensorFlow loads only after the inputs are checked
+    from valence.use.predict import score_batches
 
     keras_model = classifier.open_classifier(KERAS)
     pixels = load_images([r["path"] for r in rows], keras_model.height, keras_model.width, desc="test")

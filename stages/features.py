@@ -10,10 +10,10 @@ released model's head train on these; a change to the head's params (regularizat
 recompute them. Other models train on images: data/features/ then holds only an empty paths.csv.
 """
 from valence import params
+from valence.data.folds import MANIFEST_COLUMNS
 from valence.errors import run_stage
 from valence.files import atomic_dir, read_csv, write_csv
-from valence.params import FROZEN_MODEL
-from valence.splitting import MANIFEST_COLUMNS
+from valence.registry import FROZEN_MODEL
 
 OUT = "data/features"
 
@@ -26,10 +26,11 @@ def main():
             write_csv(tmp / "paths.csv", [], ["path"])
         print(f"train.model is {p.model}: it trains on images, no frozen features needed")
         return
-    from valence import compute, features
-    from valence.images import load_images
+    from valence import runtime
+    from valence.data.images import load_images
+    from valence.learn import features
 
-    compute.configure(p.seed)
+    runtime.configure(p.seed)
     f = p.frozen
     images = load_images([r["path"] for r in rows], f.image_height, f.image_width, desc="labelled")
     extractor = features.combined_extractor(f.extractors())

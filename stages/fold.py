@@ -13,10 +13,10 @@ number the split did not make (split.test_size gives fewer folds than dvc.yaml l
 import sys
 
 from valence import params
+from valence.data.folds import FOLD_COLUMNS, fold_sides
 from valence.errors import PipelineError, run_stage
 from valence.files import atomic_dir, read_csv, write_csv
-from valence.params import FROZEN_MODEL
-from valence.splitting import FOLD_COLUMNS, fold_sides
+from valence.registry import FROZEN_MODEL
 
 PREDICTION_COLUMNS = FOLD_COLUMNS + ["probability"]
 
@@ -24,16 +24,16 @@ PREDICTION_COLUMNS = FOLD_COLUMNS + ["probability"]
 def held_out_probability(p, flip_average, batch_size, trained_on, held_out):
     """P(Positive) of the held-out rows from a model of ``p.model`` trained on ``trained_on``."""
     if p.model == FROZEN_MODEL:
-        from valence import frozen
+        from valence.learn import train_on_features
 
-        head, _ = frozen.fit_head(p, trained_on)
-        return frozen.score(head, held_out, flip_average=flip_average)
-    from valence import training
-    from valence.classifier import KerasClassifier
-    from valence.images import load_images
-    from valence.predict import score_batches
+        head, _ = train_on_features.fit_head(p, trained_on)
+        return train_on_features.score(head, held_out, flip_average=flip_average)
+    from valence.data.images import load_images
+    from valence.learn import train_on_images
+    from valence.use.classifier import KerasClassifier
+    from valence.use.predict import score_batches
 
-    model, _ = training.train(p, trained_on)
+    model, _ = train_on_images.train(p, trained_on)
     classifier = KerasClassifier(model)  # the scoring predict and serve use
     images = load_images([r["path"] for r in held_out], classifier.height, classifier.width, desc="held out")
     return score_batches(classifier, images, batch_size, flip_average, "scoring the held-out fold")

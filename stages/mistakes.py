@@ -4,7 +4,7 @@
 
 Reads plots/eval/predictions.csv (evaluate: every labelled image's out-of-fold P(Positive)), data/labels.csv
 (the rated valence, where there is one) and models/model.keras. Writes plots/eval/mistakes.png: up to 8 false
-positives and 8 false negatives, most confident first, each photo beside its map (valence.explain: which
+positives and 8 false negatives, most confident first, each photo beside its map (valence.use.explain: which
 regions push P(Positive) up, red, or down, blue), scored as predict scores (evaluate.flip_average). The
 probabilities are the fold models'; the maps are the released model's (the fold models are not kept), which
 learnt from these photos too, so a map shows what the shipped model looks at, not why a fold model erred.
@@ -27,11 +27,12 @@ def main():
         rows = [{**r, "probability": float(r["probability"]), "valence": valence.get(r["path"])} for r in rows]
     except ValueError:
         raise PipelineError(f"{PREDICTIONS}: a probability is not a number; run evaluate again") from None
-    from valence import explain, plotting  # TensorFlow loads only after the inputs are checked
-    from valence.classifier import open_classifier
-    from valence.predict import load_photo, score_images
+    from valence.report import figures
+    from valence.use import explain  # TensorFlow loads only after the inputs are checked
+    from valence.use.classifier import open_classifier
+    from valence.use.predict import load_photo, score_images
 
-    chosen = [r for kind in plotting.worst_mistakes(rows).values() for r in kind]
+    chosen = [r for kind in figures.worst_mistakes(rows).values() for r in kind]
     classifier = open_classifier(MODEL)
     maps = {}
     for r in chosen:
@@ -40,7 +41,7 @@ def main():
             raise PipelineError(f"{r['path']}: {reason}")
         _, heat = explain.explain(lambda batch: score_images(classifier, batch, p.flip_average), pixels)
         maps[r["path"]] = explain.side_by_side(pixels, heat)
-    plotting.mistakes(rows, OUT, pictures=maps)
+    figures.mistakes(rows, OUT, pictures=maps)
     print(f"wrote {OUT}: {len(chosen)} mistakes with the released model's maps ({explain.METHOD})")
 
 

@@ -13,11 +13,11 @@ groups_in_several_folds, near_duplicate_pairs_across_folds, groups_in_both_split
 near_duplicate_pairs_across_splits.
 """
 from valence import params
-from valence.audit import near_duplicate_pairs
-from valence.labels import class_counts
+from valence.data.audit import near_duplicate_pairs
+from valence.data.labels import class_counts
 from valence.errors import PipelineError, run_stage
 from valence.files import read_csv, write_csv, write_json
-from valence.splitting import (FOLD_COLUMNS, MANIFEST_COLUMNS, OUTPUT_COLUMNS, assign_folds, fold_count,
+from valence.data.folds import (FOLD_COLUMNS, MANIFEST_COLUMNS, OUTPUT_COLUMNS, assign_folds, fold_count,
                                groups_in_several_folds, merge_groups, pairs_across, shared_groups)
 
 AUDIT = "data/audit.json"

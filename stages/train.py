@@ -5,7 +5,7 @@
 The fold stages measured this recipe on data it did not see; the release is the same recipe on all of it, so
 evaluate's out-of-fold headline is its conservative estimate. Reads data/split/folds.csv and the images it
 lists (with train.model frozen: their features in data/features, C chosen by grouped inner CV over all of
-them, valence.frozen; other models carve their validation slice for early stopping from these images, as
+them, valence.learn.train_on_features; other models carve their validation slice for early stopping from these images, as
 each fold does). Writes models/model.keras (self-contained: RGB float32 0–255 at train.<model>.image_height ×
 image_width in, P(Positive) out), models/trained_on.csv (the images it learnt from), plots/train/learning_curves.png and,
 through dvclive, dvclive/train/: metrics.json (the latest epoch's loss, accuracy and AUC, train and
@@ -13,10 +13,10 @@ validation, its step and phase: `dvc exp show` shows it while training runs) and
 metric, a row an epoch — for frozen, a row a C candidate — for `dvc plots show`).
 """
 from valence import params
+from valence.data.folds import FOLD_COLUMNS
 from valence.errors import run_stage
 from valence.files import atomic_path, read_csv, write_csv
-from valence.params import FROZEN_MODEL
-from valence.splitting import FOLD_COLUMNS
+from valence.registry import FROZEN_MODEL
 
 LIVE = "dvclive/train"
 
@@ -26,19 +26,20 @@ def main():
     rows = read_csv("data/split/folds.csv", required=FOLD_COLUMNS)
     from dvclive import Live  # TensorFlow and dvclive load only after params and inputs are checked
 
-    from valence import frozen, plotting, training
+    from valence.learn import train_on_features, train_on_images
+    from valence.report import figures
 
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
     with Live(LIVE, dvcyaml=False, save_dvc_exp=False) as live:
         live.step = 1  # step = epoch, counted from 1 as Keras prints them
         if p.model == FROZEN_MODEL:  # a head on data/features: one step per C candidate
-            model, history = frozen.train(p, rows, live=live)
+            model, history = train_on_features.train(p, rows, live=live)
         else:
-            model, history = training.train(p, rows, live=live)
+            model, history = train_on_images.train(p, rows, live=live)
     with atomic_path("models/model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     write_csv("models/trained_on.csv", rows, FOLD_COLUMNS)
-    plotting.learning_curves(history, "plots/train/learning_curves.png")
+    figures.learning_curves(history, "plots/train/learning_curves.png")
     steps = "C candidates" if p.model == FROZEN_MODEL else "epochs"
     print(f"wrote models/model.keras, trained on all {len(rows)} labelled images, after {len(history)} {steps}")
 

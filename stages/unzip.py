@@ -10,7 +10,7 @@ the reason: undecodable, unrated, duplicate, label conflict, …) and metrics/da
 from pathlib import Path
 
 from valence import params
-from valence.datasets import LABEL_COLUMNS, build_image_set
+from valence.data.layouts import LABEL_COLUMNS, build_image_set
 from valence.errors import PipelineError, run_stage
 from valence.files import atomic_dir, write_csv, write_json
 

@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"  # read-only data and weights beside the checkout (../shared/README.md)
 
 OASIS_COLUMNS = ["", "Theme", "Category", "Source", "Valence_mean", "Valence_SD", "Valence_N",
                  "Arousal_mean", "Arousal_SD", "Arousal_N"]
@@ -163,7 +164,7 @@ def make_project(work, download, train):
     """A git + DVC copy of the project in ``work``, with tiny small_cnn training; returns the environment.
 
     ``download`` and ``train`` update those params sections (small_cnn, 64×80, 2 epochs unless changed);
-    small_cnn because the default mobilenet_v2 needs ImageNet weights, which tests/test_models.py covers.
+    small_cnn because the default mobilenet_v2 needs ImageNet weights, which tests/learn/test_models.py covers.
     """
     for name in PROJECT_FILES:
         source, target = ROOT / name, work / name

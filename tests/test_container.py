@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, save_tiny_model
+from helpers import ROOT
 
 pytestmark = pytest.mark.slow  # a base image, a build and a container: minutes
 BASE = "debian:bookworm-slim"  # the Dockerfile's FROM
@@ -100,15 +100,13 @@ def base_image(docker):
         assert tar.wait() == 0
 
 
-def build_context(folder):
+def build_context(folder, tiny_models):
     """What `docker build .` sees in a checkout after `dvc repro export`, with a tiny model and a wheelhouse."""
-    from valence import models
-
     for name in ("Dockerfile", ".dockerignore", "params.yaml", "requirements-serve.txt"):
         shutil.copy(ROOT / name, folder / name)
-    shutil.copytree(ROOT / "valence", folder / "valence", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "valence", folder / "valence")  # __pycache__ folders too, as in a used checkout
     (folder / "models").mkdir()
-    models.export_litert(models.load(save_tiny_model(folder / "models/model.keras")), folder / "models/model.tflite")
+    shutil.copy(tiny_models[1], folder / "models/model.tflite")
     (folder / "data").mkdir()
     (folder / "data/secret.txt").write_text("left out by .dockerignore")
     wheels = CACHE / "wheels"
@@ -123,13 +121,13 @@ def photo_bytes():
     return buf.getvalue()
 
 
-def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, tmp_path):
-    from valence.classifier import open_classifier
-    from valence.images import decode, model_input
-    from valence.predict import score_images
+def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, tmp_path, tiny_models):
+    from valence.data.images import decode, model_input
+    from valence.use.classifier import open_classifier
+    from valence.use.predict import score_images
 
     base_image(docker)
-    build_context(tmp_path)
+    build_context(tmp_path, tiny_models)
     started = time.monotonic()
     docker("build", "--network", "host", "--build-arg", "PIP_OPTIONS=--no-index --find-links /src/wheels",
            "-t", "valence-serve-test", str(tmp_path), timeout=1800)
@@ -140,6 +138,10 @@ def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, tmp_path)
     listing = docker("run", "--rm", "--network", "host", "valence-serve-test", "sh", "-c",
                      "id -u; ls /app /app/models; if test -e /src; then echo build-files-left; fi").stdout.split()
     assert listing[0] != "0" and "data" not in listing and "model.tflite" in listing and "build-files-left" not in listing
+    packaged = docker("run", "--rm", "--network", "host", "valence-serve-test", "sh", "-c",
+                      "cd /app && find valence -type f | sort").stdout.split()
+    assert packaged == sorted(str(p.relative_to(ROOT)) for p in (ROOT / "valence").rglob("*")
+                              if p.suffix in (".py", ".html") and "__pycache__" not in p.parts)  # the whole package
     port = free_port()
     name = f"valence-serve-test-{port}"
     docker("run", "-d", "--network", "host", "-e", f"PORT={port}", "--name", name, "valence-serve-test")
@@ -153,7 +155,8 @@ def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, tmp_path)
                 pass
             time.sleep(0.5)
         else:
-            raise AssertionError(docker("logs", name, check=False).stdout[-2000:])
+            logs = docker("logs", name, check=False)
+            raise AssertionError((logs.stdout + logs.stderr)[-2000:])
         assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
         content = photo_bytes()
         answer = httpx.post(f"{url}/predict", files=[("data", ("p.png", content, "image/png"))], timeout=30).json()

@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image
 
 from helpers import ROOT, project_params
-from valence import heads
+from valence.data.folds import FOLD_COLUMNS, assign_folds
 from valence.files import write_csv
-from valence.splitting import FOLD_COLUMNS, assign_folds
+from valence.learn import logistic_head
 
 
 def tiny_labels(work, concepts=12, photos=3):
@@ -53,7 +53,7 @@ def test_each_image_is_scored_by_the_head_of_the_other_folds(tmp_path):
     folds = np.array([r["fold"] for r in folded])
     for k in range(5):  # the same C on the other folds' features gives the held-out fold's probabilities
         c = float(scored[int(np.flatnonzero(folds == k)[0])]["C"])
-        expected = heads.probability(heads.fit(views[:, folds != k], y[folds != k], c), views[:, folds == k])
+        expected = logistic_head.probability(logistic_head.fit(views[:, folds != k], y[folds != k], c), views[:, folds == k])
         np.testing.assert_allclose([float(r["probability"]) for r, held in zip(scored, folds == k) if held], expected,
                                    atol=2e-6)
     stale = [{**r, "fold": (r["fold"] + 1) % 5} for r in folded]

@@ -14,8 +14,8 @@ from PIL import Image
 
 from helpers import (archive_server, assert_one_line_error, make_jpeg_bytes, make_oasis_zip, random_bytes,
                      make_png_bytes, project_params, run_stage, snapshot, symlink_info, write_zip)
+from valence.data.images import load_image
 from valence.files import read_csv
-from valence.images import load_image
 
 ARCHIVE = "data/raw/archive.zip"
 PARAMS = "download:\n  filename: archive.zip\n"

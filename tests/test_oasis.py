@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from valence.datasets import build_image_set
-from valence.download import fetch
+from helpers import ROOT
+from valence.data.download import fetch
+from valence.data.layouts import build_image_set
 
-ROOT = Path(__file__).resolve().parent.parent
+
 ARCHIVE = ROOT.parent / "shared/datasets/oasis/shiny-server-1a3bcada01115bbe651bf0e69f7410c8ef63cc94.zip"
 pytestmark = [pytest.mark.slow,  # the real 66 MB archive
               pytest.mark.skipif(not ARCHIVE.is_file(), reason="needs ../shared/datasets/oasis")]

@@ -18,14 +18,27 @@ pytestmark = pytest.mark.slow  # the real DVC pipeline end to end on a demo proj
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A git + DVC copy of the project set to the demo source at tiny sizes, after one `dvc repro`."""
+def committed_project(tmp_path_factory):
+    """A git + DVC copy of the project set to the demo source at tiny sizes, after one `dvc repro`, committed."""
     work = tmp_path_factory.mktemp("project")
     env = make_project(work, dict(source="demo", demo_images_per_class=20, demo_height=48, demo_width=60), {})
     first = run(DVC + ["repro"], work, env)
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-qm", "after repro"], work, env)
-    return work, env, DVC, first
+    return work, env, DVC, first, run(["git", "rev-parse", "HEAD"], work, env).strip()
+
+
+@pytest.fixture
+def project(committed_project):
+    """The committed project as each test finds it, whatever the tests before did (any order, any subset):
+    afterwards commits, workspace edits and new files are undone and DVC's outputs checked out again."""
+    work, env, dvc, first, commit = committed_project
+    yield work, env, dvc, first
+    head = run(["git", "rev-parse", "HEAD"], work, env).strip()
+    if head != commit or run(["git", "status", "--porcelain"], work, env).strip():
+        run(["git", "reset", "-q", "--hard", commit], work, env)
+        run(["git", "clean", "-qfd"], work, env)  # untracked files; DVC's outputs are git-ignored and stay
+        run(dvc + ["checkout", "--force"], work, env)
 
 
 def rows_of(path):
@@ -283,6 +296,7 @@ def test_split_seeds_benchmark_runs_a_queue_of_experiments(project):
     names = {e["revs"][0].get("name") for b in exp_show(work, env, dvc) for e in (b.get("experiments") or [])}
     assert {"small_cnn-split3", "small_cnn-split4"} <= names
     assert "up to date" in run(dvc + ["status"], work, env)  # the workspace was left alone
+    assert not run(["git", "status", "--porcelain", "--untracked-files=no"], work, env).strip()
 
 
 def test_exp_show_shows_a_running_experiments_latest_epoch(project):
@@ -305,22 +319,17 @@ def test_exp_show_shows_a_running_experiments_latest_epoch(project):
     # the committed run stopped at step 2; mid-run this one showed later epochs, before its last
     assert any(2 < step < epochs for step in seen), seen
     assert workspace_step(work, env, dvc) == epochs
-    run(["git", "checkout", "--", "."], work, env)  # back to the committed run for the tests below
-    run(dvc + ["checkout", "--force"], work, env)
 
 
-def test_changing_a_train_param_reruns_only_the_folds_the_release_and_evaluate(project):
+def test_changing_a_train_param_reruns_only_the_folds_the_release_and_evaluate(project, chromium):
+    """`dvc exp run -S` in the workspace: only the stages that read the param run; then `dvc plots diff HEAD`
+    draws the committed run and the workspace's side by side."""
     work, env, dvc, _ = project
     output = run(dvc + ["exp", "run", "-S", "train.small_cnn.epochs=1"], work, env)
     for stage in ("fold@0", "fold@4", "train", "evaluate"):
         assert f"Running stage '{stage}'" in output
     for stage in ("download", "unzip", "audit", "split", "features"):
         assert f"Running stage '{stage}'" not in output
-
-
-def test_plots_diff_shows_two_revisions(project, chromium):
-    """After the commit above (the experiment is not applied), HEAD and the workspace are drawn side by side."""
-    work, env, dvc, _ = project
     run(dvc + ["plots", "diff", "HEAD", "-o", "plots_diff"], work, env)
     views, _, _ = drawn(work / "plots_diff/index.html", chromium)
     loss = next(v for v in views if "Loss per step" in " ".join(v["text"]))

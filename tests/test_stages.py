@@ -145,6 +145,13 @@ def test_no_concept_or_near_copy_crosses_the_split(tmp_path):
     assert all(crossings["none", seed][3] and crossings["none", seed][4] > 0 for seed in range(4))
 
 
+def module_files(name):
+    """This repository's files that importing dotted ``name`` runs: its packages' __init__.py, then the module."""
+    parts = name.split(".")
+    stems = [ROOT.joinpath(*parts[:depth]) for depth in range(1, len(parts) + 1)]
+    return [c for stem in stems for c in (stem / "__init__.py", stem.with_suffix(".py")) if c.is_file()]
+
+
 def imported_files(path, seen=None):
     """Every file of this repository that ``path`` imports, directly or through others, lazy imports included."""
     seen = set() if seen is None else seen
@@ -156,12 +163,8 @@ def imported_files(path, seen=None):
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         else:
             continue
-        for name in names:
-            if name.split(".")[0] == "valence":
-                candidate = ROOT / (name.replace(".", "/") + ".py")
-            else:
-                continue
-            if candidate.is_file() and candidate not in seen:
+        for candidate in (c for name in names if name.split(".")[0] == "valence" for c in module_files(name)):
+            if candidate not in seen:
                 seen.add(candidate)
                 imported_files(candidate, seen)
     return seen
@@ -173,8 +176,8 @@ def test_a_stages_code_deps_are_exactly_the_files_it_runs(stage):
     outputs."""
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
     command = spec["cmd"].split()
-    entry = ROOT / (command[1] if command[1] != "-m" else command[2].replace(".", "/") + ".py")
-    needed = {entry, *imported_files(entry)}
+    entries = [ROOT / command[1]] if command[1] != "-m" else module_files(command[2])
+    needed = {*entries, *(f for entry in entries for f in imported_files(entry))}
     deps = {ROOT / d for d in spec["deps"] if (ROOT / d).suffix == ".py"}
     missing = sorted(str(p.relative_to(ROOT)) for p in needed - deps)
     assert not missing, f"{stage} runs {missing} but does not list them in deps"

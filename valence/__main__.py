@@ -18,9 +18,9 @@ from valence.errors import PipelineError, run_stage
 
 
 def predict(args):
-    from valence.classifier import open_classifier
     from valence.files import write_csv
-    from valence.predict import COLUMNS, image_files, predict_files, report_skipped
+    from valence.use.classifier import open_classifier
+    from valence.use.predict import COLUMNS, image_files, predict_files, report_skipped
 
     p = params.load("evaluate")
     files = image_files(args.paths)  # a missing path or an empty folder fails before the model loads
@@ -38,8 +38,8 @@ def predict(args):
 
 
 def explain(args):
-    from valence.classifier import open_classifier
-    from valence.predict import image_files, report_skipped
+    from valence.use.classifier import open_classifier
+    from valence.use.predict import image_files, report_skipped
 
     p = params.load("evaluate")
     files = image_files(args.paths)
@@ -61,10 +61,10 @@ def explain_files(classifier, files, out, threshold=0.5, flip_average=False):
     import numpy as np
     from tqdm import tqdm
 
-    from valence.explain import METHOD, captioned, explain as explain_photo
+    from valence.data.labels import label_of
     from valence.files import atomic_path, write_json
-    from valence.labels import label_of
-    from valence.predict import load_photo, score_images
+    from valence.use.explain import METHOD, captioned, explain as explain_photo
+    from valence.use.predict import load_photo, score_images
 
     out = Path(out)
     rows, skipped, used = [], [], set()
@@ -93,8 +93,8 @@ def serve(args):
 
     import uvicorn
 
-    from valence.classifier import check_model_path
-    from valence.serve import create_app
+    from valence.use.classifier import check_model_path
+    from valence.use.serve import create_app
 
     check_model_path(args.model)  # before the server starts; the model itself loads in the background
     evaluate, limits = params.load("evaluate"), params.load("serve")

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from valence.errors import PipelineError
+from valence.registry import BACKBONES, FROZEN_MODEL, MODEL_NAMES
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -135,11 +136,6 @@ class RegularizedParams(ModelParams):
             raise PipelineError(f"{prefix}.weight_decay must be >= 0, got {self.weight_decay}")
 
 
-# blocks an ImageNet backbone can fine-tune: MobileNetV2's 16 inverted-residual blocks; EfficientNet-Lite's MBConv
-# blocks but its first (16 in Lite0, 21 in Lite2)
-BACKBONE_BLOCKS = {"mobilenet_v2": 16, "efficientnet_lite0": 15, "efficientnet_lite2": 20}
-
-
 @dataclasses.dataclass(frozen=True)
 class PretrainedParams(RegularizedParams):
     """An ImageNet backbone with a new head: the head trains first on the frozen backbone (``epochs``), then the
@@ -154,24 +150,18 @@ class PretrainedParams(RegularizedParams):
         _at_least(f"{prefix}.fine_tune_epochs", self.fine_tune_epochs, 0)
         if not self.fine_tune_learning_rate > 0:
             raise PipelineError(f"{prefix}.fine_tune_learning_rate must be > 0, got {self.fine_tune_learning_rate}")
-        most = BACKBONE_BLOCKS[prefix.rpartition(".")[2]]
+        most = BACKBONES[prefix.rpartition(".")[2]].last_block
         if not 1 <= self.fine_tune_blocks <= most:
             raise PipelineError(f"{prefix}.fine_tune_blocks must be between 1 and {most}, got {self.fine_tune_blocks}")
         _at_least(f"{prefix}.cached_views", self.cached_views, 0)
 
 
-PRETRAINED_MODELS = tuple(BACKBONE_BLOCKS)  # trained in two phases, head then top blocks
-MODEL_NAMES = (*PRETRAINED_MODELS, "small_cnn", "seed_baseline")  # valence.models.MODELS; listed here to check
-# params without loading TensorFlow
-NATIVE_SIZE = {"mobilenet_v2": 224, "efficientnet_lite0": 224, "efficientnet_lite2": 260}  # square input side
-
-
 @dataclasses.dataclass(frozen=True)
 class FrozenParams:
-    """Heads on frozen ImageNet features (valence.features, valence.heads): no backbone trains. The features
+    """Heads on frozen ImageNet features (valence.learn.features, valence.learn.logistic_head): no backbone trains. The features
     stage computes the features once; the head is a standardised logistic regression."""
-    backbones: tuple[str, ...]  # extractors whose pooled features are concatenated (PRETRAINED_MODELS)
-    image_height: int  # the first backbone's input; the others get the image resized inside to NATIVE_SIZE
+    backbones: tuple[str, ...]  # extractors whose pooled features are concatenated (registry.BACKBONES)
+    image_height: int  # the first backbone's input; the others get the image resized inside to their native_size
     image_width: int
     pooled_blocks: tuple[int, ...]  # blocks of the first backbone pooled beside its last feature map
     views: int  # the head trains on the mean features of: 1 the photo; 2 and its mirror; more, augmented copies
@@ -180,26 +170,23 @@ class FrozenParams:
 
     def check(self, prefix):
         if not self.backbones:
-            raise PipelineError(f"{prefix}.backbones must name at least one of {', '.join(PRETRAINED_MODELS)}")
+            raise PipelineError(f"{prefix}.backbones must name at least one of {', '.join(BACKBONES)}")
         for name in self.backbones:
-            _one_of(f"{prefix}.backbones", name, PRETRAINED_MODELS)
+            _one_of(f"{prefix}.backbones", name, tuple(BACKBONES))
         _at_least(f"{prefix}.image_height", self.image_height, 32)
         _at_least(f"{prefix}.image_width", self.image_width, 32)
-        first = BACKBONE_BLOCKS[self.backbones[0]]
+        first = BACKBONES[self.backbones[0]]
         for block in self.pooled_blocks:
-            _between(f"{prefix}.pooled_blocks", block, 0 if self.backbones[0] != "mobilenet_v2" else 1, first)
+            _between(f"{prefix}.pooled_blocks", block, first.first_block, first.last_block)
         _at_least(f"{prefix}.views", self.views, 1)
         if not self.regularization or min(self.regularization) <= 0:
             raise PipelineError(f"{prefix}.regularization must list C values > 0, got {list(self.regularization)}")
         _at_least(f"{prefix}.inner_folds", self.inner_folds, 2)
 
     def extractors(self):
-        """[(backbone, height, width, pooled blocks)] for valence.features.combined_extractor."""
+        """[(backbone, height, width, pooled blocks)] for valence.learn.features.combined_extractor."""
         return [(self.backbones[0], self.image_height, self.image_width, self.pooled_blocks),
-                *[(name, NATIVE_SIZE[name], NATIVE_SIZE[name], ()) for name in self.backbones[1:]]]
-
-
-FROZEN_MODEL = "frozen"  # train.model for heads on frozen features; the others are valence.models.MODELS
+                *[(name, BACKBONES[name].native_size, BACKBONES[name].native_size, ()) for name in self.backbones[1:]]]
 
 
 @dataclasses.dataclass(frozen=True)

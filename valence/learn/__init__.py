@@ -1,0 +1,1 @@
+"""features → fold → train → export: model builders, ImageNet backbones, frozen features, heads, training."""

@@ -1,0 +1,1 @@
+"""predict, explain, serve: a trained model file (Keras or LiteRT) scoring and explaining new photos."""
