@@ -158,8 +158,8 @@ class PretrainedParams(RegularizedParams):
 
 @dataclasses.dataclass(frozen=True)
 class FrozenParams:
-    """Heads on frozen ImageNet features (valence.learn.features, valence.learn.logistic_head): no backbone trains. The features
-    stage computes the features once; the head is a standardised logistic regression."""
+    """Heads on frozen ImageNet features (valence.learn.features, valence.learn.logistic_head): no backbone
+    trains. The features stage computes the features once; the head is a standardised logistic regression."""
     backbones: tuple[str, ...]  # extractors whose pooled features are concatenated (registry.BACKBONES)
     image_height: int  # the first backbone's input; the others get the image resized inside to their native_size
     image_width: int

@@ -1,1 +1,4 @@
-"""download → unzip → audit → split: an archive in, a labels table, its audit and grouped folds out (no TensorFlow)."""
+"""download → unzip → audit → split: an archive in; a labels table, its audit and grouped folds out.
+
+Nothing here imports TensorFlow.
+"""
