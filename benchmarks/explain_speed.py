@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
 from valence.files import read_csv
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main():

@@ -22,8 +22,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
 from valence.files import read_csv, write_json
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port():

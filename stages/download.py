@@ -4,19 +4,28 @@
 
 download.source = url: $KERAS_HOME/datasets/<download.filename> if it exists (no network), else download.url.
 download.source = demo: a generated archive of smiling vs frowning faces, for a run with no data at all.
+download.source = path: nothing to fetch: unzip reads download.path (your folder or .zip) in place, and DVC
+hashes it as unzip's input; this stage checks it is there and leaves data/raw empty.
 """
 import shutil
 from pathlib import Path
 
 from valence import params
-from valence.errors import run_stage
-
-OUT_DIR = Path("data/raw")
+from valence.errors import PipelineError, run_stage
+from valence.params import DOWNLOADED as OUT_DIR
 
 
 def main():
     p = params.load("download")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
+    if p.source == "path":
+        source = Path(p.path)
+        if not (source.is_dir() and any(source.iterdir())) and not (source.is_file() and source.suffix.lower() == ".zip"):
+            raise PipelineError(f"{source}: not a folder of photos or a .zip archive (download.path)")
+        for old in OUT_DIR.iterdir():  # no stale archive beside your photos
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        print(f"unzip reads {source} in place")
+        return
     if p.source == "demo":
         from valence.data.demo_faces import write_demo_archive
 

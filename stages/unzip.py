@@ -1,9 +1,11 @@
-"""Stage 2: extract the archive's labelled images and write the labels table.
+"""Stage 2: extract the labelled images and write the labels table.
 
     python -m stages.unzip
 
-Reads the one archive in data/raw/ (refusing zip bombs and members that would land outside data/images/),
-detects its layout (or uses unzip.layout) and extracts only the distinct images it labels into data/images/.
+Reads download.path: the one archive in data/raw/, or your own folder or .zip (download.source path). An
+archive is checked first (zip bombs, members that would land outside data/images/); a folder is read in place.
+Detects the layout (or uses unzip.layout) and puts only the distinct images it labels into data/images/
+(extracted from an archive, hard-linked from a folder).
 Writes data/labels.csv (path, label, valence, category), data/skipped.csv (files or CSV rows left out, with
 the reason: undecodable, unrated, duplicate, label conflict, …) and metrics/data.json (counts).
 """
@@ -11,21 +13,18 @@ from pathlib import Path
 
 from valence import params
 from valence.data.layouts import LABEL_COLUMNS, build_image_set
-from valence.errors import PipelineError, run_stage
+from valence.errors import run_stage
 from valence.files import atomic_dir, write_csv, write_json
 
-RAW_DIR = Path("data/raw")
 IMAGES_DIR = Path("data/images")
 
 
 def main():
     p = params.load("unzip")
-    archives = sorted(RAW_DIR.glob("*.zip"))
-    if len(archives) != 1:
-        raise PipelineError(f"{RAW_DIR}: expected exactly one .zip archive, found {len(archives)}; run the download stage")
+    source = params.load("download").path
     with atomic_dir(IMAGES_DIR) as tmp:
-        rows, skipped, summary = build_image_set(archives[0], tmp, p.layout, p.valence_threshold, p.neutral_margin,
-                                                 p.max_total_mb, p.max_compression_ratio)
+        rows, skipped, summary = build_image_set(source, tmp, p.layout, p.valence_threshold, p.neutral_margin,
+                                                 p.max_total_mb, p.max_compression_ratio, p.rating_column)
     for row in rows:  # the images now live at their final place
         row["path"] = (IMAGES_DIR / Path(row["path"]).relative_to(tmp)).as_posix()
     write_csv("data/labels.csv", rows, LABEL_COLUMNS)

@@ -14,11 +14,13 @@ from valence.errors import PipelineError
 from valence.registry import BACKBONES, FROZEN_MODEL, MODEL_NAMES
 
 PARAMS_FILE = Path("params.yaml")
+DOWNLOADED = Path("data/raw")  # the download stage's folder: the archive it fetched or generated
 
 
 @dataclasses.dataclass(frozen=True)
 class DownloadParams:
-    source: str  # url: fetch `url` (or use the Keras-cache copy); demo: generate synthetic faces
+    source: str  # url: fetch `url` (or use the Keras-cache copy); demo: generate synthetic faces; path: your own
+    path: str  # what unzip reads: data/raw (url, demo) or, for source path, your folder or .zip (read in place)
     url: str
     filename: str  # name in data/raw and Keras' cache
     sha256: typing.Optional[str]  # checked when set
@@ -28,7 +30,13 @@ class DownloadParams:
     demo_seed: int
 
     def check(self):
-        _one_of("download.source", self.source, ("url", "demo"))
+        _one_of("download.source", self.source, ("url", "demo", "path"))
+        if self.source == "path" and Path(self.path) == DOWNLOADED:
+            raise PipelineError("download.source path needs download.path: your folder of photos or .zip archive "
+                                "(README: Your own photos)")
+        if self.source != "path" and Path(self.path) != DOWNLOADED:
+            raise PipelineError(f"download.path must be {DOWNLOADED} for download.source {self.source} (where it "
+                                f"puts the archive); got {self.path!r}")
         if not self.filename or "/" in self.filename or not self.filename.endswith(".zip"):
             raise PipelineError(f"download.filename must be a plain file name ending in .zip, got {self.filename!r}")
         if self.sha256 is not None and (len(self.sha256) != 64 or not all(c in "0123456789abcdef" for c in self.sha256.lower())):
@@ -40,14 +48,17 @@ class DownloadParams:
 
 @dataclasses.dataclass(frozen=True)
 class UnzipParams:
-    layout: str  # auto | rated_csv (OASIS) | class_folders (Negative/ and Positive/)
-    valence_threshold: float  # neutral point of the 1–7 valence scale
+    layout: str  # auto | rated_csv (OASIS) | labels_csv (path + label or rating) | class_folders (Negative/, Positive/)
+    rating_column: typing.Optional[str]  # labels_csv: label from this numeric column (else from its label column)
+    valence_threshold: float  # neutral point of the rating scale (OASIS: 1–7)
     neutral_margin: float  # ratings within threshold ± margin are dropped as ambiguous
     max_total_mb: int  # zip-bomb guard: refuse archives that unpack to more
     max_compression_ratio: float  # zip-bomb guard for members of 1 MiB or more
 
     def check(self):
-        _one_of("unzip.layout", self.layout, ("auto", "rated_csv", "class_folders"))
+        _one_of("unzip.layout", self.layout, ("auto", "rated_csv", "labels_csv", "class_folders"))
+        if self.rating_column is not None and not self.rating_column.strip():
+            raise PipelineError("unzip.rating_column must name a column or be null")
         _at_least("unzip.neutral_margin", self.neutral_margin, 0)
         _at_least("unzip.max_total_mb", self.max_total_mb, 1)
         _at_least("unzip.max_compression_ratio", self.max_compression_ratio, 1)

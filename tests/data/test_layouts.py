@@ -224,3 +224,85 @@ def test_targets():
 ])
 def test_concept_is_the_theme_without_its_number(theme, concept):
     assert concept_of(theme) == concept
+
+
+def photo_folder(folder, names):
+    """A folder of small JPEGs at ``names`` (relative paths), each a different colour; returns the folder."""
+    for i, name in enumerate(names):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(make_jpeg_bytes(8, 6, (25 * i % 256, 90, 160)))
+    return folder
+
+
+def test_a_folder_of_class_folders_is_read_in_place(tmp_path):
+    folder = photo_folder(tmp_path / "my photos", ["Negative/a.jpg", "negative/b.jpg", "Positive/c d.jpg",
+                                                   "Positive/notes.txt"])
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    rows, skipped, summary = build_image_set(folder, tmp_path / "images")
+    check_consistent(rows, skipped, summary, tmp_path / "images")
+    assert [(Path(r["path"]).relative_to(tmp_path / "images").as_posix(), r["label"], r["group"]) for r in rows] == [
+        ("Negative/a.jpg", "Negative", "Negative/a"), ("Positive/c d.jpg", "Positive", "Positive/c d"),
+        ("negative/b.jpg", "Negative", "negative/b")]
+    assert skipped == [("Positive/notes.txt", "not an image file")]
+    assert summary["folder"] == {"path": str(folder), "images": 3}
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before  # nothing moved or changed
+
+
+LABELS_CSV = """path,label,group,photographer
+Negative/a.jpg,Negative,dog,ann
+x/b.jpg, positive ,dog,bo
+c.jpg,POSITIVE,,cy
+gone.jpg,Negative,,dee
+"""
+
+
+@pytest.mark.parametrize("where", ["folder", "archive"])
+def test_a_labels_csv_gives_labels_and_groups_and_ignores_other_columns(tmp_path, where):
+    names = ["Negative/a.jpg", "x/b.jpg", "c.jpg", "unlisted.jpg"]
+    folder = photo_folder(tmp_path / "photos", names)
+    (folder / "labels.csv").write_text(LABELS_CSV)
+    source = folder
+    if where == "archive":  # the same files under a top folder of a zip: paths stay relative to the CSV
+        source = write_zip(tmp_path / "photos.zip", {f"top/{p.relative_to(folder).as_posix()}": p.read_bytes()
+                                                      for p in folder.rglob("*") if p.is_file()})
+    rows, skipped, summary = build_image_set(source, tmp_path / "images")
+    check_consistent(rows, skipped, summary, tmp_path / "images")
+    got = {Path(r["path"]).relative_to(tmp_path / "images").as_posix(): (r["label"], r["group"]) for r in rows}
+    assert got == {"Negative/a.jpg": ("Negative", "dog"), "x/b.jpg": ("Positive", "dog"), "c.jpg": ("Positive", "c")}
+    top = "top/" if where == "archive" else ""
+    assert sorted(skipped) == [(f"{top}labels.csv:5", f"no file {top}gone.jpg"),
+                               (f"{top}unlisted.jpg", "image not in the labels CSV")]
+    assert summary["groups"] == 2
+
+
+def test_a_rating_column_labels_through_the_threshold_and_margin(tmp_path):
+    folder = photo_folder(tmp_path / "photos", [f"{i}.jpg" for i in range(5)])
+    (folder / "labels.csv").write_text("path,score\n0.jpg,1\n1.jpg,4.9\n2.jpg,5.0\n3.jpg,5.5\n4.jpg,9.5\n")
+    rows, skipped, summary = build_image_set(folder, tmp_path / "images", threshold=5.0, margin=0.2,
+                                             rating_column="score")
+    assert [(Path(r["path"]).name, r["label"], r["valence"]) for r in rows] == [
+        ("0.jpg", "Negative", 1.0), ("3.jpg", "Positive", 5.5), ("4.jpg", "Positive", 9.5)]
+    assert summary["neutral_dropped"] == 2 and skipped == []
+
+
+@pytest.mark.parametrize("csv_text, rating_column, message", [
+    ("path,mood\na.jpg,Positive\n", None, "photos/labels.csv: no column 'label' (columns: path, mood); to label "
+     "from a numeric rating column, set unzip.rating_column"),
+    ("path,label\na.jpg,Positive\n", "score", "photos/labels.csv: no column 'score' (columns: path, label)"),
+    ("path,label\na.jpg,Positive\n../secret.jpg,Negative\n", None,
+     "photos/labels.csv, row 3: path '../secret.jpg' leads out of the folder"),
+    ("path,label\n/etc/passwd,Negative\n", None, "photos/labels.csv, row 2: path '/etc/passwd' leads out of the folder"),
+    ("path,label\na.jpg,Happy\n", None, "photos/labels.csv, row 2: label 'Happy' is not one of Negative, Positive"),
+    ("path,label\na.jpg,\n", None, "photos/labels.csv, row 2: label '' is not one of Negative, Positive"),
+    ("path,score\na.jpg,7\nb.jpg,high\n", "score", "photos/labels.csv, row 3: score 'high' is not a number"),
+    ("path,score\na.jpg,nan\n", "score", "photos/labels.csv, row 2: score 'nan' is not a number"),
+    ("path,label\na.jpg,Positive\n,Negative\n", None, "photos/labels.csv, row 3: the path is empty"),
+    ("path,label\na.jpg,Positive\n./a.jpg,Negative\n", None, "photos/labels.csv, row 3: ./a.jpg is listed again (first on row 2)"),
+])
+def test_a_bad_labels_csv_is_one_line_naming_the_row(tmp_path, csv_text, rating_column, message):
+    folder = photo_folder(tmp_path / "photos", ["a.jpg", "b.jpg"])
+    (folder / "labels.csv").write_text(csv_text)
+    with pytest.raises(PipelineError) as err:
+        build_image_set(folder, tmp_path / "images", layout="labels_csv", rating_column=rating_column)
+    assert str(err.value).endswith(message) or message in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)

@@ -1,12 +1,16 @@
-"""Archive layouts → one labels table (path, label, valence, category, group).
+"""Layouts of an archive or a folder (valence.data.sources) → one labels table (path, label, valence, category,
+group).
 
-Two layouts are understood:
+Three layouts are understood:
 - rated_csv: a CSV with Theme and Valence_mean columns (OASIS) beside an images/ folder; labels from valence;
+- labels_csv: a CSV with a ``path`` column (relative to the CSV's folder) and either ``label`` (Negative or
+  Positive) or a numeric rating column named by unzip.rating_column; optional ``group`` and ``category``
+  columns; other columns are ignored;
 - class_folders: images inside folders named Negative/ and Positive/ (the seed's `dataset 50:50`).
 
-``group`` is the concept an image shows, so that splits keep its photos together: for rated_csv the Theme
-without its trailing number ("Dog 3" → "Dog"); for class_folders each image is its own group (the audit stage
-later joins near-copies into one group, in both layouts).
+``group`` is what must stay on one side of every split: for rated_csv the concept, the Theme without its
+trailing number ("Dog 3" → "Dog"); for labels_csv its group column; otherwise each image is its own group (the
+audit stage later joins near-copies into one group, in every layout).
 """
 import csv
 import io
@@ -18,13 +22,15 @@ from tqdm import tqdm
 
 from valence.data.images import decode
 from valence.data.labels import CLASSES, class_counts
-from valence.data.safe_zip import check_sizes, extract_member, is_symlink, open_zip, read_member, safe_member_path
+from valence.data.safe_zip import safe_member_path
+from valence.data.sources import open_source
 from valence.errors import PipelineError
 from valence.files import digest_of
 
 LABEL_COLUMNS = ["path", "label", "valence", "category", "group"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-CSV_COLUMNS = ("Theme", "Valence_mean")
+CSV_COLUMNS = ("Theme", "Valence_mean")  # OASIS' rated CSV
+LAYOUTS = ("auto", "rated_csv", "labels_csv", "class_folders")
 
 
 def concept_of(theme):
@@ -32,45 +38,28 @@ def concept_of(theme):
     return re.sub(r"\s*\d+$", "", theme.strip()) or theme.strip()
 
 
-def _is_junk(path):
-    """macOS resource forks and folders: never data."""
-    return "__MACOSX" in path.parts or path.name.startswith("._")
-
-
 def _is_image_name(path):
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _members(archive, archive_path):
-    """{archive path: ZipInfo} of the regular files, after checking that no member escapes the target."""
-    members = {}
-    for info in archive.infolist():
-        try:
-            path = safe_member_path(info.filename)
-        except PipelineError as err:
-            raise PipelineError(f"{archive_path}: {err}") from None
-        if is_symlink(info):  # refused up front, before anything is extracted
-            raise PipelineError(f"{archive_path}: archive member {info.filename!r} is a symbolic link")
-        if not info.is_dir() and not _is_junk(path):
-            members[path] = info
-    if not members:
-        raise PipelineError(f"{archive_path}: the archive holds no files")
-    return members
-
-
-def _csv_columns(archive, members):
-    """{path: header columns} of every CSV member (any line ending: OASIS.csv uses a bare CR)."""
+def _csv_columns(source):
+    """{path: header columns} of every CSV file (any line ending: OASIS.csv uses a bare CR)."""
     columns = {}
-    for path, info in members.items():
+    for path in source.members:
         if path.suffix.lower() == ".csv":
-            header = read_member(archive, info)[:4096].decode("utf-8-sig", errors="replace")
-            columns[path] = next(csv.reader([header.replace("\r", "\n").split("\n", 1)[0]]), [])
+            header = source.read(path)[:4096].decode("utf-8-sig", errors="replace")
+            columns[path] = [c.strip() for c in next(csv.reader([header.replace("\r", "\n").split("\n", 1)[0]]), [])]
     return columns
 
 
-def _rated_csvs(archive, members):
-    return [path for path, columns in _csv_columns(archive, members).items()
-            if all(column in columns for column in CSV_COLUMNS)]
+def _rated_csvs(source):
+    return [path for path, columns in _csv_columns(source).items() if all(column in columns for column in CSV_COLUMNS)]
+
+
+def _labels_csvs(source):
+    """CSVs with a path column that are not OASIS' rated CSV: labels files."""
+    return [path for path, columns in _csv_columns(source).items()
+            if "path" in columns and not all(column in columns for column in CSV_COLUMNS)]
 
 
 def _class_of(path):
@@ -78,23 +67,25 @@ def _class_of(path):
     return next((c for c in CLASSES if c.lower() == name), None)
 
 
-def _csv_without_columns(archive, members):
+def _csv_without_columns(source):
     """'; <csv> lacks column(s) …' for the first CSV that has only some of the rated columns, else ''."""
-    for path, columns in _csv_columns(archive, members).items():
+    for path, columns in _csv_columns(source).items():
         missing = [c for c in CSV_COLUMNS if c not in columns]
         if len(missing) < len(CSV_COLUMNS):
             return f"; {path} lacks column(s) {', '.join(missing)}"
     return ""
 
 
-def detect_layout(archive, members, archive_path):
-    if _rated_csvs(archive, members):
+def detect_layout(source):
+    if _rated_csvs(source):
         return "rated_csv"
-    if any(_class_of(p) for p in members if _is_image_name(p)):
+    if _labels_csvs(source):
+        return "labels_csv"
+    if any(_class_of(p) for p in source.members if _is_image_name(p)):
         return "class_folders"
-    raise PipelineError(f"{archive_path}: cannot tell the layout: no CSV with columns "
-                        f"{', '.join(CSV_COLUMNS)} and no Negative/ or Positive/ image folders"
-                        f"{_csv_without_columns(archive, members)}")
+    raise PipelineError(f"{source.path}: cannot tell the layout: no CSV with a path column or with columns "
+                        f"{', '.join(CSV_COLUMNS)}, and no Negative/ or Positive/ image folders"
+                        f"{_csv_without_columns(source)}")
 
 
 def label_from_valence(valence, threshold, margin):
@@ -106,26 +97,31 @@ def label_from_valence(valence, threshold, margin):
     return None
 
 
-def _read_rated_csv(archive, csv_path, archive_path):
+def _read_csv(source, csv_path):
     # OASIS.csv ends its lines with a bare CR; newline="" lets the csv module accept CR, LF or CRLF.
     try:
-        text = read_member(archive, str(csv_path)).decode("utf-8-sig")
+        text = source.read(csv_path).decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise PipelineError(f"{archive_path}: {csv_path} is not UTF-8 text (byte {err.start})") from None
-    return list(csv.DictReader(io.StringIO(text, newline="")))
+        raise PipelineError(f"{source.path}: {csv_path} is not UTF-8 text (byte {err.start})") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = list(reader)
+    for row in rows:  # header cells keep no stray spaces: " label" is label
+        for key in [k for k in row if isinstance(k, str) and k != k.strip()]:
+            row[key.strip()] = row.pop(key)
+    return rows
 
 
-def select_rated_csv(archive, members, archive_path, threshold, margin):
+def select_rated_csv(source, threshold, margin):
     """[(member path, label, valence, category, group)], skipped [(name, reason)], number of neutral rows dropped."""
-    csv_paths = _rated_csvs(archive, members)
+    csv_paths = _rated_csvs(source)
     if len(csv_paths) != 1:
-        raise PipelineError(f"{archive_path}: expected one rated CSV, found {len(csv_paths) or 'none'}"
-                            f"{_csv_without_columns(archive, members) if not csv_paths else ''}")
+        raise PipelineError(f"{source.path}: expected one rated CSV, found {len(csv_paths) or 'none'}"
+                            f"{_csv_without_columns(source) if not csv_paths else ''}")
     csv_path = csv_paths[0]
     image_dir = csv_path.parent / "images"
-    by_theme = {p.stem: p for p in members if p.parent == image_dir and _is_image_name(p)}
+    by_theme = {p.stem: p for p in source.members if p.parent == image_dir and _is_image_name(p)}
     selected, skipped, neutral, used = [], [], 0, set()
-    for line, row in enumerate(_read_rated_csv(archive, csv_path, archive_path), start=2):
+    for line, row in enumerate(_read_csv(source, csv_path), start=2):
         theme = (row.get("Theme") or "").strip()  # two OASIS themes carry a trailing space
         image = by_theme.get(theme)
         if image is None:
@@ -148,9 +144,69 @@ def select_rated_csv(archive, members, archive_path, threshold, margin):
     return selected, skipped, neutral
 
 
-def select_class_folders(members):
+def _rating(value, where, column):
+    try:
+        rating = float(value)
+        if not math.isfinite(rating):  # 'NaN'/'inf' parse as floats but are no rating
+            raise ValueError
+    except (TypeError, ValueError):
+        raise PipelineError(f"{where}: {column} {value!r} is not a number") from None
+    return rating
+
+
+def select_labels_csv(source, threshold, margin, rating_column=None):
+    """A labels file: (selected as select_rated_csv, skipped, neutral dropped). Labels come from the label column,
+    or from ``rating_column`` through threshold ± margin; a bad row is a one-line error naming it."""
+    csv_paths = _labels_csvs(source)
+    if len(csv_paths) != 1:
+        raise PipelineError(f"{source.path}: expected one labels CSV (a path column), found "
+                            f"{', '.join(map(str, csv_paths)) if csv_paths else 'none'}")
+    csv_path = csv_paths[0]
+    name = f"{source.path}/{csv_path}"
+    columns = _csv_columns(source)[csv_path]
+    needed = rating_column or "label"
+    if needed not in columns:
+        hint = "" if rating_column else "; to label from a numeric rating column, set unzip.rating_column"
+        raise PipelineError(f"{name}: no column {needed!r} (columns: {', '.join(columns)}){hint}")
+    selected, skipped, neutral, rows_of = [], [], 0, {}
+    for line, row in enumerate(_read_csv(source, csv_path), start=2):
+        where = f"{name}, row {line}"
+        written = (row.get("path") or "").strip()
+        if not written:
+            raise PipelineError(f"{where}: the path is empty")
+        try:
+            member = csv_path.parent / safe_member_path(written)
+        except PipelineError:
+            raise PipelineError(f"{where}: path {written!r} leads out of the folder; paths are relative to "
+                                "the CSV's folder and stay inside it") from None
+        if member in rows_of:
+            raise PipelineError(f"{where}: {written} is listed again (first on row {rows_of[member]})")
+        rows_of[member] = line
+        if rating_column:
+            valence = _rating(row.get(rating_column), where, rating_column)
+            label = label_from_valence(valence, threshold, margin)
+            if label is None:
+                neutral += 1
+                continue
+        else:
+            valence, written_label = "", (row.get("label") or "").strip()
+            label = next((c for c in CLASSES if c.lower() == written_label.lower()), None)
+            if label is None:
+                raise PipelineError(f"{where}: label {written_label!r} is not one of {', '.join(CLASSES)}")
+        if member not in source.members:
+            skipped.append((f"{csv_path}:{line}", f"no file {member}"))
+            continue
+        group = (row.get("group") or "").strip() or None  # none: the image is its own group
+        selected.append((member, label, valence, (row.get("category") or "").strip(), group))
+    listed = set(rows_of)
+    skipped += [(str(p), "image not in the labels CSV") for p in sorted(source.members)
+                if _is_image_name(p) and p not in listed]
+    return selected, skipped, neutral
+
+
+def select_class_folders(source):
     selected, skipped = [], []
-    for path in sorted(members):
+    for path in sorted(source.members):
         label = _class_of(path)
         if label is None:
             continue
@@ -191,28 +247,30 @@ def drop_duplicates(rows):
     return kept, skipped
 
 
-def build_image_set(archive_path, images_dir, layout="auto", threshold=4.0, margin=0.0,
-                    max_total_mb=2048, max_compression_ratio=100):
-    """Extract the labelled, decodable, distinct images of ``archive_path`` into ``images_dir``.
+def build_image_set(source_path, images_dir, layout="auto", threshold=4.0, margin=0.0,
+                    max_total_mb=2048, max_compression_ratio=100, rating_column=None):
+    """Put the labelled, decodable, distinct images of ``source_path`` (an archive, or a folder read in place)
+    into ``images_dir``.
 
     Returns (rows for labels.csv, skipped [(name, reason)], summary counts).
     """
-    with open_zip(archive_path) as archive:
-        check_sizes(archive, archive_path, max_total_mb, max_compression_ratio)
-        members = _members(archive, archive_path)
+    source = open_source(source_path, max_total_mb, max_compression_ratio)
+    try:
         if layout == "auto":
-            layout = detect_layout(archive, members, archive_path)
+            layout = detect_layout(source)
         neutral = 0
         if layout == "rated_csv":
-            selected, skipped, neutral = select_rated_csv(archive, members, archive_path, threshold, margin)
+            selected, skipped, neutral = select_rated_csv(source, threshold, margin)
+        elif layout == "labels_csv":
+            selected, skipped, neutral = select_labels_csv(source, threshold, margin, rating_column)
         else:
-            selected, skipped = select_class_folders(members)
-        top = _common_top(list(members))
+            selected, skipped = select_class_folders(source)
+        top = _common_top(list(source.members))
         rows = []
         for member, label, valence, category, group in tqdm(selected, desc="extracting", unit="img"):
             relative = PurePosixPath(*member.parts[1:]) if top else member
             group = group or relative.with_suffix("").as_posix()
-            out = extract_member(archive, members[member], images_dir, relative)
+            out = source.place(member, images_dir, relative)
             try:
                 decode(out)
             except ValueError as err:
@@ -221,15 +279,17 @@ def build_image_set(archive_path, images_dir, layout="auto", threshold=4.0, marg
                 continue
             rows.append({"path": out.as_posix(), "label": label, "valence": valence, "category": category,
                          "group": group, "member": str(member)})
+        kind, facts = source.describe()
+        facts["images"] = sum(map(_is_image_name, source.members))
+    finally:
+        source.close()
     rows.sort(key=lambda r: r["path"])
     rows, duplicates = drop_duplicates(rows)
     skipped += duplicates
     counts = class_counts(rows)
     if not rows:
-        raise PipelineError(f"{archive_path}: no usable labelled images ({layout} layout)")
-    # which archive this was: the 720-image OASIS copy and the 900-image upstream one share a file name
-    archive = {"sha256": digest_of(archive_path), "images": sum(map(_is_image_name, members))}
-    summary = {"archive": archive, "images": len(rows), **counts, "groups": len({r["group"] for r in rows}),
+        raise PipelineError(f"{source.path}: no usable labelled images ({layout} layout)")
+    summary = {kind: facts, "images": len(rows), **counts, "groups": len({r["group"] for r in rows}),
                "neutral_dropped": neutral, "skipped": len(skipped)}
     for row in rows:
         del row["member"]
