@@ -37,9 +37,15 @@ def test_a_link_inside_the_folder_is_a_photo_one_leading_out_is_an_error(tmp_pat
     (folder / "a.jpg").write_bytes(make_jpeg_bytes())
     (folder / "again.jpg").symlink_to("a.jpg")
     assert sorted(map(str, FolderSource(folder).members)) == ["a.jpg", "again.jpg"]
+    (folder / "inner").symlink_to(folder, target_is_directory=True)  # a linked folder inside: nothing new
+    assert sorted(map(str, FolderSource(folder).members)) == ["a.jpg", "again.jpg"]
     (tmp_path / "secret.jpg").write_bytes(make_jpeg_bytes())
     (folder / "out.jpg").symlink_to(tmp_path / "secret.jpg")
     with pytest.raises(PipelineError, match=r"photos: out.jpg is a symbolic link to .*secret.jpg, outside the folder"):
+        FolderSource(folder)
+    (folder / "out.jpg").unlink()
+    (folder / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(PipelineError, match=r"photos: elsewhere is a symbolic link to .*, outside the folder"):
         FolderSource(folder)
 
 

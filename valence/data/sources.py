@@ -67,12 +67,12 @@ class FolderSource:
         self.members = {}
         for file in sorted(self.path.rglob("*")):
             relative = PurePosixPath(file.relative_to(self.path).as_posix())
-            if is_junk(relative) or any(part.startswith(".") for part in relative.parts) or file.is_dir():
+            if is_junk(relative) or any(part.startswith(".") for part in relative.parts):
                 continue
             if file.is_symlink() and not file.resolve().is_relative_to(root):
                 raise PipelineError(f"{self.path}: {relative} is a symbolic link to {os.readlink(file)}, outside "
                                     "the folder; copy the file in instead")
-            if file.is_file():
+            if file.is_file():  # a linked folder inside is not walked: its photos are listed where they are
                 self.members[relative] = file
         if not self.members:
             raise PipelineError(f"{self.path}: the folder holds no files")
