@@ -36,7 +36,7 @@ from valence.learn import features, logistic_head
 from valence.registry import BACKBONES
 from valence.report import evaluation
 
-AUDIT = "data/audit.json"
+AUDIT = "data/near_duplicates.csv"
 CACHE = Path("data/features-bench")
 RESULTS = Path(__file__).resolve().parent / "results"
 LITE2_SIDE, MOBILENET_SIDE = BACKBONES["efficientnet_lite2"].native_size, BACKBONES["mobilenet_v2"].native_size

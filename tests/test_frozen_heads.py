@@ -38,7 +38,7 @@ def frozen_heads(work, *args):
 
 def test_each_image_is_scored_by_the_head_of_the_other_folds(tmp_path):
     rows = tiny_labels(tmp_path, concepts=15, photos=2)
-    (tmp_path / "data/audit.json").write_text('{"near_duplicates": []}')
+    (tmp_path / "data/near_duplicates.csv").write_text("path,label,representative,distance\n")
     (tmp_path / "params.yaml").write_text(project_params({}))
     folded = assign_folds(rows, 5, 21)  # the project's split: test_size 0.2, seed 21
     write_csv(tmp_path / "data/split/folds.csv", folded, FOLD_COLUMNS)

@@ -271,7 +271,7 @@ def test_oasis_rows_without_images_images_without_rows_and_bad_valence_are_liste
 def test_split_refuses(tmp_path, case, labels, start):
     (tmp_path / "data").mkdir()
     (tmp_path / "data/labels.csv").write_text("path,label\n" + "".join(f"i{n}.jpg,{label}\n" for n, label in enumerate(labels)))
-    (tmp_path / "data/audit.json").write_text('{"near_duplicates": []}')
+    (tmp_path / "data/near_duplicates.csv").write_text("path,label,representative,distance\n")
     before = snapshot(tmp_path)
     assert_one_line_error(run_stage("split", tmp_path, ""), start)
     assert snapshot(tmp_path) == {**before, "params.yaml": snapshot(tmp_path)["params.yaml"]}

@@ -180,7 +180,7 @@ def test_predict_with_the_keras_and_the_litert_model_agree(project):
     folder = work / "new photos"
     folder.mkdir()
     for row in rows_of(work / "data/split/test.csv"):
-        (folder / Path(row["path"]).name).symlink_to(work / row["path"])
+        (folder / "_".join(Path(row["path"]).parts[-2:])).symlink_to(work / row["path"])  # class_name: unique
     predicted = {}
     for model in ("models/model.keras", "models/model.tflite"):
         run([sys.executable, "-m", "valence", "predict", "new photos", "--model", model, "--out", "p.csv"], work, env)

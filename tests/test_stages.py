@@ -184,3 +184,43 @@ def test_a_stages_code_deps_are_exactly_the_files_it_runs(stage):
     # and nothing more: an edit to code a stage never runs must not re-run it
     extra = sorted(str(p.relative_to(ROOT)) for p in deps - needed)
     assert not extra, f"{stage} lists {extra} in deps but never runs them"
+
+
+def test_a_near_duplicate_cluster_too_large_for_even_folds_stops_split_with_one_line(tmp_path):
+    """Half the photos near-copies of one another (a burst, a video): 5 folds of 20 % ± 5 % are impossible."""
+    from valence.files import write_csv
+
+    rows = [{"path": f"data/images/{label}/{i:02d}.jpg", "label": label} for label in ("Negative", "Positive")
+            for i in range(30)]
+    write_csv(tmp_path / "data/labels.csv", [{**r, "group": r["path"]} for r in rows], ["path", "label", "group"])
+    burst = [r for r in rows if r["label"] == "Positive"][:25] + [r for r in rows if r["label"] == "Negative"][:5]
+    write_csv(tmp_path / "data/near_duplicates.csv",
+              [{**r, "representative": burst[0]["path"], "distance": 3} for r in burst],
+              ["path", "label", "representative", "distance"])
+    result = run_stage("split", tmp_path, "")
+    assert_one_line_error(result, "data/labels.csv: the largest group, ")
+    assert "holds 30 images (50.0% of all), so 5 folds of 20% ± 5% are impossible" in result.stderr
+    assert not (tmp_path / "data/split").exists()  # nothing half-written
+    result = run_stage("split", tmp_path, "split:\n  tolerance: 0.5\n")  # allowed: the shares are reported
+    assert result.returncode == 0, result.stderr
+    import json
+
+    split = json.loads((tmp_path / "metrics/split.json").read_text())
+    assert split["largest_group"]["images"] == 30 and sum(split["fold_shares"].values()) == pytest.approx(1, abs=1e-3)
+
+
+def test_the_scale_benchmark_runs_the_data_stages_and_tabulates_them(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "scale.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks/scale.py"), "--sizes", "40", "80", "--no-features",
+                             "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+
+    sizes = json.loads(out.read_text())["sizes"]
+    assert [s["images"] for s in sizes] == [40, 80]
+    assert all(s[stage]["seconds"] > 0 and s[stage]["peak_rss_mb"] > 0 for s in sizes
+               for stage in ("download", "unzip", "audit", "split"))
+    assert "| 80 |" in result.stdout and "80 took" in result.stdout

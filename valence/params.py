@@ -85,9 +85,11 @@ class SplitParams:
     test_size: float  # each fold's share: round(1 / test_size) folds, each scored by a model trained on the others
     seed: int
     group_by: str  # concept: no concept or near-copy on both sides; none: image by image (leaky)
+    tolerance: float  # a group may hold at most 1 / folds + this share of the images (else no even folds)
 
     def check(self):
         _inside_0_1("split.test_size", self.test_size)
+        _inside_0_1("split.tolerance", self.tolerance)
         _one_of("split.group_by", self.group_by, ("concept", "none"))
 
 

@@ -1,4 +1,6 @@
 
+import json
+
 import imagehash
 import numpy as np
 import pytest
@@ -45,8 +47,9 @@ def names(paths):
 
 
 def test_audit_finds_duplicates_conflicts_and_quality_flags(images):
-    findings = audit.audit(images, near_duplicate_bits=8, dark_below=0.06, blurry_below=65, min_side=64, max_aspect=3)
-    assert [names(group) for group in findings["exact_duplicates"]] == [["cat.png", "cat_again.bmp"]]
+    findings, clustered = audit.audit(images, near_duplicate_bits=8, dark_below=0.06, blurry_below=65, min_side=64,
+                                      max_aspect=3)
+    assert [(s["images"], names(s["paths"])) for s in findings["exact_duplicates"]] == [(2, ["cat.png", "cat_again.bmp"])]
     pairs = {tuple(names(n["paths"])): n for n in findings["near_duplicates"]}
     assert set(pairs) == {("cat.png", "cat_again.bmp"), ("rope.jpg", "snake.png")}
     assert pairs[("cat.png", "cat_again.bmp")]["exact"] and pairs[("cat.png", "cat_again.bmp")]["distance"] == 0
@@ -55,11 +58,17 @@ def test_audit_finds_duplicates_conflicts_and_quality_flags(images):
     flagged = {flag: names(i["path"] for i in items) for flag, items in findings["quality"].items()}
     assert flagged == {"dark": ["night.png"], "blurry": ["fog.png"], "tiny": ["stamp.png"], "odd_aspect": ["banner.png"]}
     assert audit.counts(findings) == {"images": 14, "exact_duplicate_sets": 1, "near_duplicate_pairs": 2,
-                                      "label_conflicts": 1, "dark": 1, "blurry": 1, "tiny": 1, "odd_aspect": 1}
+                                      "label_conflicts": 1, "near_duplicate_clusters": 2, "largest_cluster": 2,
+                                      "dark": 1, "blurry": 1, "tiny": 1, "odd_aspect": 1}
+    # every clustered image, beside its representative: the first of the cluster in path order
+    assert [(names([r["path"]]), names([r["representative"]]), r["distance"]) for r in clustered] == [
+        (["cat.png"], ["cat.png"], 0), (["cat_again.bmp"], ["cat.png"], 0), (["rope.jpg"], ["rope.jpg"], 0),
+        (["snake.png"], ["rope.jpg"], pairs[("rope.jpg", "snake.png")]["distance"])]
+    assert [(c["images"], c["Negative"], c["Positive"]) for c in findings["clusters"]] == [(2, 0, 2), (2, 1, 1)]
 
 
 def test_threshold_zero_keeps_only_identical_hashes(images):
-    findings = audit.audit(images, near_duplicate_bits=0, dark_below=0, blurry_below=0, min_side=1, max_aspect=100)
+    findings, _ = audit.audit(images, near_duplicate_bits=0, dark_below=0, blurry_below=0, min_side=1, max_aspect=100)
     assert [names(n["paths"]) for n in findings["near_duplicates"]] == [["cat.png", "cat_again.bmp"]]
     assert not findings["label_conflicts"] and not any(findings["quality"].values())
 
@@ -82,3 +91,55 @@ def test_unreadable_image_names_the_file(tmp_path):
     path.write_bytes(b"not an image")
     with pytest.raises(PipelineError, match="broken.jpg: not an image"):
         audit.audit([{"path": str(path), "label": "Positive"}], 8, 0.06, 65, 64, 3)
+
+
+def clusters_by_definition(bits, threshold):
+    """The definition, pair by pair: each image joins the nearest earlier representative within the threshold
+    (ties: the earliest), else represents a new cluster."""
+    distance = audit.hamming_distances(bits)
+    leaders, leader, to_leader = [], list(range(len(bits))), [0] * len(bits)
+    for i in range(len(bits)):
+        if leaders and distance[i, leaders].min() <= threshold:
+            leader[i] = leaders[int(distance[i, leaders].argmin())]
+            to_leader[i] = int(distance[i, leaders].min())
+        else:
+            leaders.append(i)
+    return leader, to_leader
+
+
+@pytest.mark.parametrize("block, chunk", [(512, 16384), (7, 5)])  # blocks and chunks must not change the answer
+def test_clusters_follow_their_definition_at_any_block_size(monkeypatch, block, chunk):
+    monkeypatch.setattr(audit, "BLOCK", block)
+    monkeypatch.setattr(audit, "CHUNK", chunk)
+    rng = np.random.default_rng(1)
+    centres = rng.integers(0, 2, (20, 64)).astype(bool)
+    bits = centres[rng.integers(0, 20, 600)] ^ (rng.random((600, 64)) < 0.06)  # 20 families of noisy copies
+    leader, distance = audit.clusters(audit.packed(bits), 8)
+    expected_leader, expected_distance = clusters_by_definition(bits, 8)
+    assert leader.tolist() == expected_leader and distance.tolist() == expected_distance
+    assert 20 <= len(set(expected_leader)) < 600
+
+
+def test_a_chain_of_near_copies_does_not_join_unrelated_photos():
+    """Hash i differs from hash i + 1 in one bit and from hash 0 in i bits: single linkage at 8 bits would join
+    all 64 into one group, though the ends differ in 63 bits."""
+    bits = np.tril(np.ones((64, 64), bool), k=-1)
+    leader, distance = audit.clusters(audit.packed(bits), 8)
+    assert distance.max() <= 8 and len(set(leader.tolist())) >= 7
+    pairwise = audit.hamming_distances(bits)
+    for representative in set(leader.tolist()):
+        members = np.flatnonzero(leader == representative)
+        assert pairwise[np.ix_(members, members)].max() <= 16  # a cluster spans at most twice the bits
+
+
+def test_the_audit_of_many_identical_images_stays_small(tmp_path, monkeypatch):
+    monkeypatch.setattr(audit, "LISTED", 20)
+    rows = [{**save(noise(7), tmp_path / f"copy{i:03d}.png"), "label": "Positive" if i % 3 else "Negative"}
+            for i in range(300)]
+    findings, clustered = audit.audit(rows, 8, 0.06, 65, 64, 3)
+    counts = audit.counts(findings)
+    assert counts["near_duplicate_pairs"] == 299 and counts["largest_cluster"] == 300
+    assert counts["exact_duplicate_sets"] == 1 and counts["label_conflicts"] == 200  # the Negative copies
+    assert len(findings["near_duplicates"]) == len(findings["label_conflicts"]) == 20
+    assert len(findings["exact_duplicates"]) == 1 and len(clustered) == 300
+    assert len(json.dumps(findings)) < 20_000  # what is listed is capped; the CSV has every clustered image

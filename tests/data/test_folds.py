@@ -4,8 +4,9 @@ import pytest
 
 from valence.data.labels import class_counts
 from valence.errors import PipelineError
-from valence.data.folds import (assign_folds, check_no_shared_groups, fold_count, fold_sides, grouped_folds,
-                                groups_in_several_folds, merge_groups, pairs_across, shared_groups, stratified_split)
+from valence.data.folds import (assign_folds, check_fold_shares, check_no_shared_groups, fold_count, fold_shares,
+                                fold_sides, grouped_folds, groups_in_several_folds, merge_groups, pairs_across,
+                                shared_groups, stratified_split)
 
 
 def table(negative, positive):
@@ -163,3 +164,24 @@ def test_fold_sides_refuse_a_group_in_two_folds_and_a_fold_that_is_no_number():
         fold_sides(rows, 0)
     with pytest.raises(PipelineError, match="folds.csv: every row needs an integer fold"):
         fold_sides([{"path": "a", "group": "", "fold": "first"}], 0)
+
+
+def test_even_folds_pass_the_share_check_and_name_their_largest_group():
+    rows = assign_folds(concepts([1, 2, 3, 5, 8] * 8, seed=0), 5, 0)
+    largest = check_fold_shares(rows, 5, tolerance=0.05)
+    sizes = Counter(r["group"] for r in rows)
+    assert largest["images"] == max(sizes.values()) and sizes[largest["group"]] == largest["images"]
+    shares = fold_shares(rows, 5)
+    assert sum(shares.values()) == pytest.approx(1, abs=1e-3) and max(abs(s - 0.2) for s in shares.values()) <= 0.05
+
+
+def test_a_group_too_large_for_even_folds_is_one_line_naming_it():
+    """Half the images in one group (near-copies chained together): no fold assignment gives 5 folds of 20 %."""
+    rows = concepts([1] * 40 + [40], seed=0)
+    giant = max(Counter(r["group"] for r in rows).items(), key=lambda item: item[1])[0]
+    folded = assign_folds(rows, 5, 0)
+    with pytest.raises(PipelineError) as err:
+        check_fold_shares(folded, 5, tolerance=0.05)
+    message = str(err.value)
+    assert f"the largest group, {giant!r}, holds 40 images (50.0% of all)" in message and "\n" not in message
+    assert check_fold_shares(folded, 5, tolerance=0.5)["share"] == 0.5  # a tolerance that allows it

@@ -1,13 +1,20 @@
-"""Data audit: exact and near-duplicate images, label conflicts among them, and quality flags.
+"""Data audit: exact and near-duplicate images, label conflicts among them, and quality flags, in memory and
+time that stay bounded at 100,000 photos.
 
 Near-copies on both sides of a split let a model score by recognising a photo it trained on, so the split
-stage joins every near-duplicate pair found here into one group. Perceptual hashes come from ImageHash
-(pHash: the low frequencies of a 32×32 DCT, 64 bits); two images whose hashes differ in at most
-``near_duplicate_bits`` bits are near-duplicates. Exact duplicates have identical decoded pixels (unzip already
-drops byte-identical files; this catches re-encoded copies).
+stage puts each near-duplicate cluster in one group. Perceptual hashes come from ImageHash (pHash: the low
+frequencies of a 32×32 DCT, 64 bits, packed into one uint64); two images whose hashes differ in at most
+``near_duplicate_bits`` bits are near-duplicates. Clusters form around a representative, images in path
+order: an image joins the cluster of the nearest representative within the bits, else it represents a new
+cluster. So every member is a near-copy of its representative and a cluster spans at most twice the bits;
+chains of neighbours (burst shots, video frames, thousands of similar faces) never join unrelated photos
+into one giant group, as linking every near pair would. Exact duplicates have identical decoded pixels (unzip
+already drops byte-identical files; this catches re-encoded copies).
+
+data/audit.json lists at most LISTED items of each kind (the totals are in its counts); every clustered
+image is in data/near_duplicates.csv.
 """
 import hashlib
-import json
 from concurrent.futures import ThreadPoolExecutor
 
 import imagehash
@@ -15,10 +22,16 @@ import numpy as np
 from tqdm import tqdm
 
 from valence.data.images import decode
+from valence.data.labels import CLASSES
 from valence.errors import PipelineError
+from valence.files import read_csv
 from valence.runtime import cores
 
 BLUR_SIDE = 256  # images are shrunk to this longer side before the blur measure, so it does not depend on size
+LISTED = 200  # items of each kind data/audit.json lists (pairs, conflicts, clusters, flagged photos)
+BLOCK = 512  # images compared at once: memory ≈ BLOCK × CHUNK × 8 bytes
+CHUNK = 16384  # representatives compared at once
+CLUSTER_COLUMNS = ["path", "label", "representative", "distance"]
 
 
 def sharpness(gray):
@@ -50,28 +63,78 @@ def fingerprints(paths):
         return list(tqdm(pool.map(fingerprint, paths), total=len(paths), desc="auditing", unit="img"))
 
 
+def packed(bits):
+    """(n, 64) boolean hashes → (n,) uint64."""
+    b = np.asarray(bits, dtype=bool).reshape(len(bits), 64)
+    return np.packbits(b, axis=1).view(">u8").ravel().astype(np.uint64)
+
+
 def hamming_distances(bits):
-    """(n, n) numbers of differing bits between (n, 64) boolean hashes."""
-    b = np.asarray(bits, dtype=np.float32)
-    return np.rint(b @ (1 - b).T + (1 - b) @ b.T).astype(int)
+    """(n, n) numbers of differing bits between (n, 64) boolean hashes (small n: tests and reports)."""
+    h = packed(bits)
+    return np.bitwise_count(h[:, None] ^ h[None, :]).astype(int)
+
+
+def _nearest(hashes, leaders):
+    """(index of the nearest leader, its distance) for each hash, comparing CHUNK leaders at a time."""
+    best, best_distance = np.full(len(hashes), -1), np.full(len(hashes), 65)
+    for start in range(0, len(leaders), CHUNK):
+        distance = np.bitwise_count(hashes[:, None] ^ leaders[None, start:start + CHUNK])
+        nearest = distance.argmin(axis=1)
+        closer = distance[np.arange(len(hashes)), nearest] < best_distance
+        best[closer], best_distance[closer] = nearest[closer] + start, distance[np.arange(len(hashes)), nearest][closer]
+    return best, best_distance
+
+
+def clusters(hashes, bits):
+    """(leader index, distance to it) of each packed hash, in order: an image joins the nearest earlier
+    representative within ``bits`` (ties: the earliest), else represents a new cluster (itself, distance 0)."""
+    leaders = []  # indices of the representatives, in order
+    leader, distance = np.arange(len(hashes)), np.zeros(len(hashes), int)
+    blocks = range(0, len(hashes), BLOCK)
+    for start in tqdm(blocks, desc="near-duplicates", unit="block", disable=len(blocks) < 10):
+        block = hashes[start:start + BLOCK]
+        nearest, near = _nearest(block, hashes[leaders]) if leaders else (np.full(len(block), -1), np.full(len(block), 65))
+        nearest = [leaders[n] if n >= 0 else -1 for n in nearest]
+        before = len(leaders)
+        for k, i in enumerate(range(start, start + len(block))):  # representatives this block added count too
+            if len(leaders) > before:
+                added = leaders[before:]
+                d = np.bitwise_count(hashes[added] ^ hashes[i])
+                if d.min() < near[k]:
+                    nearest[k], near[k] = added[int(d.argmin())], int(d.min())
+            if near[k] <= bits:
+                leader[i], distance[i] = nearest[k], near[k]
+            else:
+                leaders.append(i)
+    return leader, distance
 
 
 def audit(rows, near_duplicate_bits, dark_below, blurry_below, min_side, max_aspect):
-    """Findings for the labels table ``rows`` (path, label, …): a dict ready for data/audit.json."""
+    """(findings for data/audit.json, cluster rows for data/near_duplicates.csv) of the labels table ``rows``."""
+    rows = sorted(rows, key=lambda r: r["path"])
     prints = fingerprints([r["path"] for r in rows])
     label = {r["path"]: r["label"] for r in rows}
     by_digest = {}
     for f in prints:
         by_digest.setdefault(f["digest"], []).append(f["path"])
-    exact = [sorted(paths) for paths in by_digest.values() if len(paths) > 1]
-    exact_pairs = {frozenset((a, b)) for paths in exact for a in paths for b in paths if a < b}
-    distance = hamming_distances([f["phash"] for f in prints]) if prints else np.zeros((0, 0), int)
-    near = []
-    for i, j in zip(*np.nonzero(np.triu(distance <= near_duplicate_bits, k=1))):
-        a, b = prints[i]["path"], prints[j]["path"]
-        near.append({"paths": [a, b], "labels": [label[a], label[b]], "distance": int(distance[i, j]),
-                     "exact": frozenset((a, b)) in exact_pairs})
+    exact = sorted((sorted(paths) for paths in by_digest.values() if len(paths) > 1), key=lambda p: (-len(p), p))
+    hashes = packed([f["phash"] for f in prints]) if prints else np.zeros(0, np.uint64)
+    leader, distance = clusters(hashes, near_duplicate_bits)
+    paths = [f["path"] for f in prints]
+    digest = {f["path"]: f["digest"] for f in prints}
+    near = [{"paths": [paths[leader[i]], paths[i]], "labels": [label[paths[leader[i]]], label[paths[i]]],
+             "distance": int(distance[i]), "exact": digest[paths[i]] == digest[paths[leader[i]]]}
+            for i in np.flatnonzero(leader != np.arange(len(paths)))]
     near.sort(key=lambda n: (n["distance"], n["paths"]))
+    conflicts = [n for n in near if n["labels"][0] != n["labels"][1]]
+    members = {}
+    for i, j in enumerate(leader):
+        members.setdefault(int(j), []).append(i)
+    groups = sorted(([paths[i] for i in group] for group in members.values() if len(group) > 1), key=lambda g: (-len(g), g))
+    cluster_rows = sorted(({"path": paths[i], "label": label[paths[i]], "representative": paths[leader[i]],
+                            "distance": int(distance[i])} for group in members.values() if len(group) > 1 for i in group),
+                          key=lambda r: r["path"])
     quality = {"dark": [], "blurry": [], "tiny": [], "odd_aspect": []}
     for f in prints:
         short, long = sorted((f["width"], f["height"]))
@@ -82,22 +145,25 @@ def audit(rows, near_duplicate_bits, dark_below, blurry_below, min_side, max_asp
         for flag, (hit, why) in tests.items():
             if hit:
                 quality[flag].append({"path": f["path"], "label": label[f["path"]], "why": why})
-    return {"images": len(rows), "exact_duplicates": exact, "near_duplicates": near,
-            "label_conflicts": [n for n in near if n["labels"][0] != n["labels"][1]], "quality": quality}
+    totals = {"images": len(rows), "exact_duplicate_sets": len(exact), "near_duplicate_pairs": len(near),
+              "label_conflicts": len(conflicts), "near_duplicate_clusters": len(groups),
+              "largest_cluster": len(groups[0]) if groups else 1, **{flag: len(items) for flag, items in quality.items()}}
+    findings = {"counts": totals, "listed_at_most": LISTED,
+                "exact_duplicates": [{"images": len(s), "paths": s[:10]} for s in exact[:LISTED]],  # first 10 of each
+                "near_duplicates": near[:LISTED], "label_conflicts": conflicts[:LISTED],
+                "clusters": [{"representative": g[0], "images": len(g),  # a representative precedes its members
+                              **{c: sum(label[p] == c for p in g) for c in CLASSES}} for g in groups[:LISTED]],
+                "quality": {flag: items[:LISTED] for flag, items in quality.items()}}
+    return findings, cluster_rows
 
 
 def counts(findings):
     """The numbers for metrics/audit.json."""
-    return {"images": findings["images"], "exact_duplicate_sets": len(findings["exact_duplicates"]),
-            "near_duplicate_pairs": len(findings["near_duplicates"]),
-            "label_conflicts": len(findings["label_conflicts"]),
-            **{flag: len(items) for flag, items in findings["quality"].items()}}
+    return dict(findings["counts"])
 
 
 def near_duplicate_pairs(path):
-    """[(path, path)] of every near-duplicate pair (exact ones included) in a data/audit.json."""
-    try:
-        return [tuple(n["paths"]) for n in json.loads(open(path).read())["near_duplicates"]]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise PipelineError(f"{path}: cannot read the near-duplicate pairs ({type(err).__name__}); "
-                            "run the audit stage") from None
+    """[(representative, path)] of every clustered image but the representatives, from data/near_duplicates.csv:
+    joining these pairs gives exactly the audit's clusters."""
+    return [(r["representative"], r["path"]) for r in read_csv(path, required=CLUSTER_COLUMNS)
+            if r["representative"] != r["path"]]

@@ -13,6 +13,8 @@ CLASSES = ("Negative", "Positive")  # folder names, as valence.data.layouts.CLAS
 ROOT = "dataset 50:50"  # the seed archive's top folder, spaces and colon included
 SUPERSAMPLE = 4  # draw big, then shrink: anti-aliased strokes keep tiny faces readable
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+BACKGROUND_GRID = 8  # the demo's background field: random values on an 8 × 8 grid, spread smoothly
+BACKGROUND_AMPLITUDE = 100  # ± brightness levels the field adds to the background colour
 
 
 def _colour(rng, lo, hi):
@@ -23,8 +25,17 @@ def _luma(c):
     return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
 
 
-def draw_face(rng, smiling, height, width):
-    """One face as an RGB uint8 array of shape (height, width, 3)."""
+def _smooth_field(rng, height, width, amplitude):
+    """A smooth random brightness field (a few random values, bicubically spread): low frequencies only, so it
+    moves a photo's perceptual hash without adding edges that could be taken for a face."""
+    coarse = rng.uniform(-amplitude, amplitude, (BACKGROUND_GRID, BACKGROUND_GRID)).astype(np.float32)
+    return np.asarray(Image.fromarray(coarse, "F").resize((width, height), Image.BICUBIC))
+
+
+def draw_face(rng, smiling, height, width, varied_background=False):
+    """One face as an RGB uint8 array of shape (height, width, 3). ``varied_background``: a smooth random
+    brightness field behind the face, so that thousands of faces are not near-copies of each other under the
+    audit's pHash (a plain background leaves only the face's place and size to tell them apart)."""
     s = SUPERSAMPLE
     H, W = height * s, width * s
     face = _colour(rng, 150, 255)
@@ -32,13 +43,16 @@ def draw_face(rng, smiling, height, width):
     # Redraw the background until it stands apart from the face, so the head outline is visible.
     while abs(_luma(bg := _colour(rng, 0, 255)) - _luma(face)) < 60:
         pass
+    if varied_background:
+        field = _smooth_field(rng, H, W, BACKGROUND_AMPLITUDE)[:, :, None]
+        background = Image.fromarray(np.clip(np.array(bg, np.float32) + field, 0, 255).astype(np.uint8), "RGB")
     r = rng.uniform(0.30, 0.46) * min(H, W)
     # At most 15% of the radius may fall outside the frame; eyes and mouth always stay inside.
     cx = rng.uniform(0.85 * r, W - 0.85 * r)
     cy = rng.uniform(0.85 * r, H - 0.85 * r)
     lw = max(s, round(rng.uniform(0.07, 0.12) * r))  # at least one output pixel wide
 
-    img = Image.new("RGB", (W, H), bg)
+    img = background if varied_background else Image.new("RGB", (W, H), bg)
     d = ImageDraw.Draw(img)
     d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=face, outline=ink, width=lw)
     er = max(0.09 * r, s)
@@ -74,7 +88,7 @@ def write_demo_archive(path, images_per_class: int, height: int, width: int, see
     members = {}
     for label in CLASSES:
         for i in range(1, images_per_class + 1):
-            pixels = draw_face(rng, label == "Positive", height, width)
+            pixels = draw_face(rng, label == "Positive", height, width, varied_background=True)
             members[f"{ROOT}/{label}/face {i:0{digits}d}.jpg"] = _jpeg(pixels)
 
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as zf:

@@ -93,6 +93,27 @@ def assign_folds(rows, n_folds, seed, what="labels", grouped=True):
     return sorted(({**r, "fold": fold} for fold, part in enumerate(held_out) for r in part), key=lambda r: r["path"])
 
 
+def fold_shares(rows, n_folds):
+    """{fold: its share of the images} of rows with a "fold"."""
+    return {str(k): round(sum(r["fold"] == k for r in rows) / len(rows), 4) for k in range(n_folds)}
+
+
+def check_fold_shares(rows, n_folds, tolerance, what="data/labels.csv"):
+    """The largest group {"group", "images", "share"}; a one-line error when it holds more than a fold may
+    (1 / n_folds + ``tolerance`` of the images): no assignment can then make even folds. Uneven folds of
+    smaller groups (small data) are the caller's to report."""
+    sizes = Counter(r["group"] for r in rows)
+    group, size = max(sizes.items(), key=lambda item: (item[1], item[0]))
+    largest = {"group": group, "images": size, "share": round(size / len(rows), 4)}
+    if size / len(rows) > 1 / n_folds + tolerance:
+        shares = fold_shares(rows, n_folds).values()
+        raise PipelineError(f"{what}: the largest group, {group!r}, holds {size} images ({size / len(rows):.1%} of "
+                            f"all), so {n_folds} folds of {1 / n_folds:.0%} ± {tolerance:.0%} are impossible "
+                            f"(folds hold {min(shares):.1%}–{max(shares):.1%}); give it fewer photos, lower "
+                            "audit.near_duplicate_bits or raise split.tolerance")
+    return largest
+
+
 def groups_in_several_folds(rows):
     """Groups whose images sit in more than one fold, sorted."""
     folds = {}

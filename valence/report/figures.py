@@ -98,8 +98,10 @@ def _no_images(title, message, path):
     _save(figure, path)
 
 
-def image_pairs(pairs, title, path, limit=12):
-    """A contact sheet of image pairs, one pair a row: ``pairs`` of {paths, labels, distance}."""
+def image_pairs(pairs, title, path, limit=12, total=None):
+    """A contact sheet of image pairs, one pair a row: ``pairs`` of {paths, labels, distance}, the first
+    ``limit`` of ``total`` (default: of len(pairs))."""
+    total = len(pairs) if total is None else total
     if not pairs:
         return _no_images(title, "none found", path)
     shown = pairs[:limit]
@@ -109,7 +111,7 @@ def image_pairs(pairs, title, path, limit=12):
             ax.imshow(_thumbnail(image_path))
             ax.set_title(f"{image_path.rsplit('/', 1)[-1]}\n{label}, {pair['distance']} bits apart", fontsize=8)
             ax.axis("off")
-    figure.suptitle(title + (f" ({limit} of {len(pairs)})" if len(pairs) > limit else ""))
+    figure.suptitle(title + (f" ({len(shown)} of {total})" if total > len(shown) else ""))
     _save(figure, path)
 
 
