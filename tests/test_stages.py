@@ -224,3 +224,36 @@ def test_the_scale_benchmark_runs_the_data_stages_and_tabulates_them(tmp_path):
     assert all(s[stage]["seconds"] > 0 and s[stage]["peak_rss_mb"] > 0 for s in sizes
                for stage in ("download", "unzip", "audit", "split"))
     assert "| 80 |" in result.stdout and "80 took" in result.stdout
+
+
+def test_a_burst_of_near_copies_in_an_archive_stops_split_with_one_line_naming_it(tmp_path):
+    """unzip → audit → split on a generated archive: 40 noisy shots of one scene beside 40 distinct photos. The
+    audit finds the burst as one cluster; half the photos in one group cannot make 5 even folds."""
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from helpers import write_zip
+
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 256, (10, 12, 3)).astype(float)
+
+    def jpeg(pixels):
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).resize((96, 80), Image.Resampling.BILINEAR).save(buf, "JPEG")
+        return buf.getvalue()
+
+    members = {f"photos/Positive/burst {i:02d}.jpg": jpeg(scene + rng.normal(0, 4, scene.shape)) for i in range(40)}
+    members.update({f"photos/{('Negative', 'Positive')[i % 2]}/other {i:02d}.jpg": jpeg(rng.integers(0, 256, (10, 12, 3)))
+                    for i in range(40)})
+    (tmp_path / "data/raw").mkdir(parents=True)
+    write_zip(tmp_path / "data/raw/photos.zip", members)
+    for stage in ("unzip", "audit"):
+        result = run_stage(stage, tmp_path, "")
+        assert result.returncode == 0, result.stderr
+    audit = json.loads((tmp_path / "metrics/audit.json").read_text())
+    assert audit["largest_cluster"] == 40 and audit["near_duplicate_clusters"] == 1
+    result = run_stage("split", tmp_path, "")
+    assert_one_line_error(result, "data/labels.csv: the largest group, 'Positive/burst 00', holds 40 images (50.0% of all)")
