@@ -81,8 +81,9 @@ def _nearest(hashes, leaders):
     for start in range(0, len(leaders), CHUNK):
         distance = np.bitwise_count(hashes[:, None] ^ leaders[None, start:start + CHUNK])
         nearest = distance.argmin(axis=1)
-        closer = distance[np.arange(len(hashes)), nearest] < best_distance
-        best[closer], best_distance[closer] = nearest[closer] + start, distance[np.arange(len(hashes)), nearest][closer]
+        nearest_distance = np.take_along_axis(distance, nearest[:, None], axis=1)[:, 0]
+        closer = nearest_distance < best_distance  # ties keep the earlier chunk's, so the earliest leader
+        best[closer], best_distance[closer] = nearest[closer] + start, nearest_distance[closer]
     return best, best_distance
 
 

@@ -13,6 +13,7 @@ trailing number ("Dog 3" → "Dog"); for labels_csv its group column; otherwise 
 audit stage later joins near-copies into one group, in every layout).
 """
 import csv
+import functools
 import io
 import math
 import re
@@ -42,6 +43,7 @@ def _is_image_name(path):
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+@functools.lru_cache(maxsize=4)  # layout detection and selection ask again: read each header once per source
 def _csv_columns(source):
     """{path: header columns} of every CSV file (any line ending: OASIS.csv uses a bare CR)."""
     columns = {}
