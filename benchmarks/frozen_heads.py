@@ -17,6 +17,11 @@ folds' held-out predictions) instead of 0.5, then
 each candidate's per-fold ROC AUC difference from the first one named, mean ± standard error, and writes
 benchmarks/results/frozen-<candidate>.csv (or under --results-dir): one row per image (path, label, fold, C,
 probability).
+
+Choosing the best of several candidates on the same folds flatters the winner. With two or more candidates it also
+prints the **nested** score, the number the choice never saw: each outer fold picks the candidate and C with the
+best inner-CV ROC AUC on its own four training folds, and the fold is scored by that pick
+(benchmarks/results/frozen-nested.csv: path, label, fold, candidate, C, probability).
 """
 import argparse
 import functools
@@ -43,7 +48,7 @@ LITE2_SIDE, MOBILENET_SIDE = BACKBONES["efficientnet_lite2"].native_size, BACKBO
 LITE2 = ("efficientnet_lite2", LITE2_SIDE, round(LITE2_SIDE * 1.25))  # 260 × 325: 4:5, as OASIS' photos
 LITE2_LARGE = ("efficientnet_lite2", round(LITE2_SIDE * 1.25), round(LITE2_SIDE * 1.25 ** 2))  # 325 × 406
 MOBILENET = ("mobilenet_v2", MOBILENET_SIDE, MOBILENET_SIDE)
-BLOCKS = (20, 15)  # Lite2's last block and the last of the stage before (../shared/RESEARCH.md)
+BLOCKS = (20, 15)  # Lite2's last block and the first of its stride-32 stage (blocks 15–19; ../shared/RESEARCH.md)
 # name: ([(backbone, height, width, pooled blocks)], training views)
 CANDIDATES = {
     "lite2": ([(*LITE2, ())], 2),
@@ -80,15 +85,28 @@ def view_features(specs, view, rows, augment, seed):
 
 
 def out_of_fold(x, views, y, folds, groups, cs, seed):
-    """(P(Positive), chosen C, threshold) of every image from the head of the fold that held it out; the threshold
-    maximises balanced accuracy on the inner folds' held-out predictions of the training folds (at that C)."""
-    probability, chosen, threshold = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y))
+    """(P(Positive), chosen C, threshold, {fold: the chosen C's mean inner ROC AUC}) of every image from the head of
+    the fold that held it out; the threshold maximises balanced accuracy on the inner folds' held-out predictions
+    of the training folds (at that C)."""
+    probability, chosen, threshold, inner_auc = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y)), {}
     for k in sorted(set(folds)):
         fit, held = folds != k, folds == k
-        c, _, inner = logistic_head.choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=seed)
+        c, scores, inner = logistic_head.choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=seed)
         probability[held], chosen[held] = logistic_head.probability(logistic_head.fit(x[:views, fit], y[fit], c), x[:2, held]), c
         threshold[held] = evaluation.balanced_threshold(y[fit], inner[c])
-    return probability, chosen, threshold
+        inner_auc[k] = scores[c]
+    return probability, chosen, threshold, inner_auc
+
+
+def nested(scored, folds):
+    """The comparison itself cross-validated: each outer fold picks the candidate (and its C) with the best inner-CV
+    ROC AUC on its four training folds, never looking at the fold it scores. ``scored``: {candidate: (P(Positive),
+    chosen C, {fold: inner ROC AUC})}. Returns (P(Positive) as each fold's pick scored it, {fold: pick})."""
+    probability, picked = np.zeros(len(folds)), {}
+    for k in sorted(set(folds)):
+        picked[k] = max(scored, key=lambda name: scored[name][2][k])  # ties: the candidate named first
+        probability[folds == k] = scored[picked[k]][0][folds == k]
+    return probability, picked
 
 
 def main():
@@ -116,13 +134,14 @@ def main():
     if not (fold_sets[split.seed][0] == np.array([int(r["fold"]) for r in rows])).all():
         raise SystemExit("data/split/folds.csv does not hold the folds of params.yaml's split: run dvc repro split")
     cs = [float(c) for c in args.cs.split(",")]
-    fold_auc = {}
+    fold_auc, scored = {}, {}  # scored: split seed → {candidate: (P(Positive), C, {fold: inner ROC AUC})}
     for name in args.candidates.split(","):
         specs, views = CANDIDATES[name]
         x = np.stack([view_features(specs, v, rows, train.augment, train.seed) for v in range(max(views, 2))])
         pooled_auc = []
         for seed, (folds, groups) in fold_sets.items():
-            probability, chosen, threshold = out_of_fold(x, views, y, folds, groups, cs, train.seed)
+            probability, chosen, threshold, inner_auc = out_of_fold(x, views, y, folds, groups, cs, train.seed)
+            scored.setdefault(seed, {})[name] = (probability, chosen, inner_auc)
             result = evaluation.out_of_fold(y, probability, folds, 0.5, [valence.get(r["path"]) for r in rows])
             pooled_auc.append(result["roc_auc"])
             cells = [f"{m} {result[m]:.3f} (folds {result['folds'][m]['mean']:.3f} ± {result['folds'][m]['std']:.3f})"
@@ -148,6 +167,26 @@ def main():
     for name, auc in list(fold_auc.items())[1:]:  # the selection rule: a gain beyond the per-fold differences' SE
         diff = auc - fold_auc[first]
         print(f"{name} − {first}: ROC AUC {diff.mean():+.3f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.3f} (SE over folds)")
+    if len(fold_auc) < 2:
+        return
+    nested_auc = []
+    for seed, (folds, _) in fold_sets.items():
+        probability, picked = nested(scored[seed], folds)
+        result = evaluation.out_of_fold(y, probability, folds, 0.5, [valence.get(r["path"]) for r in rows])
+        nested_auc.append(result["roc_auc"])
+        print(f"nested, split seed {seed}: each fold picks among {len(scored[seed])} candidates × {len(cs)} C by inner CV "
+              f"on its training folds; ROC AUC {result['roc_auc']:.3f}, balanced accuracy {result['balanced_accuracy']:.3f}, "
+              f"AP {result['average_precision']:.3f}; picks " + " / ".join(
+                  f"{picked[k]} C {scored[seed][picked[k]][1][folds == k][0]:g}" for k in sorted(picked)))
+        if seed == split.seed:
+            write_csv(args.results_dir / "frozen-nested.csv",
+                      [{**{k: r[k] for k in ("path", "label", "fold")}, "candidate": picked[f],
+                        "C": f"{scored[seed][picked[f]][1][i]:g}", "probability": f"{p:.6f}"}
+                       for i, (r, f, p) in enumerate(zip(rows, folds, probability))],
+                      ["path", "label", "fold", "candidate", "C", "probability"])
+    if len(seeds) > 1:
+        print(f"nested: pooled out-of-fold ROC AUC over split seeds {', '.join(map(str, seeds))}: "
+              f"{np.mean(nested_auc):.3f} ± {np.std(nested_auc):.3f}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,24 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"  # read-only data and weights beside the checkout (../shared/README.md)
+OASIS_ARCHIVE = SHARED / "datasets/oasis/shiny-server-1a3bcada01115bbe651bf0e69f7410c8ef63cc94.zip"
+MOBILENET_WEIGHTS = SHARED / "models/mobilenet_v2"
+
+
+def require_shared(*paths, check):
+    """Skip the calling test, naming ``check`` (what does not run) and the missing files, when a file from
+    ../shared is not there; where VALENCE_REQUIRE_SHARED is set (.ci/run sets it), fail it instead: CI must not
+    lose the OASIS and ImageNet checks silently."""
+    import pytest
+
+    missing = [str(path) for path in paths if not Path(path).exists()]
+    if not missing:
+        return
+    message = f"{check} did not run: {', '.join(missing)} not found"
+    if os.environ.get("VALENCE_REQUIRE_SHARED"):
+        pytest.fail(f"{message} (VALENCE_REQUIRE_SHARED is set)")
+    pytest.skip(message)
+
 
 OASIS_COLUMNS = ["", "Theme", "Category", "Source", "Valence_mean", "Valence_SD", "Valence_N",
                  "Arousal_mean", "Arousal_SD", "Arousal_N"]

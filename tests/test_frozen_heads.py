@@ -60,3 +60,29 @@ def test_each_image_is_scored_by_the_head_of_the_other_folds(tmp_path):
     write_csv(tmp_path / "data/split/folds.csv", stale, FOLD_COLUMNS)
     result = frozen_heads(tmp_path)
     assert result.returncode != 0 and "run dvc repro split" in result.stderr
+
+
+def test_nested_comparison_scores_each_fold_by_the_pick_of_its_training_folds(tmp_path):
+    """Each outer fold takes the candidate whose C has the best inner-CV ROC AUC on the other folds (computed here
+    with scikit-learn's folds afresh), and its held-out probabilities are that candidate's, unchanged."""
+    rows = tiny_labels(tmp_path, concepts=15, photos=2)
+    (tmp_path / "data/near_duplicates.csv").write_text("path,label,representative,distance\n")
+    (tmp_path / "params.yaml").write_text(project_params({}))
+    folded = assign_folds(rows, 5, 21)
+    write_csv(tmp_path / "data/split/folds.csv", folded, FOLD_COLUMNS)
+    result = frozen_heads(tmp_path, "--candidates", "lite2,lite2_photo_only")  # the same features, views 2 and 1
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "nested, split seed 21: each fold picks among 2 candidates × 2 C" in result.stdout
+    read = lambda name: list(csv.DictReader(open(tmp_path / f"out/frozen-{name}.csv")))  # noqa: E731
+    nested, by_candidate = read("nested"), {name: read(name) for name in ("lite2", "lite2_photo_only")}
+    views = np.stack([np.load(next((tmp_path / "data/features-bench").glob(f"*-view{v}.npy"))) for v in (0, 1)])
+    y = np.array([r["label"] == "Positive" for r in folded], dtype=int)
+    folds, groups = np.array([r["fold"] for r in folded]), np.array([r["group"] for r in folded])
+    for k in range(5):
+        fit = folds != k
+        inner = {name: max(logistic_head.choose_c(views[:n, fit], y[fit], groups[fit], [0.001, 0.01], folds=5, seed=21)[1]
+                           .values()) for name, n in (("lite2", 2), ("lite2_photo_only", 1))}
+        expected = max(inner, key=inner.get)
+        held = [i for i, f in enumerate(folds) if f == k]
+        assert {nested[i]["candidate"] for i in held} == {expected}
+        assert [nested[i]["probability"] for i in held] == [by_candidate[expected][i]["probability"] for i in held]

@@ -4,18 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from helpers import OASIS_ARCHIVE as ARCHIVE, require_shared
 from valence.data.download import fetch
 from valence.data.layouts import build_image_set
 
 
-ARCHIVE = ROOT.parent / "shared/datasets/oasis/shiny-server-1a3bcada01115bbe651bf0e69f7410c8ef63cc94.zip"
-pytestmark = [pytest.mark.slow,  # the real 66 MB archive
-              pytest.mark.skipif(not ARCHIVE.is_file(), reason="needs ../shared/datasets/oasis")]
+pytestmark = pytest.mark.slow  # the real 66 MB archive
 
 
 @pytest.fixture(scope="module")
 def oasis(tmp_path_factory):
+    require_shared(ARCHIVE, check="the OASIS counts behind the headline (tests/test_oasis.py)")
     work = tmp_path_factory.mktemp("oasis")
     (work / "keras/datasets").mkdir(parents=True)
     (work / "keras/datasets" / ARCHIVE.name).symlink_to(ARCHIVE)

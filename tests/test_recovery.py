@@ -106,3 +106,28 @@ def test_kill_9_during_download_unzip_and_train_then_repro_recovers(tmp_path, se
     assert sorted(p.name for p in (work / "data/raw").iterdir()) == ["archive.zip"]
     assert len(list((work / "data/images").rglob("*.jpg"))) == 2 * IMAGES_PER_CLASS
     assert "up to date" in run(DVC + ["status"], work, env)
+
+
+def test_a_failed_stage_under_dvc_repro_leaves_no_output_and_dvc_checkout_restores_it(tmp_path):
+    """README Troubleshooting: `dvc repro` removes a stage's outputs before running it (none is `persist`), so
+    a stage that fails leaves nothing — no half-written file, and not the previous one either — and
+    `dvc checkout` brings back the last run's outputs from DVC's cache."""
+    work = tmp_path
+    env = make_project(work, dict(source="demo", demo_images_per_class=3, demo_height=20, demo_width=20), {})
+    run(DVC + ["repro", "download"], work, env)
+    archive = work / "data/raw/demo.zip"
+    before = archive.read_bytes()
+
+    params = (work / "params.yaml").read_text()
+    unreachable = "http://127.0.0.1:9/archive.zip"  # the discard port: nothing listens, nothing leaves the machine
+    (work / "params.yaml").write_text(params.replace("source: demo", "source: url").replace(
+        "url: https://github.com/bkurdi/shiny-server/archive/1a3bcada01115bbe651bf0e69f7410c8ef63cc94.zip",
+        f"url: {unreachable}"))
+    failed = subprocess.run(DVC + ["repro", "download"], cwd=work, env=env, capture_output=True, text=True)
+    assert failed.returncode != 0
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot download {unreachable}")
+    assert not archive.exists() and temporaries(work) == []  # removed by DVC, nothing half-written left
+
+    run(DVC + ["checkout", "download"], work, env)
+    assert archive.read_bytes() == before

@@ -19,7 +19,9 @@ def test_debug_flag_shows_the_traceback(tmp_path):
     assert result.returncode == 1 and "Traceback" in result.stderr
 
 
-def test_demo_download_then_unzip_keeps_earlier_outputs_on_failure(tmp_path):
+def test_a_stage_run_by_hand_keeps_earlier_outputs_on_failure(tmp_path):
+    """`python -m stages.unzip` failing leaves the last outputs alone (under `dvc repro`, DVC removes them
+    first: tests/test_recovery.py)."""
     params_text = "download:\n  source: demo\n  demo_images_per_class: 3\n  demo_height: 20\n  demo_width: 20\n"
     assert run_stage("download", tmp_path, params_text).returncode == 0
     assert run_stage("unzip", tmp_path, params_text).returncode == 0
@@ -257,3 +259,26 @@ def test_a_burst_of_near_copies_in_an_archive_stops_split_with_one_line_naming_i
     assert audit["largest_cluster"] == 40 and audit["near_duplicate_clusters"] == 1
     result = run_stage("split", tmp_path, "")
     assert_one_line_error(result, "data/labels.csv: the largest group, 'Positive/burst 00', holds 40 images (50.0% of all)")
+
+
+def declared_outputs():
+    """Every path dvc.yaml names as an output, metric or plot file of a stage (matrix stages' folders included)."""
+    paths = []
+    for spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values():
+        for key in ("outs", "metrics", "plots"):
+            for entry in spec.get(key, []):
+                paths.append(next(iter(entry)) if isinstance(entry, dict) else entry)
+    return [p.replace("${item.fold}", "*") for p in paths]
+
+
+def test_every_committed_metric_and_plot_file_is_a_stages_output():
+    """A tracked file under metrics/, plots/ or dvclive/ that no stage writes is a stale number that looks current
+    (as metrics/metrics.json from an old commit once was)."""
+    import fnmatch
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files", "metrics", "plots", "dvclive"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    outputs = declared_outputs()
+    stale = [f for f in tracked if not any(fnmatch.fnmatch(f, out) or f.startswith(out.rstrip("/") + "/") for out in outputs)]
+    assert tracked and not stale, f"tracked in git but written by no stage in dvc.yaml: {stale}"

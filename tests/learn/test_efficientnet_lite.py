@@ -6,15 +6,14 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import SHARED
+from helpers import MOBILENET_WEIGHTS, OASIS_ARCHIVE as ARCHIVE, require_shared
 from valence.data.images import load_image
 from valence.errors import PipelineError
 from valence.learn import efficientnet_lite
 from valence.learn.torch_checkpoint import read_state_dict
 from valence.registry import BACKBONES
 
-ARCHIVE = SHARED / "datasets/oasis/shiny-server-1a3bcada01115bbe651bf0e69f7410c8ef63cc94.zip"
-LABELS = SHARED / "models/mobilenet_v2/imagenet_labels.txt"
+LABELS = MOBILENET_WEIGHTS / "imagenet_labels.txt"
 
 
 @pytest.mark.parametrize("name, widths, repeats", [
@@ -54,9 +53,9 @@ def test_every_weight_of_the_wheel_lands_in_a_layer(name):
                                   state["_blocks.5._depthwise_conv.weight"][:, 0].transpose(1, 2, 0))
 
 
-@pytest.mark.skipif(not (ARCHIVE.is_file() and LABELS.is_file()), reason="needs ../shared")
 def test_lite2_names_imagenet_classes_in_oasis_photos(tmp_path):
     """The port is right when whole ImageNet predictions are: each photo's true class in its top 5."""
+    require_shared(ARCHIVE, LABELS, check="the Lite2 port's ImageNet check on OASIS photos")
     expected = {"Acorns 1": "acorn", "Dog 14": "Yorkshire terrier", "Dog attack 2": "German shepherd",
                 "Monkey 2": "chimpanzee", "Shark 2": "tiger shark", "Cat 8": "Egyptian cat"}
     labels = LABELS.read_text().splitlines()

@@ -5,9 +5,7 @@ import pytest
 
 from valence.errors import PipelineError
 from valence.learn import models
-from helpers import SHARED, repo_params
-
-SHARED_WEIGHTS = SHARED / "models/mobilenet_v2"
+from helpers import MOBILENET_WEIGHTS as SHARED_WEIGHTS, repo_params, require_shared
 
 
 def params(model, height, width, **changes):
@@ -98,8 +96,8 @@ def test_unfreeze_top_blocks_keeps_batch_norm_frozen(blocks):
                    for layer in model.layers[2].layers)
 
 
-@pytest.mark.skipif(not SHARED_WEIGHTS.is_dir(), reason="needs ../shared/models/mobilenet_v2")
 def test_imagenet_weights_load_offline_from_the_keras_cache(tmp_path, monkeypatch):
+    require_shared(SHARED_WEIGHTS, check="MobileNetV2's ImageNet weights from the Keras cache")
     (tmp_path / "models").mkdir()
     for weights in SHARED_WEIGHTS.glob("*.h5"):
         (tmp_path / "models" / weights.name).symlink_to(weights)
