@@ -21,12 +21,12 @@ from valence.registry import FROZEN_MODEL
 PREDICTION_COLUMNS = FOLD_COLUMNS + ["probability"]
 
 
-def held_out_probability(p, flip_average, batch_size, trained_on, held_out):
+def held_out_probability(p, flip_average, batch_size, trained_on, held_out, what="the training images"):
     """P(Positive) of the held-out rows from a model of ``p.model`` trained on ``trained_on``."""
     if p.model == FROZEN_MODEL:
         from valence.learn import train_on_features
 
-        head, _ = train_on_features.fit_head(p, trained_on)
+        head, _ = train_on_features.fit_head(p, trained_on, what=what)
         return train_on_features.score(head, held_out, flip_average=flip_average)
     from valence.data.images import load_images
     from valence.learn import train_on_images
@@ -49,7 +49,8 @@ def main():
     predictions = []
     if held_out:
         print(f"fold {fold}: training {p.model} on {len(trained_on)} images, scoring {len(held_out)} held out")
-        probability = held_out_probability(p, scoring.flip_average, scoring.batch_size, trained_on, held_out)
+        probability = held_out_probability(p, scoring.flip_average, scoring.batch_size, trained_on, held_out,
+                                           f"fold {fold}'s training images (the other folds)")
         predictions = [{**r, "probability": float(q)} for r, q in zip(held_out, probability)]
     else:
         print(f"fold {fold}: data/split/folds.csv has no fold {fold} (split.test_size makes fewer): nothing to score")

@@ -3,7 +3,7 @@
     python -m stages.train
 
 The fold stages measured this recipe on data it did not see; the release is the same recipe on all of it, so
-evaluate's out-of-fold headline is its conservative estimate. Reads data/split/folds.csv and the images it
+evaluate's out-of-fold headline is its estimate (trained on 5/4 as many photos as each fold's model). Reads data/split/folds.csv and the images it
 lists (with train.model frozen: their features in data/features, C chosen by grouped inner CV over all of
 them, valence.learn.train_on_features; other models carve their validation slice for early stopping from these images, as
 each fold does). Writes models/model.keras (self-contained: RGB float32 0–255 at train.<model>.image_height ×

@@ -178,12 +178,8 @@ def run(args, cwd, env):
     return result.stdout + result.stderr
 
 
-def make_project(work, download, train):
-    """A git + DVC copy of the project in ``work``, with tiny small_cnn training; returns the environment.
-
-    ``download`` and ``train`` update those params sections (small_cnn, 64×80, 2 epochs unless changed);
-    small_cnn because the default mobilenet_v2 needs ImageNet weights, which tests/learn/test_models.py covers.
-    """
+def copy_project_files(work):
+    """The files a project needs (PROJECT_FILES) copied from this checkout into ``work``."""
     for name in PROJECT_FILES:
         source, target = ROOT / name, work / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -191,6 +187,15 @@ def make_project(work, download, train):
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, target)
+
+
+def make_project(work, download, train):
+    """A git + DVC copy of the project in ``work``, with tiny small_cnn training; returns the environment.
+
+    ``download`` and ``train`` update those params sections (small_cnn, 64×80, 2 epochs unless changed);
+    small_cnn because the default mobilenet_v2 needs ImageNet weights, which tests/learn/test_models.py covers.
+    """
+    copy_project_files(work)
     document = yaml.safe_load((work / "params.yaml").read_text())
     document["download"].update(download)
     document["train"].update(model="small_cnn", batch_size=8)
@@ -293,3 +298,23 @@ def save_photos(folder, n, size=(40, 30), seed=0):
         paths.append(folder / f"{i}.png")
         Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(paths[-1])
     return paths
+
+
+def link_mobilenet_weights(keras_home):
+    """Symbolic links to ../shared's MobileNetV2 ImageNet weights in ``keras_home``/models/, where Keras looks
+    before it downloads: the frozen recipe's second backbone, with no network."""
+    models = Path(keras_home) / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    for weights in sorted(MOBILENET_WEIGHTS.glob("*.h5")):
+        (models / weights.name).symlink_to(weights)
+    return models
+
+
+def make_default_project(work, download):
+    """A git + DVC copy of the project in ``work`` with the repository's params.yaml as it is (the shipped
+    recipe, train.model frozen) but for ``download``'s values; MobileNetV2's weights linked into its empty
+    Keras cache (link_mobilenet_weights; callers check them with require_shared). Returns the environment."""
+    copy_project_files(work)
+    (work / "params.yaml").write_text(project_params({"download": download}))
+    link_mobilenet_weights(work / "empty-keras-home")
+    return git_commit_all(work)

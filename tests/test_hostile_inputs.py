@@ -6,6 +6,7 @@ nothing: the project folder is byte-for-byte what it was.
 Numbers in the test ids are the cases of the issue that asked for this corpus (README: Troubleshooting).
 """
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -16,6 +17,7 @@ from helpers import (archive_server, assert_one_line_error, make_jpeg_bytes, mak
                      make_png_bytes, project_params, run_stage, snapshot, symlink_info, write_zip)
 from valence.data.images import load_image
 from valence.files import read_csv
+from valence.registry import FROZEN_MODEL, MODEL_NAMES
 
 ARCHIVE = "data/raw/archive.zip"
 PARAMS = "download:\n  filename: archive.zip\n"
@@ -233,10 +235,13 @@ def test_odd_files_load_as_upright_rgb(odd_files_unzipped):
 
 
 def test_skipped_files_are_counted(odd_files_unzipped):
+    # the README points to metrics/data.json's `skipped` for the count: one per row of data/skipped.csv, one per
+    # bad file this archive holds (the data.json written before held {})
     work, labels, skipped = odd_files_unzipped
-    summary = read_csv(work / "data/skipped.csv")
-    assert len(summary) == len(skipped) == sum(outcome != "kept" for _, outcome in HANDLED.values())
-    assert len(labels) == 6 + sum(outcome == "kept" for _, outcome in HANDLED.values())
+    bad = sum(outcome != "kept" for _, outcome in HANDLED.values())
+    data = json.loads((work / "metrics/data.json").read_text())
+    assert data["skipped"] == len(read_csv(work / "data/skipped.csv")) == len(skipped) == bad
+    assert data["images"] == len(labels) == 6 + sum(outcome == "kept" for _, outcome in HANDLED.values())
     assert not (work / "data/images/old.jpg").exists()  # replaced as a whole, not merged
 
 
@@ -291,7 +296,8 @@ def project_with_earlier_download(tmp_path):
     return tmp_path
 
 
-def test_08_checksum_mismatch_keeps_the_earlier_archive(tmp_path):
+def test_08_checksum_mismatch_run_by_hand_keeps_the_earlier_archive(tmp_path):
+    # run by hand (python -m stages.download); under dvc repro DVC removes it first: tests/test_recovery.py
     work = project_with_earlier_download(tmp_path)
     (work / "empty-keras-home/datasets").mkdir(parents=True)
     (work / "empty-keras-home/datasets/archive.zip").write_bytes(b"a different archive")
@@ -302,7 +308,8 @@ def test_08_checksum_mismatch_keeps_the_earlier_archive(tmp_path):
     assert snapshot(work) == {**before, "params.yaml": snapshot(work)["params.yaml"]}
 
 
-def test_09_download_cut_off_keeps_the_earlier_archive(tmp_path, half_server):
+def test_09_download_cut_off_run_by_hand_keeps_the_earlier_archive(tmp_path, half_server):
+    # run by hand, as test_08; through dvc repro: tests/test_recovery.py
     work = project_with_earlier_download(tmp_path)
     before = snapshot(work)
     result = run_stage("download", work, PARAMS + f"  url: {half_server}\n")
@@ -355,7 +362,8 @@ def test_model_file_is_loaded_in_safe_mode(tmp_path, write_model, reason):
     ("split", "split:\n  test_size: a fifth\n", "split.test_size must be of type float, got 'a fifth'"),
     ("split", "split:\n  sed: 3\n", "unknown key(s) split.sed in params.yaml; known: test_size, seed"),
     ("train", "train:\n  small_cnn:\n    epochs: 0\n", "train.small_cnn.epochs must be >= 1, got 0"),
-    ("train", "train:\n  model: resnet\n", "train.model must be one of efficientnet_lite0, efficientnet_lite2, frozen, mobilenet_v2, seed_baseline, small_cnn; got 'resnet'"),
+    ("train", "train:\n  model: resnet\n",  # every model the registry knows, sorted: a new one needs no edit here
+     f"train.model must be one of {', '.join(sorted((*MODEL_NAMES, FROZEN_MODEL)))}; got 'resnet'"),
     ("train", "train:\n  small_cnn:\n    learning_rat: 0.1\n", "unknown key(s) train.small_cnn.learning_rat"),
     ("train", "train:\n  epochs: 3\n", "unknown key(s) train.epochs in params.yaml"),
     ("unzip", "unzip:\n  max_total_mb: 0\n", "unzip.max_total_mb must be >= 1, got 0"),

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers import DVC, make_project, run
+from helpers import DVC, MOBILENET_WEIGHTS, make_default_project, make_project, require_shared, run
 from valence.data.demo_faces import draw_face
 from valence.data.labels import CLASSES
 
@@ -34,20 +34,25 @@ def set_params(work, **sections):
 
 
 def test_a_folder_of_your_photos_under_dvc_trains_a_model_and_a_changed_photo_reruns_it(tmp_path):
+    """With the shipped recipe (train.model: frozen), as README's user runs it: small_cnn's 2 epochs score
+    these photos at chance (out-of-fold ROC AUC 0.47 measured), so only this recipe can show it learnt."""
+    require_shared(MOBILENET_WEIGHTS, check="your own photos through the default recipe")
     work = tmp_path / "project"
-    env = make_project(work, {}, {})
+    env = make_default_project(work, {})
     draw_photos(work / "my photos", [(f"{label}/{label.lower()} {i}.jpg", label) for label in CLASSES
-                                     for i in range(12)], seed=1)
+                                     for i in range(20)], seed=1)
     run(DVC + ["add", "my photos"], work, env)  # versioned and pushed like every other DVC file
     set_params(work, download={"source": "path", "path": "my photos"})
     output = run(DVC + ["repro"], work, env)
     for stage in ("download", "unzip", "split", "fold@4", "train", "evaluate", "export"):
         assert f"Running stage '{stage}'" in output
     data = json.loads((work / "metrics/data.json").read_text())
-    assert data["folder"] == {"path": "my photos", "images": 24} and data["Negative"] == data["Positive"] == 12
+    assert data["folder"] == {"path": "my photos", "images": 40} and data["Negative"] == data["Positive"] == 20
     assert not any((work / "data/raw").iterdir())  # nothing downloaded, nothing copied there
-    metrics = json.loads((work / "dvclive/evaluate/metrics.json").read_text())
-    assert 0 <= metrics["out_of_fold"]["roc_auc"] <= 1
+    # out of fold, measured (2 cores): ROC AUC 1.0, balanced accuracy 1.0; drawn with seed 5 too, seed 9: 0.92 and
+    # 0.95; train.seed 7: 1.0 (at 12 a class the worst was 0.83). Heads fit to shuffled labels: 0.35 and 0.4
+    metrics = json.loads((work / "dvclive/evaluate/metrics.json").read_text())["out_of_fold"]
+    assert metrics["roc_auc"] >= 0.8 and metrics["balanced_accuracy"] >= 0.7, metrics
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-qm", "trained on my photos"], work, env)
 

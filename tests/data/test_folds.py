@@ -132,6 +132,11 @@ def test_too_few_groups_for_the_folds_is_a_clear_error():
                       5, seed=0)
 
 
+def test_too_few_images_of_every_class_for_the_folds_is_a_clear_error():
+    with pytest.raises(PipelineError, match=r"^labels: 4 Negative and 4 Positive images cannot fill 5 stratified folds"):
+        grouped_folds(table(4, 4), 5, seed=0)  # scikit-learn's own ValueError otherwise
+
+
 def test_merge_groups_joins_connected_pairs():
     rows = [{"path": p, "label": "Positive", "group": g} for p, g in
             (("a1", "A"), ("a2", "A"), ("b1", "B"), ("c1", "C"), ("d1", "D"), ("e1", ""))]

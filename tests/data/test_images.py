@@ -1,4 +1,6 @@
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -118,8 +120,24 @@ def test_decompression_bomb(tmp_path, monkeypatch, side):
     assert decode(path).size == (side, side)
 
 
-def test_module_sets_pixel_limit():
-    assert images.Image.MAX_IMAGE_PIXELS == Image.MAX_IMAGE_PIXELS >= 10_000_000
+def header_only_png(width, height):
+    """A 1×1 PNG whose header claims width × height: decode judges the size before reading a pixel, and the
+    missing pixels make it a truncated file, so the test never fills 50 million pixels."""
+    buf = io.BytesIO()
+    Image.new("1", (1, 1)).save(buf, "PNG")
+    png = bytearray(buf.getvalue())
+    ihdr = struct.pack(">II", width, height) + png[24:29]  # new size; bit depth, colour type… kept
+    png[16:29], png[29:33] = ihdr, struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(png)
+
+
+def test_the_pixel_limit_is_50_million():
+    # the README's limit, set by valence.data.images itself (Pillow's default is about 89 million)
+    with pytest.raises(images.TooManyPixels, match="more than 50000000 pixels"):
+        decode(io.BytesIO(header_only_png(10_000, 5_001)))
+    with pytest.raises(ValueError) as err:  # exactly 50 million: refused as truncated, not for its size
+        decode(io.BytesIO(header_only_png(10_000, 5_000)))
+    assert not isinstance(err.value, images.TooManyPixels) and "truncated" in str(err.value)
 
 
 def test_load_images_stacks_in_order(tmp_path):

@@ -1,7 +1,9 @@
 import keras
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
+from valence.errors import PipelineError
 from valence.learn import logistic_head
 
 
@@ -43,6 +45,25 @@ def test_choose_c_scores_every_candidate_on_grouped_inner_folds():
     assert set(scores) == {1e-4, 1e-3, 1e-1} and best in scores and scores[best] == max(scores.values())
     assert (best, scores) == logistic_head.choose_c(x, y, groups, [1e-4, 1e-3, 1e-1], folds=3, seed=0)[:2]
     assert all(len(p) == len(y) and 0 <= p.min() and p.max() <= 1 for p in held_out.values())
+
+
+def test_inner_folds_holding_one_class_are_left_out_of_the_choice():
+    x, y = separable(n=15, seed=5)
+    y = np.array([0] * 3 + [1] * 12)  # 3 Negative over 5 inner folds: two folds hold only Positive
+    _, scores, held_out = logistic_head.choose_c(x, y, np.arange(15), [1e-3, 1e-1], folds=5, seed=0)
+    assert all(np.isfinite(list(scores.values())))
+    splits = logistic_head.StratifiedGroupKFold(5, shuffle=True, random_state=0).split(x[0], y, np.arange(15))
+    both = [test for _, test in splits if len(set(y[test])) == 2]
+    assert 0 < len(both) < 5
+    assert scores[1e-3] == pytest.approx(np.mean([roc_auc_score(y[t], held_out[1e-3][t]) for t in both]))
+
+
+def test_too_few_photos_for_the_inner_folds_is_one_line_naming_them():
+    x, y = separable(n=8, seed=6)
+    y = np.array([0, 1] * 4)  # 4 of each class cannot fill 5 stratified inner folds
+    with pytest.raises(PipelineError, match=r"^fold 0's training images: 4 Negative and 4 Positive images cannot fill "
+                                            r"5 stratified folds .*train\.frozen\.inner_folds$"):
+        logistic_head.choose_c(x, y, np.arange(8), [1e-3], folds=5, seed=0, what="fold 0's training images")
 
 
 def test_the_dense_layer_repeats_the_head_inside_a_keras_model():

@@ -1,10 +1,13 @@
 """train.model frozen: the features stage's features, a head chosen by inner CV, one released Keras model."""
 import csv
 import dataclasses
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 from helpers import repo_params, run_stage
 from valence.learn import features, logistic_head, train_on_features
@@ -103,9 +106,11 @@ def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     stored = np.load(tmp_path / "data/features/features.npy")
     assert stored.shape == (2, 16, 1280 + 320)
+    printed = {}
     for fold in (0, 1, 2):  # fold 2: dvc.yaml may list more folds than the split made
         result = run_stage("fold", tmp_path, args=[fold])
         assert result.returncode == 0, result.stderr[-2000:]
+        printed[fold] = result.stdout
     p = frozen_params(pooled_blocks=(15,), regularization=(0.01, 0.1))
     held_out = list(csv.DictReader(open(tmp_path / "data/oof/fold0/predictions.csv")))
     trained_on = list(csv.DictReader(open(tmp_path / "data/oof/fold0/trained_on.csv")))
@@ -114,6 +119,18 @@ def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
     head, _ = train_on_features.fit_head(p, trained_on, store=tmp_path / "data/features")  # fit here on the other fold
     flipped = train_on_features.score(head, held_out, store=tmp_path / "data/features")
     np.testing.assert_allclose([float(r["probability"]) for r in held_out], flipped, atol=1e-6)
+    # and without the stage's own code: scikit-learn on the stored features, each image the mean of its views,
+    # standardised, a balanced logistic regression with the C the fold chose; P(Positive) is the mean over the
+    # photo (view 0) and its mirror (view 1), as logistic_head documents and evaluate.flip_average asks
+    c = float(re.search(r"^C (\S+): the best", printed[0], re.M).group(1))
+    assert c in (0.01, 0.1)
+    index = {r["path"]: i for i, r in enumerate(csv.DictReader(open(tmp_path / "data/features/paths.csv")))}
+    train_x, held_x = (stored[:, [index[r["path"]] for r in side]] for side in (trained_on, held_out))
+    scaler = StandardScaler().fit(train_x.mean(axis=0))
+    regression = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(
+        scaler.transform(train_x.mean(axis=0)), [r["label"] == "Positive" for r in trained_on])
+    independent = np.mean([regression.predict_proba(scaler.transform(view))[:, 1] for view in held_x], axis=0)
+    np.testing.assert_allclose([float(r["probability"]) for r in held_out], independent, atol=1e-6)
     assert not list(csv.DictReader(open(tmp_path / "data/oof/fold2/predictions.csv")))
     result = run_stage("evaluate", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

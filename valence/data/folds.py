@@ -47,14 +47,25 @@ def merge_groups(rows, pairs):
     return [{**r, "group": find(group_of[r["path"]])} for r in rows]
 
 
+def check_fillable(labels, groups, n_splits, what, remedy="use more images or fewer folds"):
+    """A one-line error unless ``n_splits`` stratified group folds can be made: at least ``n_splits`` groups,
+    and a class with at least ``n_splits`` images (StratifiedGroupKFold's own ValueError otherwise). A rarer
+    class leaves some folds without it: callers that need both classes in every fold check that."""
+    if len(set(groups)) < n_splits:
+        raise PipelineError(f"{what}: {len(set(groups))} groups cannot fill {n_splits} folds; {remedy}")
+    counts = Counter(labels)
+    if all(n < n_splits for n in counts.values()):
+        raise PipelineError(f"{what}: {' and '.join(f'{n} {c}' for c, n in sorted(counts.items()))} images cannot "
+                            f"fill {n_splits} stratified folds (a class needs at least {n_splits}); {remedy}")
+
+
 def grouped_folds(rows, n_splits, seed, what="labels"):
     """[(train rows, test rows)] × n_splits: stratified by label, no group on both sides, sorted by path."""
     _check_classes(rows, what)
     groups = [r.get("group") or r["path"] for r in rows]
-    if len(set(groups)) < n_splits:
-        raise PipelineError(f"{what}: {len(set(groups))} groups cannot fill {n_splits} folds")
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     labels = [r["label"] for r in rows]
+    check_fillable(labels, groups, n_splits, what, "use more images or a larger split.test_size (fewer folds)")
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     by_path = lambda r: r["path"]  # noqa: E731
     result = []
     for train_index, test_index in folds.split(np.zeros(len(rows)), labels, groups):

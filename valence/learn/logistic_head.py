@@ -11,6 +11,10 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from valence.data.folds import check_fillable
+from valence.data.labels import CLASSES
+from valence.errors import PipelineError
+
 
 def fit(view_features, y, c, class_weight="balanced"):
     """A standardised logistic regression on (views, images, features), each image its views' mean."""
@@ -24,17 +28,26 @@ def probability(head, view_features):
     return np.mean([head.predict_proba(view)[:, 1] for view in view_features], axis=0)
 
 
-def choose_c(view_features, y, groups, cs, folds, seed, class_weight="balanced"):
+def choose_c(view_features, y, groups, cs, folds, seed, class_weight="balanced", what="the training images"):
     """(best C, {C: mean ROC AUC over the inner folds}, {C: each image's P(Positive) from the inner fold that
-    held it out}) over ``folds`` stratified group folds of these training images."""
+    held it out}) over ``folds`` stratified group folds of these training images.
+
+    An inner fold holding one class has no ROC AUC (few photos per class): the mean is over the inner folds
+    that hold both, the same folds for every C; a one-line PipelineError when none does or the folds cannot
+    be made."""
+    check_fillable([CLASSES[t] for t in y], groups, folds, what, "use more photos or a smaller train.frozen.inner_folds")
     inner = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     splits = list(inner.split(np.zeros(len(y)), y, groups))
+    scored = [test for _, test in splits if len(set(y[test])) == 2]
+    if not scored:
+        raise PipelineError(f"{what}: no inner fold of {folds} holds both classes, so no C can be scored; "
+                            "use more photos or a smaller train.frozen.inner_folds")
     scores, held_out = {}, {}
     for c in cs:
         held_out[c] = np.zeros(len(y))
         for train, test in splits:
             held_out[c][test] = probability(fit(view_features[:, train], y[train], c, class_weight), view_features[:, test])
-        scores[c] = float(np.mean([roc_auc_score(y[test], held_out[c][test]) for _, test in splits]))
+        scores[c] = float(np.mean([roc_auc_score(y[test], held_out[c][test]) for test in scored]))
     return max(cs, key=lambda c: (scores[c], -c)), scores, held_out  # ties: the stronger regularisation
 
 

@@ -21,7 +21,7 @@ def scores(y, probability, prefix=""):
             f"{prefix}auc": roc_auc_score(y, probability)}
 
 
-def fit_head(p, rows, store="data/features", live=None):
+def fit_head(p, rows, store="data/features", live=None, what="the training images"):
     """The head of ``p.frozen`` fit on manifest ``rows``' stored features, C chosen by grouped inner CV:
     (fitted head, history rows). Needs no TensorFlow: every fold's head is a few seconds of scikit-learn."""
     h = p.hyper
@@ -29,7 +29,8 @@ def fit_head(p, rows, store="data/features", live=None):
     y, groups = targets(rows).astype(int), np.array([r.get("group") or r["path"] for r in rows])
     print(f"training a head on {x.shape[2]} frozen features of {len(rows)} images ({h.views} view(s)); "
           f"C from {list(h.regularization)} by {h.inner_folds} grouped inner folds")
-    best, chosen_by, held_out = logistic_head.choose_c(x, y, groups, h.regularization, h.inner_folds, p.seed, p.class_weight)
+    best, chosen_by, held_out = logistic_head.choose_c(x, y, groups, h.regularization, h.inner_folds, p.seed,
+                                                       p.class_weight, what)
     history = []
     for c in [c for c in h.regularization if c != best] + [best]:  # the released head last: metrics.json shows it
         fitted = logistic_head.probability(logistic_head.fit(x, y, c, p.class_weight), x)
@@ -52,8 +53,8 @@ def score(head, rows, store="data/features", flip_average=True):
     return logistic_head.probability(head, features.load(store, [r["path"] for r in rows])[:2 if flip_average else 1])
 
 
-def train(p, rows, store="data/features", live=None, weights="imagenet"):
+def train(p, rows, store="data/features", live=None, weights="imagenet", what="all labelled images"):
     """The released model: the head fit on manifest ``rows`` joined to the extractor; (model, history rows)."""
     runtime.configure(p.seed)  # threads; the extractor stays float32, as the features stage computed them
-    head, history = fit_head(p, rows, store, live)
+    head, history = fit_head(p, rows, store, live, what)
     return logistic_head.with_head(features.combined_extractor(p.hyper.extractors(), weights), head, "frozen"), history
