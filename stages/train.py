@@ -14,8 +14,9 @@ metric, a row an epoch — for frozen, a row a C candidate — for `dvc plots sh
 """
 from valence import params
 from valence.data.folds import FOLD_COLUMNS
+from valence.data.labels import targets
 from valence.errors import run_stage
-from valence.files import atomic_path, read_csv, write_csv
+from valence.files import atomic_path, read_csv, write_csv, write_json
 from valence.registry import FROZEN_MODEL
 
 LIVE = "dvclive/train"
@@ -26,7 +27,8 @@ def main():
     rows = read_csv("data/split/folds.csv", required=FOLD_COLUMNS)
     from dvclive import Live  # TensorFlow and dvclive load only after params and inputs are checked
 
-    from valence.learn import train_on_features, train_on_images
+    from valence.learn import calibration, train_on_features, train_on_images
+    from valence.report.evaluation import out_of_fold_rows
     from valence.report import figures
 
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
@@ -36,6 +38,15 @@ def main():
             model, history = train_on_features.train(p, rows, live=live)
         else:
             model, history = train_on_images.train(p, rows, live=live)
+    mapping, scored = calibration.IDENTITY, []
+    if p.calibrate:  # the map fit on every fold's held-out predictions, folded into the sigmoid layer
+        scored = out_of_fold_rows(rows)
+        mapping = calibration.fit(targets(scored), [r["probability"] for r in scored])
+        calibration.fold_into(model, mapping)
+        print(f"calibrated: P(Positive) = sigmoid({mapping[0]:.4f} · logit + {mapping[1]:.4f}), fit on the "
+              f"out-of-fold predictions of {len(scored)} images")
+    write_json(f"{LIVE}/calibration.json", {"slope": round(mapping[0], 6), "intercept": round(mapping[1], 6),
+                                           "images": len(scored)})
     with atomic_path("models/model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     write_csv("models/trained_on.csv", rows, FOLD_COLUMNS)

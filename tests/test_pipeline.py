@@ -61,7 +61,7 @@ def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
     audit = json.loads((work / "metrics/audit.json").read_text())
     assert audit["images"] == 40 and audit["tiny"] == 40  # 48×60 demo faces are under audit.min_side
     metrics = json.loads((work / "dvclive/evaluate/metrics.json").read_text())  # dvclive's summary
-    assert set(metrics) == {"out_of_fold", "per_fold"}
+    assert set(metrics) == {"out_of_fold", "uncalibrated", "per_fold"}
     # small_cnn's 2 epochs on 32 photos score at chance (out-of-fold ROC AUC measured: 0.55; at 10 and 20 epochs
     # 0.48 and 0.50), so a margin above chance is tests/test_default_recipe.py's (the shipped recipe: 0.97) and
     # tests/test_own_photos.py's; here the headline must be scikit-learn's scores of the fold models' held-out
@@ -69,13 +69,24 @@ def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
     actual = {r["path"]: int(r["label"] == "Positive") for r in rows_of(work / "data/split/folds.csv")}
     held_out = {k: rows_of(work / f"data/oof/fold{k}/predictions.csv") for k in range(5)}
 
+    # train.calibrate: threshold and calibration scores of each fold mapped by the Platt map of the other folds'
+    from valence.learn.calibration import cross_fitted, expected_calibration_error
+
+    everything = [r for rows in held_out.values() for r in rows]
+    raw = np.array([float(r["probability"]) for r in everything])
+    calibrated = dict(zip([r["path"] for r in everything], cross_fitted(
+        [actual[r["path"]] for r in everything], raw, [int(r["fold"]) for r in everything])[0]))
+
     def scores(rows):
         y, p = [actual[r["path"]] for r in rows], [float(r["probability"]) for r in rows]
-        predicted = [q >= 0.5 for q in p]  # params.yaml's evaluate.threshold
+        q = [calibrated[r["path"]] for r in rows]
+        predicted = [c >= 0.5 for c in q]  # params.yaml's evaluate.threshold
         return {"roc_auc": sk.roc_auc_score(y, p), "balanced_accuracy": sk.balanced_accuracy_score(y, predicted),
-                "accuracy": sk.accuracy_score(y, predicted), "average_precision": sk.average_precision_score(y, p)}
+                "accuracy": sk.accuracy_score(y, predicted), "average_precision": sk.average_precision_score(y, p),
+                "brier": sk.brier_score_loss(y, q), "ece": expected_calibration_error(y, q)}
 
-    expected = {**scores([r for rows in held_out.values() for r in rows]), "majority_accuracy": 0.5}
+    expected = {**scores(everything), "majority_accuracy": 0.5,
+                "mean_probability": np.mean(list(calibrated.values()))}
     assert metrics["out_of_fold"] == pytest.approx(expected, abs=1e-6)
     each = {k: scores(rows) for k, rows in held_out.items()}
     assert metrics["per_fold"]["roc_auc_each"] == pytest.approx({f"fold{k}": each[k]["roc_auc"] for k in each}, abs=1e-6)
@@ -249,7 +260,7 @@ def test_plots_show_draws_every_plot_offline_in_chromium(project, chromium):
     run(dvc + ["plots", "show", "-o", "plots_html"], work, env)
     views, images, _ = drawn(work / "plots_html/index.html", chromium, ROOT / "test-artifacts/plots_show.png")
     image_plots = [p for p in yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"] if isinstance(p, str)]
-    assert len(images) == len(image_plots) == 6 and all(width > 0 for _, width in images), images
+    assert len(images) == len(image_plots) == 7 and all(width > 0 for _, width in images), images
     curves = [v for v in views if "per step" in " ".join(v["text"])]
     assert len(curves) == 3 and all("training phase" in v["text"] and "train" in v["text"] for v in curves)
 

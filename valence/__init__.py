@@ -7,3 +7,6 @@
 - shared by all: params (params.yaml's schema), registry (model facts), files (atomic writes), runtime
   (cores, seeds, devices), errors (one-line errors)
 """
+from valence.runtime import quiet_tensorflow_import
+
+quiet_tensorflow_import()  # TensorFlow's C++ start-up notes, once per process: README, Troubleshooting

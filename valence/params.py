@@ -207,6 +207,7 @@ class TrainParams:
     model: str  # one of MODEL_NAMES or FROZEN_MODEL: its section below applies
     batch_size: int
     class_weight: str  # balanced: weigh classes by inverse frequency; none
+    calibrate: bool  # Platt-scale the released P(Positive) on the fold stages' out-of-fold predictions
     validation_size: float  # carved from the training split for early stopping; never the test split
     seed: int  # weight init, shuffling, augmentation
     precision: str  # float32 | mixed_bfloat16

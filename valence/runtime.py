@@ -5,12 +5,58 @@ One inter-op thread and one intra-op thread per core keep both cores on the one 
 inter-op threads on 2 cores, MobileNetV2's forward pass dipped to half speed on ~100 % CPU more often in short
 probes; the dips still happen with one (README: Performance, cause not yet found). Results do not change.
 """
+import contextlib
+import importlib.abc
+import importlib.util
 import os
+import sys
 
 
 def cores():
     """CPU cores this process may run on (respects taskset and container CPU sets)."""
     return len(os.sched_getaffinity(0))
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` the usual way and loads it with stderr (file descriptor 2) sent to /dev/null."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # one import; the usual finders do the finding
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            load = spec.loader.exec_module
+
+            def exec_module(module):
+                with _stderr_to_devnull():
+                    load(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+def quiet_tensorflow_import():
+    """TensorFlow prints C++ notes when its libraries load (oneDNN is on, which CPU instructions it uses, absl's
+    "before InitializeLog"), and TF_CPP_MIN_LOG_LEVEL does not stop them all: load it with stderr closed,
+    whoever imports it (keras too). Errors raised by the import still reach the caller. TF_CPP_MIN_LOG_LEVEL
+    set to anything (0 shows everything) leaves TensorFlow as it is; otherwise it is set to 2 (errors only)."""
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 
 def configure(seed=None, precision="float32", op_determinism=False):

@@ -1,39 +1,55 @@
 """Scores of a binary classifier, all computed by scikit-learn (dvclive writes the curve data)."""
+from pathlib import Path
+
 import numpy as np
 from sklearn import metrics
 
+from valence.data.folds import FOLD_COLUMNS
 from valence.data.labels import CLASSES, label_of
+from valence.errors import PipelineError
+from valence.files import read_csv
 
 
-def binary_metrics(y_true, probability, threshold):
-    """The headline scores of one split, and the always-the-larger-class baseline to read them against."""
+def binary_metrics(y_true, probability, threshold, ranking=None):
+    """The headline scores of one split, and the always-the-larger-class baseline to read them against.
+
+    ROC AUC and average precision only rank the images: they are computed on ``ranking`` where given (scores
+    that order the images as ``probability`` would under one increasing map), the rest on ``probability``:
+    accuracy and balanced accuracy at ``threshold``, Brier score and expected calibration error (10 bins)."""
+    from valence.learn.calibration import expected_calibration_error
+
     y_true, probability, y_pred = _arrays(y_true, probability, threshold)
+    ranking = probability if ranking is None else np.asarray(ranking, dtype=float)
     both_classes = len(np.unique(y_true)) == 2
     positive_share = float(y_true.mean())
     return _plain({
-        "roc_auc": metrics.roc_auc_score(y_true, probability) if both_classes else None,
+        "roc_auc": metrics.roc_auc_score(y_true, ranking) if both_classes else None,
         "balanced_accuracy": metrics.balanced_accuracy_score(y_true, y_pred),
         "accuracy": metrics.accuracy_score(y_true, y_pred),
-        "average_precision": metrics.average_precision_score(y_true, probability) if both_classes else None,
+        "average_precision": metrics.average_precision_score(y_true, ranking) if both_classes else None,
         "majority_accuracy": max(positive_share, 1 - positive_share),
+        "brier": metrics.brier_score_loss(y_true, probability, pos_label=1),
+        "ece": expected_calibration_error(y_true, probability),
     })
 
 
-def out_of_fold(y_true, probability, folds, threshold, valence=None):
+def out_of_fold(y_true, probability, folds, threshold, valence=None, ranking=None):
     """The headline of out-of-fold predictions (each image scored by the model of the fold that held it out):
     ``binary_metrics`` over all images, each metric's mean and std over the folds with each fold's ROC AUC
-    (``folds``), and — where ``valence``
-    (rated valence per image, None where unrated) is given — Spearman's ρ between P(Positive) and the rating.
+    (``folds``), and — where ``valence`` (rated valence per image, None where unrated) is given — Spearman's ρ
+    between the ranking scores (``ranking``, else P(Positive)) and the rating.
     """
     from scipy.stats import spearmanr
 
     y_true, probability, folds = np.asarray(y_true, dtype=int), np.asarray(probability, dtype=float), np.asarray(folds)
-    each = {k: binary_metrics(y_true[folds == k], probability[folds == k], threshold) for k in sorted(set(folds.tolist()))}
+    ranking = probability if ranking is None else np.asarray(ranking, dtype=float)
+    each = {k: binary_metrics(y_true[folds == k], probability[folds == k], threshold, ranking[folds == k])
+            for k in sorted(set(folds.tolist()))}
     summary = {m: {"mean": np.mean([f[m] for f in each.values()]), "std": np.std([f[m] for f in each.values()])}
                for m in ("roc_auc", "balanced_accuracy", "average_precision", "accuracy")}
-    result = {**binary_metrics(y_true, probability, threshold),
+    result = {**binary_metrics(y_true, probability, threshold, ranking),
               "folds": {**summary, "roc_auc_each": {f"fold{k}": f["roc_auc"] for k, f in each.items()}}}
-    rated = [(p, float(v)) for p, v in zip(probability, valence if valence is not None else []) if v not in (None, "")]
+    rated = [(p, float(v)) for p, v in zip(ranking, valence if valence is not None else []) if v not in (None, "")]
     if len(rated) > 2:
         result["spearman_valence"] = spearmanr(*zip(*rated)).statistic
     return _plain(result)
@@ -88,3 +104,33 @@ def confusion(y_true, probability, threshold):
     """2×2 counts, rows actual, columns predicted, in CLASSES order."""
     y_true, _, y_pred = _arrays(y_true, probability, threshold)
     return metrics.confusion_matrix(y_true, y_pred, labels=[0, 1])
+
+
+def out_of_fold_rows(labelled, oof=Path("data/oof")):
+    """The fold stages' predictions (``oof``/fold*/predictions.csv) in ``labelled``'s order, each row with its
+    float "probability"; a one-line PipelineError unless every image was scored exactly once, in its own fold."""
+    files = sorted(oof.glob("fold*/predictions.csv"))
+    predicted = {}
+    for file in files:
+        for r in read_csv(file, required=FOLD_COLUMNS + ["probability"]):
+            if r["path"] in predicted:
+                raise PipelineError(f"{file}: {r['path']} was already scored by {predicted[r['path']]['file']}")
+            predicted[r["path"]] = {**r, "file": file}
+    missing = [r for r in labelled if r["path"] not in predicted]
+    if missing:
+        folds = sorted({r["fold"] for r in missing}, key=int)
+        raise PipelineError(f"{oof}: no out-of-fold prediction for {len(missing)} labelled image(s) of fold(s) "
+                            f"{', '.join(folds)} (first {missing[0]['path']}); dvc.yaml's fold matrix must list "
+                            "every fold split.test_size makes (round(1 / test_size))")
+    for r in labelled:
+        if predicted[r["path"]]["fold"] != r["fold"]:
+            raise PipelineError(f"{predicted[r['path']]['file']}: {r['path']} is in fold {r['fold']} of "
+                                "data/split/folds.csv; run the fold stages again (dvc repro)")
+    extra = predicted.keys() - {r["path"] for r in labelled}
+    if extra:
+        raise PipelineError(f"{oof}: {len(extra)} prediction(s) of images not in data/split/folds.csv "
+                            f"(first {sorted(extra)[0]}); run the fold stages again (dvc repro)")
+    try:
+        return [{**r, "probability": float(predicted[r["path"]]["probability"])} for r in labelled]
+    except ValueError:
+        raise PipelineError(f"{oof}: a probability is not a number; run the fold stages again (dvc repro)") from None
