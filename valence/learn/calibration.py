@@ -55,7 +55,11 @@ def reliability(y_true, probability, bins=10):
 
 def expected_calibration_error(y_true, probability, bins=10):
     """The images-weighted mean gap between predicted and observed P(Positive) over ``bins`` equal-width bins."""
-    rows = reliability(y_true, probability, bins)
+    return gap_of(reliability(y_true, probability, bins))
+
+
+def gap_of(rows):
+    """The expected calibration error of ``reliability`` rows."""
     return sum(r["images"] * abs(r["predicted"] - r["observed"]) for r in rows) / sum(r["images"] for r in rows)
 
 

@@ -48,12 +48,13 @@ def precision_recall(y_true, probability, path):
 def reliability(curves, path):
     """A reliability diagram: {name: valence.learn.calibration.reliability rows} as mean predicted against
     observed share of Positive per bin (the diagonal is perfect calibration), and below it the images per bin."""
+    from valence.learn.calibration import gap_of
+
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(6, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
     for (name, rows), marker in zip(curves.items(), "os^"):
         predicted, observed = [r["predicted"] for r in rows], [r["observed"] for r in rows]
-        gap = sum(r["images"] * abs(r["predicted"] - r["observed"]) for r in rows) / sum(r["images"] for r in rows)
-        top.plot(predicted, observed, marker=marker, label=f"{name} (ECE {gap:.3f})")
+        top.plot(predicted, observed, marker=marker, label=f"{name} (ECE {gap_of(rows):.3f})")
         bottom.plot(predicted, [r["images"] for r in rows], marker=marker)
     top.set(title="Reliability (out-of-fold, 10 bins of P(Positive))", ylabel="share actually Positive",
             xlim=(0, 1), ylim=(0, 1))
