@@ -72,9 +72,10 @@ def main():
     figures.roc({"all images, out-of-fold": (y, raw), **fold_curves}, f"{PLOTS}/roc.png")
     figures.precision_recall(y, raw, f"{PLOTS}/precision_recall.png")
     figures.confusion_matrix(evaluation.confusion(y, probability, p.threshold), f"{PLOTS}/confusion_matrix.png")
-    figures.reliability({"calibrated, cross-fitted" if calibrate else "P(Positive)": calibration.reliability(y, probability),
-                         **({"uncalibrated": calibration.reliability(y, raw)} if calibrate else {})},
-                        f"{PLOTS}/reliability.png")
+    name = "calibrated, cross-fitted" if calibrate else "P(Positive)"
+    figures.reliability({f"{name} (ECE {result['ece']:.3f})": calibration.reliability(y, probability),
+                         **({f"uncalibrated (ECE {uncalibrated['ece']:.3f})": calibration.reliability(y, raw)}
+                            if calibrate else {})}, f"{PLOTS}/reliability.png")
     print(f"out-of-fold ({len(rows)} images in {len(fold_curves)} folds): "
           + ", ".join(f"{k} {v}" for k, v in result.items()))
     print(f"calibration ({'cross-fitted Platt' if calibrate else 'none'}): Brier {result['brier']:.4f}, ECE "

@@ -45,7 +45,7 @@ def test_the_released_model_computes_the_stored_features_and_carries_the_head(tm
     y = np.array([r["label"] == "Positive" for r in rows], dtype=int)
     expected = logistic_head.fit(stored, y, 0.1).predict_proba(stored[0])[:, 1]  # the head on all rows, on the photos
     np.testing.assert_allclose(np.asarray(model(images.astype(np.float32)))[:, 0], expected, atol=1e-4)
-    assert [r["phase"] for r in history] == ["C=0.1"] and history[0]["auc"] > 0.9 and 0 <= history[0]["val_auc"] <= 1
+    assert [r["phase"] for r in history] == ["C=0.1 (chosen)"] and history[0]["auc"] > 0.9 and 0 <= history[0]["val_auc"] <= 1
     assert model.input_shape == (None, 64, 80, 3) and model.output_shape == (None, 1)
 
 
@@ -60,8 +60,8 @@ def test_every_c_candidate_is_a_step_and_the_chosen_one_is_released(tmp_path):
         def __init__(self):
             self.logged, self.steps = [], 0
 
-        def log_metric(self, name, value):
-            self.logged.append((self.steps, name, value))
+        def log_metric(self, name, value, plot=True):
+            self.logged.append((self.steps, name, value, plot))
 
         def next_step(self):
             self.steps += 1
@@ -69,13 +69,22 @@ def test_every_c_candidate_is_a_step_and_the_chosen_one_is_released(tmp_path):
     live = Live()
     p = frozen_params(regularization=(0.001, 0.01, 0.1))
     _, history = train_on_features.train(p, rows, store=tmp_path / "features", live=live, weights=None)
-    assert sorted(r["phase"] for r in history) == ["C=0.001", "C=0.01", "C=0.1"] and live.steps == 3
     y = np.array([r["label"] == "Positive" for r in rows], dtype=int)
     best, _, _ = logistic_head.choose_c(stored, y, np.array([r["group"] for r in rows]), p.frozen.regularization,
                                 p.frozen.inner_folds, p.seed)
-    assert history[-1]["phase"] == f"C={best:g}"  # the released head is the last step, so metrics.json shows it
-    assert {name for _, name, _ in live.logged} == {"phase", "train/loss", "train/accuracy", "train/auc",
-                                                    "eval/loss", "eval/accuracy", "eval/auc"}
+    # the candidates in ascending C (the plots' x), the released one marked; dvclive draws a step per candidate
+    assert [r["C"] for r in history] == [0.001, 0.01, 0.1] and live.steps == 3
+    assert [r["phase"] for r in history] == [f"C={c:g}" + (" (chosen)" if c == best else "") for c in (0.001, 0.01, 0.1)]
+    plotted = [(step, name) for step, name, _, plot in live.logged if plot]
+    assert {name for _, name in plotted} == {"phase", "train/loss", "train/accuracy", "train/auc",
+                                             "eval/loss", "eval/accuracy", "eval/auc"}
+    assert sorted({step for step, _ in plotted}) == [0, 1, 2]
+    # after the steps, the summary (metrics.json) gets the released head's scores and its C, not the last step's
+    summary = {name: value for _, name, value, plot in live.logged if not plot}
+    chosen = next(r for r in history if r["C"] == best)
+    assert summary == {"C": best, "phase": chosen["phase"], "train/loss": chosen["loss"], "train/accuracy": chosen["accuracy"],
+                       "train/auc": chosen["auc"], "eval/loss": chosen["val_loss"], "eval/accuracy": chosen["val_accuracy"],
+                       "eval/auc": chosen["val_auc"]}
 
 
 def test_features_of_an_image_the_store_lacks_are_a_clear_error(tmp_path):

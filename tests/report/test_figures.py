@@ -126,3 +126,59 @@ def test_pair_and_mistake_sheets_without_anything_to_show_say_so(tmp_path):
                       tmp_path / "mistakes.png")
     for name in ("pairs.png", "mistakes.png"):
         assert read_png(tmp_path / name).min() < 100  # the message is drawn, not a blank page
+
+
+@pytest.fixture
+def drawn_figure(monkeypatch):
+    """The matplotlib figure a function would have saved, drawn so text extents are known."""
+    kept = []
+
+    def keep(figure, path):
+        figure.tight_layout()
+        figure.canvas.draw()
+        kept.append(figure)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    return kept
+
+
+def test_the_frozen_heads_candidates_are_drawn_against_c_on_a_log_axis_with_the_chosen_one_marked(drawn_figure):
+    history = [{"epoch": i + 1, "phase": f"C={c:g}" + (" (chosen)" if c == 0.01 else ""), "C": c, "loss": 0.5,
+                "accuracy": 0.8, "auc": 0.9, "val_loss": 0.6, "val_accuracy": 0.7, "val_auc": 0.8}
+               for i, c in enumerate((0.001, 0.01, 0.1))]
+    figures.learning_curves(history, "unused.png")
+    for ax in drawn_figure[0].axes:
+        assert ax.get_xscale() == "log" and "C" in ax.get_xlabel()
+        lines = {line.get_label(): list(line.get_xdata()) for line in ax.get_lines()}
+        assert lines["train (fit on all)"] == lines["validation (inner folds)"] == [0.001, 0.01, 0.1]
+        assert lines["chosen C=0.01"] == [0.01, 0.01]  # a vertical line at the released head's C
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0.001", "0.01", "0.1"]
+
+
+def test_epochs_stay_on_a_linear_axis_of_whole_numbers(drawn_figure):
+    figures.learning_curves(HISTORY, "unused.png")
+    for ax in drawn_figure[0].axes:
+        assert ax.get_xscale() == "linear" and ax.get_xlabel() == "epoch"
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+
+
+def test_a_long_title_of_the_pairs_sheet_fits_the_figure(drawn_figure, monkeypatch):
+    monkeypatch.setattr(figures, "_thumbnail", lambda path, side=160: np.zeros((4, 4, 3), np.uint8))
+    pair = {"paths": ["a.jpg", "b.jpg"], "labels": ["Positive", "Negative"], "distance": 3}
+    figures.image_pairs([pair] * 3, "near-duplicates at ≤ 8 pHash bits from their representative (label conflicts first)",
+                        "unused.png", limit=1)
+    figure = drawn_figure[0]
+    box = figure._suptitle.get_window_extent(figure.canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= figure.bbox.width and box.y1 <= figure.bbox.height
+    assert "(1 of 3)" in figure._suptitle.get_text()
+
+
+def test_the_mistakes_sheet_is_a_grid_not_a_strip(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "_thumbnail", lambda path, side=160: np.zeros((4, 4, 3), np.uint8))
+    rows = [{"path": f"{kind}{i}.jpg", "actual": actual, "predicted": predicted, "probability": p}
+            for kind, actual, predicted, p in (("neg", "Negative", "Positive", 0.9), ("pos", "Positive", "Negative", 0.1))
+            for i in range(8)]
+    pictures = {r["path"]: np.zeros((8, 16, 3), np.uint8) for r in rows}  # the stage's photo beside its map
+    figures.mistakes(rows, tmp_path / "mistakes.png", pictures=pictures)
+    height, width, _ = read_png(tmp_path / "mistakes.png").shape
+    assert width <= 1600 and 0.5 <= width / height <= 2, (width, height)  # 16 in 4 rows of 4: readable at page width

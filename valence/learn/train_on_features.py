@@ -3,8 +3,8 @@
 No backbone trains, so the features computed once (data/features) are all the images the head ever needs:
 C is chosen by grouped cross-validation inside the training images, the head is fit on all of them, and the
 released model is the same extractor that computed the features with the head as its sigmoid Dense layer.
-The history has one row per C candidate (its "phase"), the chosen one last: the head fit on every training
-image scored on them (loss, accuracy, auc) and the inner folds' held-out predictions (val_loss, val_accuracy,
+The history has one row per C candidate in ascending order (its "phase", "C=… (chosen)" for the released
+one, whose scores metrics.json keeps): the head fit on every training image scored on them (loss, accuracy, auc) and the inner folds' held-out predictions (val_loss, val_accuracy,
 val_auc). The fold stages use ``fit_head`` and ``score`` (scikit-learn on stored features, no TensorFlow), the
 release ``train``.
 """
@@ -21,6 +21,17 @@ def scores(y, probability, prefix=""):
             f"{prefix}auc": roc_auc_score(y, probability)}
 
 
+def log(live, row, plot=True):
+    """One history row through dvclive: train/… and eval/… (the inner folds' held-out predictions), its phase;
+    C goes to the summary only."""
+    for name, value in row.items():
+        if name == "C":
+            live.log_metric("C", value, plot=False)
+        elif name != "epoch":
+            live.log_metric(name if name == "phase" else f"{'eval' if name.startswith('val_') else 'train'}/"
+                            f"{name.removeprefix('val_')}", value, plot=plot)
+
+
 def fit_head(p, rows, store="data/features", live=None, what="the training images"):
     """The head of ``p.frozen`` fit on manifest ``rows``' stored features, C chosen by grouped inner CV:
     (fitted head, history rows). Needs no TensorFlow: every fold's head is a few seconds of scikit-learn."""
@@ -32,16 +43,16 @@ def fit_head(p, rows, store="data/features", live=None, what="the training image
     best, chosen_by, held_out = logistic_head.choose_c(x, y, groups, h.regularization, h.inner_folds, p.seed,
                                                        p.class_weight, what)
     history = []
-    for c in [c for c in h.regularization if c != best] + [best]:  # the released head last: metrics.json shows it
+    for c in sorted(h.regularization):  # ascending C: the plots draw the candidates in order, the chosen one marked
         fitted = logistic_head.probability(logistic_head.fit(x, y, c, p.class_weight), x)
-        row = {"epoch": len(history) + 1, "phase": f"C={c:g}", **scores(y, fitted), **scores(y, held_out[c], "val_")}
-        history.append({k: v if k in ("epoch", "phase") else round(float(v), 6) for k, v in row.items()})
+        row = {"epoch": len(history) + 1, "phase": f"C={c:g}" + (" (chosen)" if c == best else ""), "C": c,
+               **scores(y, fitted), **scores(y, held_out[c], "val_")}
+        history.append({k: v if k in ("epoch", "phase", "C") else round(float(v), 6) for k, v in row.items()})
         if live is not None:
-            for name, value in history[-1].items():
-                if name != "epoch":
-                    live.log_metric(name if name == "phase" else f"{'eval' if name.startswith('val_') else 'train'}/"
-                                    f"{name.removeprefix('val_')}", value)
+            log(live, history[-1])
             live.next_step()
+    if live is not None:  # metrics.json (`dvc metrics show`, `dvc exp show`) holds the released head's scores and C
+        log(live, next(r for r in history if r["C"] == best), plot=False)
     print(f"C {best:g}: the best mean ROC AUC over the inner folds "
           f"({', '.join(f'C={c:g} {auc:.4f}' for c, auc in chosen_by.items())})")
     return logistic_head.fit(x, y, best, p.class_weight), history

@@ -1,4 +1,6 @@
 """PNG renderings of the evaluation and training curves (DVC draws the same data interactively)."""
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on CI or servers
@@ -46,15 +48,14 @@ def precision_recall(y_true, probability, path):
 
 
 def reliability(curves, path):
-    """A reliability diagram: {name: valence.learn.calibration.reliability rows} as mean predicted against
-    observed share of Positive per bin (the diagonal is perfect calibration), and below it the images per bin."""
-    from valence.learn.calibration import gap_of
-
+    """A reliability diagram: {legend label: valence.learn.calibration.reliability rows} as mean predicted
+    against observed share of Positive per bin (the diagonal is perfect calibration), and below it the images per
+    bin. The caller names each curve, with its ECE: figures draw, metrics are computed where they are reported."""
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(6, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
     for (name, rows), marker in zip(curves.items(), "os^"):
         predicted, observed = [r["predicted"] for r in rows], [r["observed"] for r in rows]
-        top.plot(predicted, observed, marker=marker, label=f"{name} (ECE {gap_of(rows):.3f})")
+        top.plot(predicted, observed, marker=marker, label=name)
         bottom.plot(predicted, [r["images"] for r in rows], marker=marker)
     top.set(title="Reliability (out-of-fold, 10 bins of P(Positive))", ylabel="share actually Positive",
             xlim=(0, 1), ylim=(0, 1))
@@ -79,20 +80,33 @@ def confusion_matrix(matrix, path):
 
 
 def learning_curves(history, path):
-    """Loss, accuracy and AUC per epoch, train vs validation; a dotted line where a new phase starts."""
+    """Loss, accuracy and AUC, train vs validation: per epoch, a dotted line where a new phase starts; or, for
+    the frozen head's C candidates (rows with "C"), against C on a log axis with the chosen C marked."""
     metrics = [m for m in ("loss", "accuracy", "auc") if history and history[0].get(m) not in (None, "")]
     figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
-    epochs = [int(row["epoch"]) for row in history]
-    starts = [row for before, row in zip(history, history[1:]) if row.get("phase") != before.get("phase")]
+    by_c = bool(history) and "C" in history[0]
+    x = [float(row["C"]) if by_c else int(row["epoch"]) for row in history]
+    starts = [] if by_c else [row for before, row in zip(history, history[1:]) if row.get("phase") != before.get("phase")]
+    chosen = [float(row["C"]) for row in history if by_c and "chosen" in row.get("phase", "")]
     for ax, metric in zip(axes[0], metrics):
-        for prefix, label in (("", "train"), ("val_", "validation")):
+        for prefix, label in (("", "train (fit on all)" if by_c else "train"),
+                              ("val_", "validation (inner folds)" if by_c else "validation")):
             if history[0].get(prefix + metric) not in (None, ""):
-                ax.plot(epochs, [float(row[prefix + metric]) for row in history], marker="o", label=label)
+                ax.plot(x, [float(row[prefix + metric]) for row in history], marker="o", label=label)
         for row in starts:
             ax.axvline(int(row["epoch"]) - 0.5, linestyle=":", color="grey")
             ax.annotate(row["phase"], (int(row["epoch"]) - 0.5, 1), xycoords=("data", "axes fraction"),
                         xytext=(3, -12), textcoords="offset points", color="grey")
-        ax.set(title=f"{metric} per epoch", xlabel="epoch", ylabel=metric)
+        for c in chosen:
+            ax.axvline(c, linestyle="--", color="grey", label=f"chosen C={c:g}")
+        if by_c:
+            ax.set_xscale("log")
+            ax.set_xticks(x, [f"{c:g}" for c in x])
+            ax.minorticks_off()
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
+        ax.set(title=f"{metric} against C (frozen head)" if by_c else f"{metric} per epoch",
+               xlabel="C (inverse L2 strength)" if by_c else "epoch", ylabel=metric)
         ax.legend()
     _save(figure, path)
 
@@ -129,7 +143,8 @@ def image_pairs(pairs, title, path, limit=12, total=None):
             ax.imshow(_thumbnail(image_path))
             ax.set_title(f"{image_path.rsplit('/', 1)[-1]}\n{label}, {pair['distance']} bits apart", fontsize=8)
             ax.axis("off")
-    figure.suptitle(title + (f" ({len(shown)} of {total})" if total > len(shown) else ""))
+    title += f" ({len(shown)} of {total})" if total > len(shown) else ""
+    figure.suptitle(textwrap.fill(title, 60))  # wrapped to the figure's width: a long title was cut at both sides
     _save(figure, path)
 
 
@@ -143,25 +158,29 @@ def worst_mistakes(rows, per_kind=8):
                                      key=lambda r: r["probability"])[:per_kind]}
 
 
-def mistakes(rows, path, per_kind=8, pictures=None):
-    """``worst_mistakes`` of ``rows`` (with valence where rated) as a sheet. ``pictures``: {path: uint8 image} to
-    draw instead of the photo (the mistakes stage: the photo beside its occlusion map, valence.use.explain)."""
+def mistakes(rows, path, per_kind=8, pictures=None, columns=4):
+    """``worst_mistakes`` of ``rows`` (with valence where rated) as a grid, ``columns`` a row. ``pictures``:
+    {path: uint8 image} to draw instead of the photo (the mistakes stage: the photo beside its occlusion map,
+    valence.use.explain)."""
     wrong = worst_mistakes(rows, per_kind)
     title = "Most confident mistakes (out-of-fold P(Positive))"
     if pictures:
         title += "\nbeside each, the released model's occlusion map: red pushes toward Positive, blue toward Negative"
     if not any(wrong.values()):
         return _no_images(title, "no mistakes", path)
-    columns = max(len(w) for w in wrong.values())
-    figure, axes = plt.subplots(2, columns, figsize=((4.0 if pictures else 2.2) * columns, 5.4), squeeze=False)
-    for row, (kind, items) in zip(axes, wrong.items()):
+    # a grid, each kind starting a row of its own: a strip of 16 was 3200 px wide, unreadable at page width
+    lines = [(kind, items[i:i + columns]) for kind, items in wrong.items() for i in range(0, len(items), columns)]
+    width, height = (4.0, 2.3) if pictures else (2.4, 2.8)
+    figure, axes = plt.subplots(len(lines), columns, figsize=(width * columns, height * len(lines) + 0.6),
+                                squeeze=False)
+    for row, (kind, items) in zip(axes, lines):
         for i, ax in enumerate(row):
             ax.axis("off")
             if i < len(items):
                 r = items[i]
                 valence = f", valence {float(r['valence']):.2f}" if r.get("valence") not in (None, "") else ""
                 ax.imshow(pictures[r["path"]] if pictures and r["path"] in pictures else _thumbnail(r["path"]))
-                ax.set_title(f"{kind}\n{r['path'].rsplit('/', 1)[-1]}\nP(Positive) {r['probability']:.2f}{valence}",
-                             fontsize=7)
+                ax.set_title(f"{kind}: {r['path'].rsplit('/', 1)[-1]}\nP(Positive) {r['probability']:.2f}{valence}",
+                             fontsize=9)
     figure.suptitle(title)
     _save(figure, path)
