@@ -1,6 +1,6 @@
 """Use a trained model: predict on files and folders, explain the scores with heatmaps, or serve it over HTTP.
 
-    valence predict photos/ beach.jpg --out predictions.csv [--model models/model.keras]
+    valence predict photos/ beach.jpg --out predictions.csv [--model models/model.keras] [--scheduler tcp://…:8786]
     valence explain photos/ beach.jpg --out explained/ [--model models/model.keras]
     valence serve [--model models/model.keras] [--host 127.0.0.1] [--port 8000]
 
@@ -24,17 +24,32 @@ def predict(args):
 
     p = params.load("evaluate")
     files = image_files(args.paths)  # a missing path or an empty folder fails before the model loads
-    classifier = open_classifier(args.model)
-    rows, skipped = predict_files(classifier, files, args.batch_size or p.batch_size,
-                                  p.threshold if args.threshold is None else args.threshold,
-                                  p.flip_average if args.flip_average is None else args.flip_average)
+    batch_size = args.batch_size or p.batch_size
+    threshold = p.threshold if args.threshold is None else args.threshold
+    flip_average = p.flip_average if args.flip_average is None else args.flip_average
+    if args.scheduler:  # README: On a cluster
+        from valence.files import digest_of
+        from valence.use import predict_cluster
+
+        rows, skipped, retried, parts = predict_cluster.predict_on_cluster(
+            args.scheduler, args.model, files, args.out, batch_size, threshold, flip_average,
+            args.shard_size or predict_cluster.SHARD_SIZE)
+        model, version = args.model, digest_of(args.model, "md5")
+    else:
+        classifier = open_classifier(args.model)
+        rows, skipped = predict_files(classifier, files, batch_size, threshold, flip_average)
+        model, version = classifier.path, classifier.version
     report_skipped(skipped, len(files))
     if not rows:
         raise PipelineError(f"none of the {len(files)} files is an image; nothing written to {args.out}")
     write_csv(args.out, rows, COLUMNS)
     positive = sum(r["label"] == "Positive" for r in rows)
     print(f"{args.out}: {len(rows)} images ({positive} Positive, {len(rows) - positive} Negative), "
-          f"model {classifier.path} (md5 {classifier.version})")
+          f"model {model} (md5 {version})")
+    if args.scheduler:
+        predict_cluster.finish(parts)
+        print(f"on {args.scheduler}: " + ("shards retried: unknown" if retried is None else
+              f"{retried} shard(s) ran again after their worker was lost" if retried else "no shard ran twice"))
 
 
 def explain(args):
@@ -134,6 +149,9 @@ def parser():
                       "predictions.csv", "CSV written: path, probability, label", predict)
     p.add_argument("--batch-size", type=int, default=None, help="default: evaluate.batch_size")
     p.add_argument("--threshold", type=float, default=None, help="default: evaluate.threshold")
+    p.add_argument("--scheduler", default=None, help="a Dask scheduler (tcp://host:8786), or local:N for N worker "
+                   "processes here: score in shards on a cluster, resumable (README: On a cluster)")
+    p.add_argument("--shard-size", type=int, default=None, help="photos a cluster task (default 256)")
     photo_command(commands, "explain", "a heatmap per image of what pushes P(Positive) up or down → PNG + JSON",
                   "explained", "folder for <photo>.png and <photo>.json", explain)
     s = commands.add_parser("serve", help="an HTTP service: GET / (a page to try it), POST /predict, /explain, "
@@ -149,6 +167,8 @@ def main(argv=None):
     args = parser().parse_args(argv)
     if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
         raise PipelineError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if getattr(args, "shard_size", None) is not None and args.shard_size < 1:
+        raise PipelineError(f"--shard-size must be >= 1, got {args.shard_size}")
     if getattr(args, "threshold", None) is not None and not 0 < args.threshold < 1:
         raise PipelineError(f"--threshold must be between 0 and 1 (exclusive), got {args.threshold}")
     args.run(args)

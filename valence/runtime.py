@@ -13,8 +13,17 @@ import sys
 
 
 def cores():
-    """CPU cores this process may run on (respects taskset and container CPU sets)."""
-    return len(os.sched_getaffinity(0))
+    """CPU cores this process may run on (respects taskset and container CPU sets); in a Dask worker, at most
+    its threads (`dask worker --nthreads`), so workers sharing a machine do not oversubscribe it."""
+    available = len(os.sched_getaffinity(0))
+    if "distributed" in sys.modules:  # only a process that imported Dask can be one of its workers
+        try:
+            from distributed import get_worker
+
+            return max(1, min(available, get_worker().state.nthreads))
+        except ValueError:  # not in a worker
+            pass
+    return available
 
 
 @contextlib.contextmanager

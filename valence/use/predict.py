@@ -61,13 +61,14 @@ def score_batches(classifier, images, batch_size, flip_average=False, desc="scor
                            for i in tqdm(starts, desc=desc, unit="batch")])
 
 
-def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=False):
+def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=False, progress=True):
     """Rows (path, probability, label) for the files that are images, and (path, reason) for those skipped.
 
     Files are decoded a batch at a time, in one thread per core, so memory stays flat over large folders.
     """
     rows, skipped = [], []
-    with ThreadPoolExecutor(cores()) as pool, tqdm(total=len(files), desc="predicting", unit="img") as bar:
+    with ThreadPoolExecutor(cores()) as pool, tqdm(total=len(files), desc="predicting", unit="img",
+                                                   disable=not progress) as bar:
         for start in range(0, len(files), batch_size):
             chunk = files[start:start + batch_size]
             loaded = list(pool.map(lambda f: load_photo(f, classifier.height, classifier.width), chunk))

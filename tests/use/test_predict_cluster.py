@@ -1,0 +1,185 @@
+"""`valence predict --scheduler` on a real Dask cluster: a `dask scheduler` and two `dask worker` processes
+started here on 127.0.0.1 (and stopped), the tiny model, 500 generated photos in shards of 20."""
+import csv
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import ROOT
+
+SHARD = 20
+pytestmark = pytest.mark.slow  # a scheduler and workers as processes: a minute or two
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def environment():
+    return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """500 small noise photos (PNG) and one file that is not an image, in one folder."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(500):
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(folder / f"photo{i:03d}.png")
+    (folder / "notes.txt").write_text("not a photo")
+    return folder
+
+
+class Cluster:
+    """A scheduler and ``workers`` one-thread worker processes on 127.0.0.1."""
+
+    def __init__(self, workers=2):
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        python = [sys.executable, "-m"]
+        self.scheduler = subprocess.Popen(python + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                                    "--port", self.address.rsplit(":", 1)[1], "--no-dashboard"],
+                                          env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.workers = [subprocess.Popen(python + ["distributed.cli.dask_worker", self.address, "--nthreads", "1",
+                                                   "--host", "127.0.0.1", "--no-dashboard", "--no-nanny"],
+                                         env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        for _ in range(workers)]
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=60)
+
+    def stop(self):
+        for process in self.workers + [self.scheduler]:
+            process.kill()
+            process.wait(30)
+
+
+@pytest.fixture
+def cluster():
+    running = Cluster()
+    yield running
+    running.stop()
+
+
+def predict(args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "valence", "predict", *map(str, args)], cwd=ROOT, env=environment(),
+                          capture_output=True, text=True, **kwargs)
+
+
+def rows_of(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def in_process(photos, tiny_models, tmp_path_factory):
+    """The CSV today's in-process path writes for the photos."""
+    out = tmp_path_factory.mktemp("in-process") / "predictions.csv"
+    result = predict([photos, "--out", out, "--model", tiny_models[1]])
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def same_predictions(out, expected):
+    got, want = rows_of(out), rows_of(expected)
+    assert [r["path"] for r in got] == [r["path"] for r in want] and len(got) == 500  # each photo once, in order
+    assert [r["label"] for r in got] == [r["label"] for r in want]
+    assert max(abs(float(a["probability"]) - float(b["probability"])) for a, b in zip(got, want)) <= 1e-6
+
+
+def test_a_cluster_scores_every_photo_as_in_process(cluster, photos, tiny_models, in_process, tmp_path):
+    out = tmp_path / "predictions.csv"
+    result = predict([photos, "--out", out, "--model", tiny_models[1], "--scheduler", cluster.address,
+                      "--shard-size", SHARD])
+    assert result.returncode == 0, result.stderr
+    same_predictions(out, in_process)
+    assert out.read_bytes() == in_process.read_bytes()  # the same file, byte for byte
+    assert "notes.txt: not an image" in result.stderr and "no shard ran twice" in result.stdout
+    assert not (tmp_path / "predictions.csv.parts").exists()  # the parts are joined, then removed
+
+
+def wait_for_parts(parts, count, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while len(list(parts.glob("[0-9]*.skipped.csv"))) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no shards finished"
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_run_costs_only_its_shards(cluster, photos, tiny_models, in_process, tmp_path):
+    out = tmp_path / "predictions.csv"
+    client = subprocess.Popen([sys.executable, "-m", "valence", "predict", str(photos), "--out", str(out),
+                               "--model", str(tiny_models[1]), "--scheduler", cluster.address, "--shard-size", "5"],
+                              cwd=ROOT, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parts = tmp_path / "predictions.csv.parts"
+    wait_for_parts(parts, 4, client)
+    cluster.workers[0].send_signal(signal.SIGKILL)  # mid-run: it holds a shard (--no-nanny: the worker itself)
+    written = len(list(parts.glob("[0-9]*.skipped.csv")))  # shards whose rows the client has (or a shard more)
+    stdout, stderr = client.communicate(timeout=300)
+    assert client.returncode == 0, stderr
+    same_predictions(out, in_process)
+    # Dask ran again what the killed worker held (running, queued, or finished but not yet fetched by the
+    # client), which here is at least one shard; never the shards whose rows the client had already written
+    retried = re.fullmatch(r"on tcp://\S+: (\d+) shard\(s\) ran again after their worker was lost",
+                           stdout.strip().splitlines()[-1])
+    assert retried and 1 <= int(retried.group(1)) <= 101 - written, stdout
+
+
+def test_a_killed_client_run_again_scores_only_the_missing_shards(cluster, photos, tiny_models, in_process, tmp_path):
+    out, parts = tmp_path / "predictions.csv", tmp_path / "predictions.csv.parts"
+    args = [photos, "--out", out, "--model", tiny_models[1], "--scheduler", cluster.address, "--shard-size", "5"]
+    client = subprocess.Popen([sys.executable, "-m", "valence", "predict", *map(str, args)], cwd=ROOT,
+                              env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_parts(parts, 10, client)
+    client.send_signal(signal.SIGKILL)
+    client.wait(30)
+    kept = {p.name: p.read_bytes() for p in parts.glob("[0-9]*.csv")}
+    assert not out.exists() and 10 <= len([k for k in kept if not k.endswith(".skipped.csv")]) < 101
+    result = predict(args)
+    assert result.returncode == 0, result.stderr
+    same_predictions(out, in_process)
+    done = len([k for k in kept if not k.endswith(".skipped.csv")])
+    assert f"resuming: {done} of 101 shards already done" in result.stdout
+
+
+def test_parts_of_another_run_are_an_error_not_a_mix(photos, tiny_models, tmp_path):
+    from valence.errors import PipelineError
+    from valence.files import write_json
+    from valence.use import predict_cluster
+
+    parts = tmp_path / "predictions.csv.parts"
+    wanted = predict_cluster.recipe("abc", ["a.png", "b.png"], 0.5, True, 20)
+    assert predict_cluster.open_parts(parts, wanted) == set()  # nothing there yet: nothing done
+    parts.mkdir()
+    write_json(parts / "recipe.json", wanted)
+    (parts / "0.csv").write_text("path,probability,label\n")
+    assert predict_cluster.open_parts(parts, wanted) == {0}
+    with pytest.raises(PipelineError, match=r"predictions.csv.parts: parts of another run \(its model, threshold "):
+        predict_cluster.open_parts(parts, dict(wanted, model="def", threshold=0.6))
+
+
+def test_an_unreachable_scheduler_is_one_line_and_leaves_nothing(photos, tiny_models, tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    start = time.monotonic()
+    result = predict([photos, "--out", tmp_path / "p.csv", "--model", tiny_models[1], "--scheduler", address])
+    assert result.returncode == 1 and time.monotonic() - start < 30
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: scheduler {address}: no answer within 10 s")
+    assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_local_n_starts_worker_processes_here(photos, tiny_models, in_process, tmp_path):
+    out = tmp_path / "predictions.csv"
+    result = predict([photos, "--out", out, "--model", tiny_models[1], "--scheduler", "local:2", "--shard-size", "100"])
+    assert result.returncode == 0, result.stderr
+    same_predictions(out, in_process)
+    assert predict([photos, "--model", tiny_models[1], "--scheduler", "local:0"]).stderr.strip().endswith("needs a whole number of workers N ≥ 1")
