@@ -8,7 +8,11 @@ extractor of train.frozen (its backbones, input size and pooled blocks) over max
 its mirror image and, beyond, augmented copies (train.augment, seeded by train.seed). Every fold's head and the
 released model's head train on these; a change to the head's params (regularization, inner_folds) does not
 recompute them. Other models train on images: data/features/ then holds only an empty paths.csv.
+With DASK_SCHEDULER_ADDRESS set, the photo and mirror views are computed in shards on that Dask cluster
+(valence.learn.features_cluster); the file written is the same.
 """
+import os
+
 from valence import params
 from valence.data.folds import MANIFEST_COLUMNS
 from valence.errors import run_stage
@@ -32,9 +36,15 @@ def main():
 
     runtime.configure(p.seed)
     f = p.frozen
-    images = load_images([r["path"] for r in rows], f.image_height, f.image_width, desc="labelled")
     extractor = features.combined_extractor(f.extractors())
-    view_features = features.extract(extractor, images, max(f.views, 2), p.augment, p.seed)
+    address = os.environ.get("DASK_SCHEDULER_ADDRESS")  # Dask's own setting: where, not what (README: On a cluster)
+    if address:
+        from valence.learn.features_cluster import extract_on_cluster
+
+        view_features = extract_on_cluster(address, extractor, [r["path"] for r in rows], f.views)
+    else:
+        images = load_images([r["path"] for r in rows], f.image_height, f.image_width, desc="labelled")
+        view_features = features.extract(extractor, images, max(f.views, 2), p.augment, p.seed)
     features.save(OUT, [r["path"] for r in rows], view_features)
     print(f"wrote {OUT}: {view_features.shape[0]} views × {view_features.shape[1]} images × {view_features.shape[2]} features")
 

@@ -318,3 +318,40 @@ def make_default_project(work, download):
     (work / "params.yaml").write_text(project_params({"download": download}))
     link_mobilenet_weights(work / "empty-keras-home")
     return git_commit_all(work)
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def environment():
+    """This checkout importable, TensorFlow quiet: for the cluster's processes and the valence command."""
+    return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+
+
+class Cluster:
+    """A scheduler and ``workers`` one-thread worker processes on 127.0.0.1."""
+
+    def __init__(self, workers=2):
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        python = [sys.executable, "-m"]
+        self.scheduler = subprocess.Popen(python + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                                    "--port", self.address.rsplit(":", 1)[1], "--no-dashboard"],
+                                          env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.workers = [subprocess.Popen(python + ["distributed.cli.dask_worker", self.address, "--nthreads", "1",
+                                                   "--host", "127.0.0.1", "--no-dashboard", "--no-nanny"],
+                                         env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        for _ in range(workers)]
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=60)
+
+    def stop(self):
+        for process in self.workers + [self.scheduler]:
+            process.kill()
+            process.wait(30)

@@ -4,7 +4,6 @@ import csv
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,20 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT
+from helpers import ROOT, Cluster, environment, free_port
 
 SHARD = 20
 pytestmark = pytest.mark.slow  # a scheduler and workers as processes: a minute or two
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def environment():
-    return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
 
 
 @pytest.fixture(scope="module")
@@ -38,30 +27,6 @@ def photos(tmp_path_factory):
         Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(folder / f"photo{i:03d}.png")
     (folder / "notes.txt").write_text("not a photo")
     return folder
-
-
-class Cluster:
-    """A scheduler and ``workers`` one-thread worker processes on 127.0.0.1."""
-
-    def __init__(self, workers=2):
-        self.address = f"tcp://127.0.0.1:{free_port()}"
-        python = [sys.executable, "-m"]
-        self.scheduler = subprocess.Popen(python + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                                    "--port", self.address.rsplit(":", 1)[1], "--no-dashboard"],
-                                          env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.workers = [subprocess.Popen(python + ["distributed.cli.dask_worker", self.address, "--nthreads", "1",
-                                                   "--host", "127.0.0.1", "--no-dashboard", "--no-nanny"],
-                                         env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                        for _ in range(workers)]
-        from distributed import Client
-
-        with Client(self.address, timeout="30s") as client:
-            client.wait_for_workers(workers, timeout=60)
-
-    def stop(self):
-        for process in self.workers + [self.scheduler]:
-            process.kill()
-            process.wait(30)
 
 
 @pytest.fixture
