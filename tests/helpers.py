@@ -334,9 +334,9 @@ def environment():
 
 
 class Cluster:
-    """A scheduler and ``workers`` one-thread worker processes on 127.0.0.1."""
+    """A scheduler and ``workers`` one-thread worker processes on 127.0.0.1 (``worker_env``: theirs)."""
 
-    def __init__(self, workers=2):
+    def __init__(self, workers=2, worker_env=None):
         self.address = f"tcp://127.0.0.1:{free_port()}"
         python = [sys.executable, "-m"]
         self.scheduler = subprocess.Popen(python + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1",
@@ -344,12 +344,14 @@ class Cluster:
                                           env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.workers = [subprocess.Popen(python + ["distributed.cli.dask_worker", self.address, "--nthreads", "1",
                                                    "--host", "127.0.0.1", "--no-dashboard", "--no-nanny"],
-                                         env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                         env=worker_env or environment(), stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
                         for _ in range(workers)]
         from distributed import Client
 
         with Client(self.address, timeout="30s") as client:
-            client.wait_for_workers(workers, timeout=60)
+            if workers:
+                client.wait_for_workers(workers, timeout=60)
 
     def stop(self):
         for process in self.workers + [self.scheduler]:

@@ -148,3 +148,34 @@ def test_local_n_starts_worker_processes_here(photos, tiny_models, in_process, t
     assert result.returncode == 0, result.stderr
     same_predictions(out, in_process)
     assert predict([photos, "--model", tiny_models[1], "--scheduler", "local:0"]).stderr.strip().endswith("needs a whole number of workers N ≥ 1")
+
+
+def test_a_worker_running_other_project_code_is_named_in_one_line(photos, tiny_models, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"  # this project's package with one line changed, first on the worker's path
+    shutil.copytree(ROOT / "valence", other / "valence", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(other / "valence/errors.py", "a") as f:
+        f.write("# an edit the client does not have\n")
+    stale = Cluster(workers=0)
+    # the worker imports the copy: first on its PYTHONPATH, started outside this checkout (cwd comes first)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", stale.address, "--nthreads", "1",
+                               "--host", "127.0.0.1", "--no-dashboard", "--no-nanny"], cwd=tmp_path,
+                              env=dict(environment(), PYTHONPATH=str(other)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        from distributed import Client
+
+        with Client(stale.address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+            assert client.run(lambda: __import__("valence").__file__) == {
+                w: str(other / "valence/__init__.py") for w in client.scheduler_info()["workers"]}
+        result = predict([photos, "--out", tmp_path / "p.csv", "--model", tiny_models[1], "--scheduler", stale.address])
+    finally:
+        worker.kill()
+        stale.stop()
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.fullmatch(r"error: worker tcp://127\.0\.0\.1:\d+: valence \S+ \(code \w+\), this client valence \S+ "
+                        r"\(code \w+\) \(install the same project there: pip install -r requirements.txt\)", last), last
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "p.csv.parts").exists()
