@@ -347,11 +347,15 @@ class Cluster:
                                          env=worker_env or environment(), stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
                         for _ in range(workers)]
-        from distributed import Client
+        try:
+            from distributed import Client
 
-        with Client(self.address, timeout="30s") as client:
-            if workers:
-                client.wait_for_workers(workers, timeout=60)
+            with Client(self.address, timeout="30s") as client:
+                if workers:
+                    client.wait_for_workers(workers, timeout=60)
+        except BaseException:  # never leave a scheduler or workers running behind a failed start
+            self.stop()
+            raise
 
     def stop(self):
         for process in self.workers + [self.scheduler]:

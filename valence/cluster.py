@@ -7,10 +7,12 @@
 The scheduler address comes from `valence predict --scheduler` or, for the stages, Dask's own
 DASK_SCHEDULER_ADDRESS; with neither, nothing here runs and nothing of Dask is imported. The model file's
 bytes go to every worker once (a worker plugin, so workers that join later get it too): workers need no copy
-of models/ and never load a stale one; each worker process loads it once and keeps it for every shard. Photos are read by the workers
-from the paths given, so they must see the same file system (an HPC scratch, NFS) at the same absolute paths.
+of models/ and never load a stale one; each worker process loads it once and keeps it for every shard.
+Photos are read by the workers from the paths given, so they must see the same file system (an HPC scratch,
+NFS) at the same absolute paths.
 A worker lost mid-run costs only its shards: Dask runs them again elsewhere, and ``map_shards`` says how many.
 """
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -26,10 +28,8 @@ _LOADED = {}  # in a worker process: md5 → the loaded model, kept for every la
 def connect(address, timeout=CONNECT_TIMEOUT):
     """A Dask client for ``address`` (tcp://host:port, or local:N to start N one-thread worker processes here);
     a one-line error naming the address when no scheduler answers within ``timeout`` seconds."""
-    import dask
     from distributed import Client, LocalCluster
 
-    dask.config.set({"distributed.worker.daemon": False})  # workers may start their own decoding threads
     if address.startswith("local:"):
         try:
             workers = int(address.removeprefix("local:"))
@@ -45,6 +45,19 @@ def connect(address, timeout=CONNECT_TIMEOUT):
     except (OSError, TimeoutError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise PipelineError(f"scheduler {address}: no answer within {timeout} s ({reason[:120]})") from None
+
+
+@contextlib.contextmanager
+def session(address):
+    """``connect`` and ``check_workers``; afterwards the client closed (and a local:N cluster stopped)."""
+    client = connect(address)
+    try:
+        check_workers(client)
+        yield client
+    finally:
+        client.close()
+        if getattr(client, "cluster", None) is not None:
+            client.cluster.close()
 
 
 def check_workers(client, timeout=CONNECT_TIMEOUT):
@@ -128,7 +141,8 @@ def named_failure(function):
         except Exception as err:
             from distributed import get_worker
 
-            raise RuntimeError(f"worker {get_worker().address}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise RuntimeError(f"worker {get_worker().address}: {reason}") from None
     task.__name__ = task.__qualname__ = function.__name__
     return task
 

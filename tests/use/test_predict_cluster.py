@@ -147,7 +147,8 @@ def test_local_n_starts_worker_processes_here(photos, tiny_models, in_process, t
     result = predict([photos, "--out", out, "--model", tiny_models[1], "--scheduler", "local:2", "--shard-size", "100"])
     assert result.returncode == 0, result.stderr
     same_predictions(out, in_process)
-    assert predict([photos, "--model", tiny_models[1], "--scheduler", "local:0"]).stderr.strip().endswith("needs a whole number of workers N ≥ 1")
+    refused = predict([photos, "--model", tiny_models[1], "--scheduler", "local:0"])
+    assert refused.returncode == 1 and refused.stderr.strip().endswith("needs a whole number of workers N ≥ 1")
 
 
 def test_a_worker_running_other_project_code_is_named_in_one_line(photos, tiny_models, tmp_path):

@@ -46,9 +46,7 @@ def extract_on_cluster(address, extractor, paths, views, shard_size=SHARD):
         raise PipelineError(f"a features shard must be whole batches of {BATCH} images, got {shard_size}")
     _, height, width, _ = extractor.input_shape
     shards = [[str(Path(p).resolve()) for p in paths[i:i + shard_size]] for i in range(0, len(paths), shard_size)]
-    client = cluster.connect(address)
-    try:
-        cluster.check_workers(client)
+    with cluster.session(address) as client:
         with tempfile.TemporaryDirectory() as folder:
             saved = Path(folder) / "extractor.keras"
             extractor.save(saved)
@@ -59,10 +57,6 @@ def extract_on_cluster(address, extractor, paths, views, shard_size=SHARD):
                 parts[i] = result
                 bar.update(len(shards[i]))
         retried = cluster.map_shards.retried
-    finally:
-        client.close()
-        if getattr(client, "cluster", None) is not None:
-            client.cluster.close()
     print(f"features of {len(paths)} images in {len(shards)} shards on {address}"
           + (f"; {retried} shard(s) ran again after their worker was lost" if retried else ""))
     return np.concatenate(parts, axis=1)

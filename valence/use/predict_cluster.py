@@ -55,8 +55,8 @@ def open_parts(parts, wanted):
 
 def predict_on_cluster(address, model_path, files, out, batch_size, threshold, flip_average,
                        shard_size=SHARD_SIZE):
-    """(rows, skipped, shards retried, parts folder) for ``files`` scored on the cluster at ``address``; writes nothing to
-    ``out`` itself (the caller does, once) but keeps every finished shard in <out>.parts."""
+    """(rows, skipped, shards retried, parts folder) for ``files`` scored on the cluster at ``address``; writes
+    nothing to ``out`` itself (the caller does, once) but keeps every finished shard in <out>.parts."""
     from valence import cluster
     from valence.files import digest_of
     from valence.use.classifier import check_model_path
@@ -73,9 +73,7 @@ def predict_on_cluster(address, model_path, files, out, batch_size, threshold, f
         print(f"resuming: {len(done)} of {len(shards)} shards already done in {parts}")
     retried = 0
     if todo:
-        client = cluster.connect(address)
-        try:
-            cluster.check_workers(client)
+        with cluster.session(address) as client:
             model = cluster.send_model(client, model_path)
             if not done:  # the folder only once a cluster answered: a failed connection leaves nothing behind
                 parts.mkdir(parents=True, exist_ok=True)
@@ -91,10 +89,6 @@ def predict_on_cluster(address, model_path, files, out, batch_size, threshold, f
                     write_csv(parts / f"{i}.csv", [{**r, "path": named[r["path"]]} for r in rows], COLUMNS)
                     bar.update(len(shards[i]))
             retried = cluster.map_shards.retried
-        finally:
-            client.close()
-            if getattr(client, "cluster", None) is not None:
-                client.cluster.close()
     rows, skipped = [], []
     for i in range(len(shards)):
         rows += read_csv(parts / f"{i}.csv")
