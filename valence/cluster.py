@@ -25,6 +25,11 @@ CONNECT_TIMEOUT = 10  # seconds a scheduler has to answer
 _LOADED = {}  # in a worker process: md5 → the loaded model, kept for every later shard
 
 
+def first_line(err):
+    """An exception as one line: its message's first line, or its type where it has no message."""
+    return str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def connect(address, timeout=CONNECT_TIMEOUT):
     """A Dask client for ``address`` (tcp://host:port, or local:N to start N one-thread worker processes here);
     a one-line error naming the address when no scheduler answers within ``timeout`` seconds."""
@@ -43,8 +48,7 @@ def connect(address, timeout=CONNECT_TIMEOUT):
     try:
         return Client(address, timeout=f"{timeout}s")
     except (OSError, TimeoutError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise PipelineError(f"scheduler {address}: no answer within {timeout} s ({reason[:120]})") from None
+        raise PipelineError(f"scheduler {address}: no answer within {timeout} s ({first_line(err)[:120]})") from None
 
 
 @contextlib.contextmanager
@@ -121,7 +125,6 @@ class ModelFile(WorkerPlugin):
             tmp.replace(path)
 
 
-
 def worker_model(model, opener):
     """In a worker: the model of ``send_model`` loaded once per process, through ``opener(path)``."""
     suffix, md5 = model
@@ -141,8 +144,7 @@ def named_failure(function):
         except Exception as err:
             from distributed import get_worker
 
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise RuntimeError(f"worker {get_worker().address}: {reason}") from None
+            raise RuntimeError(f"worker {get_worker().address}: {first_line(err)}") from None
     task.__name__ = task.__qualname__ = function.__name__
     return task
 
@@ -158,8 +160,7 @@ def map_shards(client, function, shards, *args):
     try:
         for future in as_completed(futures):
             if future.status == "error":
-                err = future.exception()
-                raise PipelineError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+                raise PipelineError(first_line(future.exception())) from None
             index, result = futures[future], future.result()
             future.release()  # its result is here now: a worker lost later must not have it computed again
             yield index, result
