@@ -3,6 +3,8 @@
 #   dvc repro export                       # models/model.tflite (or: dvc pull models/model.tflite)
 #   docker build -t valence .
 #   docker run -p 8000:8000 valence        # then http://127.0.0.1:8000/ (the page), /predict, /explain, /docs
+#   docker run --network host -v /scratch:/scratch:ro valence dask worker tcp://SCHEDULER:8786
+#                                          # a Dask worker for `valence predict --scheduler` with a .tflite model
 #
 # PIP_OPTIONS: extra pip flags, e.g. "--no-index --find-links /src/wheels" to install from a wheelhouse put
 # beside the Dockerfile (a machine whose pip needs its own CA bundle or mirror; tests/test_container.py does).
@@ -27,7 +29,8 @@ COPY --from=build /src/models/model.tflite /app/models/model.tflite
 RUN useradd --system --no-create-home --shell /usr/sbin/nologin valence
 USER valence
 WORKDIR /app
-ENV PORT=8000 PYTHONUNBUFFERED=1
+# PATH and PYTHONPATH: `dask worker` (a /venv/bin script) imports the package from /app like `python -m valence`
+ENV PORT=8000 PYTHONUNBUFFERED=1 PATH=/venv/bin:$PATH PYTHONPATH=/app
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["/venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz', timeout=2)"]

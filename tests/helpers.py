@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -361,3 +362,32 @@ class Cluster:
         for process in self.workers + [self.scheduler]:
             process.kill()
             process.wait(30)
+
+
+@contextlib.contextmanager
+def s3_server(*buckets):
+    """A local S3 server (moto, in this process, on 127.0.0.1) holding the empty ``buckets``: its endpoint URL."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        client = boto3.client("s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test",
+                              region_name="us-east-1")
+        for bucket in buckets:
+            client.create_bucket(Bucket=bucket)
+        yield url
+        # moto keeps its buckets in the process, not the server: empty them for the next test's server
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10)
+    finally:
+        server.stop()
+
+
+def s3_environment(endpoint):
+    """What a process needs to read the ``s3_server`` at ``endpoint`` through boto3 and s3fs (one try a request,
+    so an unreachable endpoint fails fast)."""
+    return {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint, "AWS_MAX_ATTEMPTS": "1"}

@@ -1,4 +1,5 @@
-"""The serving image (Dockerfile): built by a Docker daemon started here, run, asked /healthz and /predict.
+"""The serving image (Dockerfile): built by a Docker daemon started here, run, asked /healthz and /predict; then
+run as a Dask worker that scores for `valence predict --scheduler` with LiteRT.
 
 Needs root, `dockerd` and `debootstrap` (Debian's docker.io and debootstrap packages; .ci/run installs them). No
 image registry is reachable, so the base image `debian:bookworm-slim` is made from Debian's packages
@@ -10,7 +11,6 @@ with the reason, unless VALENCE_REQUIRE_DOCKER is set (.ci/run sets it).
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT
+from helpers import ROOT, Cluster, environment, free_port, save_photos
 
 pytestmark = pytest.mark.slow  # a base image, a build and a container: minutes
 BASE = "debian:bookworm-slim"  # the Dockerfile's FROM
@@ -33,12 +33,6 @@ def unavailable(reason):
     if os.environ.get("VALENCE_REQUIRE_DOCKER"):
         pytest.fail(f"Docker is required (VALENCE_REQUIRE_DOCKER) but {reason}")
     pytest.skip(reason)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -121,30 +115,39 @@ def photo_bytes():
     return buf.getvalue()
 
 
-def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, tmp_path, tiny_models):
+@pytest.fixture(scope="module")
+def image(docker, tmp_path_factory, tiny_models):
+    """The serving image built from this checkout with the tiny model: (its tag, the build context)."""
+    context = tmp_path_factory.mktemp("context")
+    base_image(docker)
+    build_context(context, tiny_models)
+    started = time.monotonic()
+    docker("build", "--network", "host", "--build-arg", "PIP_OPTIONS=--no-index --find-links /src/wheels",
+           "-t", "valence-serve-test", str(context), timeout=1800)
+    built_s = time.monotonic() - started
+    size = int(docker("image", "inspect", "--format", "{{.Size}}", "valence-serve-test").stdout)
+    print(f"image built in {built_s:.0f} s, {size / 2**20:.0f} MiB")
+    return "valence-serve-test", context
+
+
+def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, image, tiny_models):
     from valence.data.images import decode, model_input
     from valence.use.classifier import open_classifier
     from valence.use.predict import score_images
 
-    base_image(docker)
-    build_context(tmp_path, tiny_models)
-    started = time.monotonic()
-    docker("build", "--network", "host", "--build-arg", "PIP_OPTIONS=--no-index --find-links /src/wheels",
-           "-t", "valence-serve-test", str(tmp_path), timeout=1800)
-    built_s = time.monotonic() - started
-    inspect = docker("image", "inspect", "--format", "{{.Size}} {{.Config.User}}", "valence-serve-test").stdout.split()
-    print(f"image built in {built_s:.0f} s, {int(inspect[0]) / 2**20:.0f} MiB")
-    assert inspect[1] == "valence"
-    listing = docker("run", "--rm", "--network", "host", "valence-serve-test", "sh", "-c",
+    tag, context = image
+    user = docker("image", "inspect", "--format", "{{.Config.User}}", tag).stdout.strip()
+    assert user == "valence"
+    listing = docker("run", "--rm", "--network", "host", tag, "sh", "-c",
                      "id -u; ls /app /app/models; if test -e /src; then echo build-files-left; fi").stdout.split()
     assert listing[0] != "0" and "data" not in listing and "model.tflite" in listing and "build-files-left" not in listing
-    packaged = docker("run", "--rm", "--network", "host", "valence-serve-test", "sh", "-c",
+    packaged = docker("run", "--rm", "--network", "host", tag, "sh", "-c",
                       "cd /app && find valence -type f | sort").stdout.split()
     assert packaged == sorted(str(p.relative_to(ROOT)) for p in (ROOT / "valence").rglob("*")
                               if p.suffix in (".py", ".html") and "__pycache__" not in p.parts)  # the whole package
     port = free_port()
     name = f"valence-serve-test-{port}"
-    docker("run", "-d", "--network", "host", "-e", f"PORT={port}", "--name", name, "valence-serve-test")
+    docker("run", "-d", "--network", "host", "-e", f"PORT={port}", "--name", name, tag)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -160,7 +163,7 @@ def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, tmp_path,
         assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
         content = photo_bytes()
         answer = httpx.post(f"{url}/predict", files=[("data", ("p.png", content, "image/png"))], timeout=30).json()
-        model = open_classifier(tmp_path / "models/model.tflite")
+        model = open_classifier(context / "models/model.tflite")
         pixels = model_input(decode(io.BytesIO(content)), model.height, model.width)
         expected = score_images(model, pixels[None], flip_average=True)[0]  # the repo's params.yaml: flip averaging
         assert answer["predictions"][0]["probability"] == pytest.approx(expected, abs=1e-5)
@@ -173,3 +176,40 @@ def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, tmp_path,
         assert health == "healthy"
     finally:
         docker("rm", "-f", name, check=False)
+
+
+def test_the_image_is_a_dask_worker_that_scores_with_litert_and_no_tensorflow(docker, image, tmp_path, tiny_models):
+    """`docker run … valence dask worker tcp://…`: the container joins a scheduler started here, and `valence
+    predict --scheduler` with the .tflite model writes the CSV the in-process run writes, byte for byte."""
+    tag, _ = image
+    found = docker("run", "--rm", tag, "python", "-c", "import importlib.util as u; "
+                   "print(*(u.find_spec(m) for m in ('tensorflow', 'keras', 'distributed')))").stdout.split()
+    assert found[:2] == ["None", "None"] and found[2] != "None"
+    photos = tmp_path / "photos"
+    save_photos(photos, 60)
+    (photos / "notes.txt").write_text("not a photo")
+    model = tiny_models[1]
+
+    def predict(*args):
+        return subprocess.run([sys.executable, "-m", "valence", "predict", photos, "--model", model, *map(str, args)],
+                              cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=600)
+
+    assert predict("--out", tmp_path / "in-process.csv").returncode == 0
+    scheduler = Cluster(workers=0)
+    name = f"valence-worker-test-{free_port()}"
+    try:  # the photos at the same path inside, read-only: the file system a cluster's workers share
+        docker("run", "-d", "--network", "host", "-v", f"{photos}:{photos}:ro", "--name", name, tag,
+               "dask", "worker", scheduler.address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard")
+        from distributed import Client
+
+        with Client(scheduler.address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=120)
+            assert set(client.run(lambda: __import__("valence").__file__).values()) == {"/app/valence/__init__.py"}
+        result = predict("--out", tmp_path / "cluster.csv", "--scheduler", scheduler.address, "--shard-size", 16)
+        logs = docker("logs", name, check=False)
+    finally:
+        docker("rm", "-f", name, check=False)
+        scheduler.stop()
+    assert result.returncode == 0, result.stderr + logs.stderr[-2000:]
+    assert (tmp_path / "cluster.csv").read_bytes() == (tmp_path / "in-process.csv").read_bytes()
+    assert "notes.txt: not an image" in result.stderr and "no shard ran twice" in result.stdout

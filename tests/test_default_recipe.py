@@ -3,6 +3,7 @@ EfficientNet-Lite2 + MobileNetV2 features, fold heads, the release, evaluate, mi
 changed only to the generated demo faces, then `valence predict` on new faces, as a user would."""
 import csv
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers import DVC, MOBILENET_WEIGHTS, make_default_project, require_shared, run
+from helpers import DVC, MOBILENET_WEIGHTS, Cluster, make_default_project, require_shared, run
 from valence.data.demo_faces import draw_face
 
 pytestmark = pytest.mark.slow  # the real DVC pipeline with both ImageNet backbones: about 1.5 min on 2 cores
@@ -22,17 +23,23 @@ STAGES = ("download", "unzip", "audit", "split", "features", *(f"fold@{k}" for k
 MIN_ROC_AUC, MIN_BALANCED_ACCURACY = 0.8, 0.7
 
 
-def test_dvc_repro_with_the_shipped_params_learns_the_demo_faces_exports_and_predicts(tmp_path):
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A demo project with the shipped params after `dvc repro`: (folder, environment, the command's output).
+    Tests that change it work on a copy."""
     require_shared(MOBILENET_WEIGHTS, check="the default recipe end to end")
-    work = tmp_path / "project"
+    work = tmp_path_factory.mktemp("shipped") / "project"
     # 20 photos a class: 4 a class in each of the 5 folds, so every fold's inner C search sees both classes;
     # 48×60 keeps the demo quick to make, the features stage resizes to Lite2's 260×325 anyway
     env = make_default_project(work, dict(source="demo", demo_images_per_class=20, demo_height=48, demo_width=60))
+    return work, env, run(DVC + ["repro"], work, env)
+
+
+def test_dvc_repro_with_the_shipped_params_learns_the_demo_faces_exports_and_predicts(shipped):
+    work, env, output = shipped
     document = yaml.safe_load((work / "params.yaml").read_text())
     assert document["train"]["model"] == "frozen"  # the shipped recipe, not a test's
     assert document["train"]["frozen"]["backbones"] == ["efficientnet_lite2", "mobilenet_v2"]
-
-    output = run(DVC + ["repro"], work, env)
     for stage in STAGES:
         assert f"Running stage '{stage}'" in output, stage
     assert "up to date" in run(DVC + ["status"], work, env)
@@ -68,3 +75,29 @@ def test_dvc_repro_with_the_shipped_params_learns_the_demo_faces_exports_and_pre
     smiling = [p for path, p in keras_scores.items() if "smiling" in path]
     frowning = [p for path, p in keras_scores.items() if "frowning" in path]
     assert np.mean(smiling) > np.mean(frowning), keras_scores
+
+
+def test_the_features_stage_on_a_dask_cluster_changes_no_feature_and_no_metric(shipped, tmp_path):
+    """`DASK_SCHEDULER_ADDRESS=… dvc repro`: the features stage runs on a scheduler + 2 workers started here;
+    its features are the in-process ones within 1e-5, and the out-of-fold metrics the same to 4 decimals."""
+    work = tmp_path / "project"
+    shutil.copytree(shipped[0], work, symlinks=True)
+    env = shipped[1]
+
+    def results():
+        features = np.load(work / "data/features/features.npy")
+        metrics = json.loads((work / "dvclive/evaluate/metrics.json").read_text())["out_of_fold"]
+        return features, {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+
+    features, metrics = results()
+    cluster = Cluster()
+    try:
+        output = run(DVC + ["repro", "--force", "features"], work, dict(env, DASK_SCHEDULER_ADDRESS=cluster.address))
+    finally:
+        cluster.stop()
+    assert f"features of 40 images in 1 shards on {cluster.address}" in output
+    output += run(DVC + ["repro"], work, env)  # the stages after it, where the features file changed
+    on_cluster, cluster_metrics = results()
+    assert on_cluster.shape == features.shape and np.abs(on_cluster - features).max() <= 1e-5
+    assert cluster_metrics == metrics and len(metrics) >= 5, (cluster_metrics, metrics)
+    assert "up to date" in run(DVC + ["status"], work, env)

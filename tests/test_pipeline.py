@@ -14,6 +14,7 @@ from PIL import Image
 from sklearn import metrics as sk
 
 from browser import Chromium
+import helpers
 from helpers import DVC, ROOT, fresh_clone, make_project, run
 
 pytestmark = pytest.mark.slow  # the real DVC pipeline end to end on a demo project: minutes
@@ -158,17 +159,8 @@ def test_second_repro_has_nothing_to_do(project):
 @pytest.fixture
 def s3_server():
     """A local S3 server (moto, in this process): the endpoint URL of an empty bucket "team"."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test",
-                 region_name="us-east-1").create_bucket(Bucket="team")
-    yield url
-    server.stop()
+    with helpers.s3_server("team") as url:
+        yield url
 
 
 @pytest.mark.parametrize("kind", ["folder", "s3"])

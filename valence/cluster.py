@@ -19,15 +19,10 @@ from pathlib import Path
 
 from distributed import WorkerPlugin  # only the cluster paths import this module: Dask is theirs alone
 
-from valence.errors import PipelineError
+from valence.errors import PipelineError, first_line
 
 CONNECT_TIMEOUT = 10  # seconds a scheduler has to answer
 _LOADED = {}  # in a worker process: md5 → the loaded model, kept for every later shard
-
-
-def first_line(err):
-    """An exception as one line: its message's first line, or its type where it has no message."""
-    return str(err).splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def connect(address, timeout=CONNECT_TIMEOUT):
@@ -75,13 +70,13 @@ def check_workers(client, timeout=CONNECT_TIMEOUT):
     for worker, theirs in sorted(client.run(project_version).items()):
         if theirs != ours:
             raise PipelineError(f"worker {worker}: {theirs}, this client {ours} (install the same project there: "
-                                "pip install -r requirements.txt)")
+                                "pip install -r requirements.txt, or an image built from this checkout)")
 
 
 def project_version():
-    """"valence <version> (code <md5 of its source files>)", or why the project cannot be imported here."""
+    """"valence code <md5 of its source files>", or why the project cannot be imported here. The code, not the
+    installed version: the serving image runs the package from /app without installing it."""
     import hashlib
-    from importlib import metadata
 
     try:
         import valence
@@ -90,7 +85,7 @@ def project_version():
     digest = hashlib.md5()
     for path in sorted(Path(valence.__file__).parent.rglob("*.py")):
         digest.update(path.read_bytes())
-    return f"valence {metadata.version('valence')} (code {digest.hexdigest()[:12]})"
+    return f"valence code {digest.hexdigest()[:12]}"
 
 
 def send_model(client, path):

@@ -7,6 +7,11 @@ class PipelineError(Exception):
     """A problem with the user's input, params or environment, told in one line."""
 
 
+def first_line(err):
+    """An exception as one line: its message's first line, or its type where it has no message."""
+    return str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def run_stage(main):
     """Run a stage's ``main()``; report a PipelineError as ``error: …`` and exit 1.
 

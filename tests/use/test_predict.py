@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, project_params, save_photos
+from helpers import ROOT, free_port, project_params, s3_environment, s3_server, save_photos
 from valence.errors import PipelineError
 from valence.use import predict
 
@@ -72,12 +72,12 @@ def test_flip_average_is_the_mean_over_the_image_and_its_mirror(tmp_path):
     assert (plain[0]["probability"], averaged[0]["probability"]) == (1.0, 0.5)
 
 
-def run_cli(*args, cwd, params=True):
+def run_cli(*args, cwd, params=True, env=None):
     """`python -m valence …` in ``cwd``, with the project's params.yaml there unless ``params`` is False."""
     if params:
         (cwd / "params.yaml").write_text(project_params({}))
     return subprocess.run([sys.executable, "-m", "valence", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **(env or {})})
 
 
 @pytest.fixture
@@ -120,3 +120,71 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, tiny_model, make, a
         message = "error: params.yaml: not found; run from the project's folder"
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out.csv").exists()
+
+
+@pytest.fixture
+def bucket(monkeypatch, tmp_path):
+    """A local S3 server whose bucket "photos" holds set/0.png … set/2.png, set/deeper/0.png, a hidden
+    set/.cache/x.png and set/notes.txt; this process reads it through the AWS_* variables. Returns
+    (environment, the photos as local files, in listing order)."""
+    import boto3
+    import s3fs
+
+    with s3_server("photos") as endpoint:
+        env = s3_environment(endpoint)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        s3fs.S3FileSystem.clear_instance_cache()  # a file system made for another test's endpoint is cached
+        local = save_photos(tmp_path / "set", 3) + save_photos(tmp_path / "set/deeper", 1, seed=1)
+        client = boto3.client("s3")
+        for path in local:
+            client.upload_file(str(path), "photos", path.relative_to(tmp_path).as_posix())
+        client.upload_file(str(local[0]), "photos", "set/.cache/x.png")
+        client.put_object(Bucket="photos", Key="set/notes.txt", Body=b"not a photo")
+        yield env, local
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_s3_urls_are_listed_like_folders_and_read_like_files(bucket):
+    _, local = bucket
+    files = predict.image_files(["s3://photos/set/", "s3://photos/set/1.png"])
+    assert files == ["s3://photos/set/0.png", "s3://photos/set/1.png", "s3://photos/set/2.png",
+                     "s3://photos/set/deeper/0.png", "s3://photos/set/notes.txt", "s3://photos/set/1.png"]
+    model = MeanBrightness()
+    rows, skipped = predict.predict_files(model, files, batch_size=4)
+    expected, _ = predict.predict_files(MeanBrightness(), local + [local[1]], batch_size=4)
+    assert [r["probability"] for r in rows] == [r["probability"] for r in expected]
+    assert [r["path"] for r in rows] == [f for f in files if not f.endswith(".txt")]
+    assert skipped == [("s3://photos/set/notes.txt", "not an image Pillow can read")]
+
+
+def test_an_object_that_cannot_be_read_is_skipped_with_the_reason(bucket, monkeypatch):
+    import boto3
+    import s3fs
+
+    files = predict.image_files(["s3://photos/set"])
+    boto3.client("s3").delete_object(Bucket="photos", Key="set/2.png")
+    rows, skipped = predict.predict_files(MeanBrightness(), files)
+    assert len(rows) == 3 and skipped[0] == ("s3://photos/set/2.png", "no such object (deleted since it was listed?)")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    s3fs.S3FileSystem.clear_instance_cache()
+    rows, skipped = predict.predict_files(MeanBrightness(), files[:1])
+    assert rows == [] and skipped[0][1].startswith("cannot read it (EndpointConnectionError: Could not connect")
+    with pytest.raises(PipelineError, match=r"^s3://photos/set: cannot list it \(Could not connect to the endpoint"):
+        predict.image_files(["s3://photos/set"])
+
+
+def test_cli_predicts_on_s3_and_names_what_is_not_there(bucket, tmp_path, tiny_model):
+    env, local = bucket
+    result = run_cli("predict", "s3://photos/set", "--model", tiny_model, "--out", "s3.csv", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "s3://photos/set/notes.txt: not an image Pillow can read" in result.stderr
+    assert run_cli("predict", *local, "--model", tiny_model, "--out", "local.csv", cwd=tmp_path).returncode == 0
+    s3_rows = list(csv.DictReader((tmp_path / "s3.csv").open()))
+    local_rows = list(csv.DictReader((tmp_path / "local.csv").open()))
+    assert [r["path"] for r in s3_rows] == ["s3://photos/set/0.png", "s3://photos/set/1.png",
+                                            "s3://photos/set/2.png", "s3://photos/set/deeper/0.png"]
+    assert [(r["probability"], r["label"]) for r in s3_rows] == [(r["probability"], r["label"]) for r in local_rows]
+    result = run_cli("predict", "s3://photos/nothing-here", "--model", tiny_model, "--out", "x.csv", cwd=tmp_path,
+                     env=env)
+    assert result.returncode == 1 and result.stderr.strip() == "error: s3://photos/nothing-here: no such file or folder"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, Cluster, environment, free_port
+from helpers import ROOT, Cluster, environment, free_port, s3_environment, s3_server
 
 SHARD = 20
 pytestmark = pytest.mark.slow  # a scheduler and workers as processes: a minute or two
@@ -36,9 +36,9 @@ def cluster():
     running.stop()
 
 
-def predict(args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "valence", "predict", *map(str, args)], cwd=ROOT, env=environment(),
-                          capture_output=True, text=True, **kwargs)
+def predict(args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "valence", "predict", *map(str, args)], cwd=ROOT,
+                          env=env or environment(), capture_output=True, text=True, **kwargs)
 
 
 def rows_of(path):
@@ -177,6 +177,41 @@ def test_a_worker_running_other_project_code_is_named_in_one_line(photos, tiny_m
         stale.stop()
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert re.fullmatch(r"error: worker tcp://127\.0\.0\.1:\d+: valence \S+ \(code \w+\), this client valence \S+ "
-                        r"\(code \w+\) \(install the same project there: pip install -r requirements.txt\)", last), last
+    assert re.fullmatch(r"error: worker tcp://127\.0\.0\.1:\d+: valence code (\w+), this client valence code (?!\1)\w+ "
+                        r"\(install the same project there: pip install -r requirements.txt, or an image built from "
+                        r"this checkout\)", last), last
     assert not (tmp_path / "p.csv").exists() and not (tmp_path / "p.csv.parts").exists()
+
+
+def test_workers_read_photos_from_s3_and_skip_those_they_cannot_reach(photos, tiny_models, tmp_path):
+    """s3:// URLs through fsspec: the cluster's CSV is in-process' byte for byte; workers whose store does not
+    answer list its photos as skipped, with the reason, and score the rest."""
+    import boto3
+
+    with s3_server("photos") as endpoint:
+        env = dict(environment(), **s3_environment(endpoint))
+        store = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                             region_name="us-east-1")
+        for path in sorted(photos.glob("photo0[0-3]?.png")):  # 40 photos
+            store.upload_file(str(path), "photos", f"set/{path.name}")
+        model = tiny_models[1]
+        assert predict(["s3://photos/set", "--out", tmp_path / "in-process.csv", "--model", model], env).returncode == 0
+        running = Cluster(worker_env=env)
+        try:
+            result = predict(["s3://photos/set", "--out", tmp_path / "cluster.csv", "--model", model,
+                              "--scheduler", running.address, "--shard-size", 8], env)
+        finally:
+            running.stop()
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "cluster.csv").read_bytes() == (tmp_path / "in-process.csv").read_bytes()
+        assert len(rows_of(tmp_path / "cluster.csv")) == 40
+        cut_off = Cluster(worker_env=dict(env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}"))
+        try:
+            result = predict(["s3://photos/set", photos / "photo499.png", "--out", tmp_path / "cut-off.csv",
+                              "--model", model, "--scheduler", cut_off.address, "--shard-size", 8], env)
+        finally:
+            cut_off.stop()
+    assert result.returncode == 0, result.stderr
+    assert [r["path"] for r in rows_of(tmp_path / "cut-off.csv")] == [str(photos / "photo499.png")]
+    assert "skipped 40 of 41 files:" in result.stderr
+    assert "s3://photos/set/photo000.png: cannot read it (EndpointConnectionError: Could not connect" in result.stderr

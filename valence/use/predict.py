@@ -6,7 +6,12 @@ command's files and folders in, one CSV row per image out.
 Images go through training's own preprocessing (`images.decode`, then `images.model_input`), so an image
 from the test split gets the probability evaluate wrote for it. Files that are not usable images are listed
 and skipped; the run goes on.
+
+A path may also be a URL fsspec reads, such as s3://bucket/photos/ (s3fs comes with dvc-s3; credentials and
+endpoint from the usual AWS_* variables or ~/.aws): the objects under it are listed and read like files, and
+one that cannot be read is skipped with the reason.
 """
+import io
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,19 +21,50 @@ from tqdm import tqdm
 
 from valence.data.images import decode, model_input
 from valence.data.labels import label_of
-from valence.errors import PipelineError
+from valence.errors import PipelineError, first_line
 from valence.runtime import cores
 
 COLUMNS = ["path", "probability", "label"]
 
 
+def is_url(path):
+    """s3://bucket/key and other fsspec URLs, as opposed to paths on this machine's file system."""
+    return "://" in str(path)
+
+
+def visible(names, root):
+    """``names`` under ``root`` (sorted) without those with a hidden file or folder name below ``root``."""
+    return sorted(n for n in names if not any(part.startswith(".") for part in Path(n).relative_to(root).parts))
+
+
+def url_files(url):
+    """The object at ``url``, or every object under it (sorted; hidden names skipped), as URLs."""
+    try:
+        import fsspec
+
+        filesystem, root = fsspec.core.url_to_fs(url)
+        if filesystem.isdir(root):
+            return [filesystem.unstrip_protocol(n) for n in visible(filesystem.find(root), root)]
+        if filesystem.isfile(root):
+            return [url]
+    except ImportError as err:
+        raise PipelineError(f"{url}: reading it needs {err.name} (pip install -r requirements.txt)") from None
+    except Exception as err:  # no credentials, no endpoint, no bucket: whatever the file system says, in one line
+        raise PipelineError(f"{url}: cannot list it ({first_line(err)})") from None
+    raise PipelineError(f"{url}: no such file or folder")
+
+
 def image_files(paths):
-    """The files named, then every file under the folders named (recursively, sorted; hidden names skipped)."""
+    """The files named, then every file under the folders named (recursively, sorted; hidden names skipped);
+    URLs (``is_url``) stay strings, listed by ``url_files``."""
     files = []
-    for path in map(Path, paths):
+    for path in paths:
+        if is_url(path):
+            files += url_files(str(path))
+            continue
+        path = Path(path)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file()
-                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            files += visible((p for p in path.rglob("*") if p.is_file()), path)
         elif path.is_file():
             files.append(path)
         else:
@@ -38,10 +74,23 @@ def image_files(paths):
     return files
 
 
+def read_url(url):
+    """The bytes at an fsspec URL, as a file object ``decode`` reads; an unreadable one is a ValueError saying why."""
+    try:
+        import fsspec
+
+        with fsspec.open(url, "rb") as remote:
+            return io.BytesIO(remote.read())
+    except FileNotFoundError:
+        raise ValueError("no such object (deleted since it was listed?)") from None
+    except Exception as err:  # a worker without credentials or a route to the store: skipped, the run goes on
+        raise ValueError(f"cannot read it ({type(err).__name__}: {first_line(err)})") from None
+
+
 def load_photo(path, height, width):
     """(pixels, None) for a usable image, (None, reason) for anything else."""
     try:
-        return model_input(decode(path), height, width), None
+        return model_input(decode(read_url(path) if is_url(path) else path), height, width), None
     except ValueError as err:
         return None, str(err)
 

@@ -29,7 +29,7 @@ def score_shard(paths, model, batch_size, threshold, flip_average):
     from valence.use.predict import predict_files
 
     classifier = cluster.worker_model(model, open_classifier)
-    return predict_files(classifier, [Path(p) for p in paths], batch_size, threshold, flip_average, progress=False)
+    return predict_files(classifier, paths, batch_size, threshold, flip_average, progress=False)
 
 
 def recipe(model_md5, files, threshold, flip_average, shard_size):
@@ -60,7 +60,7 @@ def predict_on_cluster(address, model_path, files, out, batch_size, threshold, f
     from valence import cluster
     from valence.files import digest_of
     from valence.use.classifier import check_model_path
-    from valence.use.predict import COLUMNS
+    from valence.use.predict import COLUMNS, is_url
 
     model_path = check_model_path(model_path)
     given = [str(f) for f in files]
@@ -78,7 +78,8 @@ def predict_on_cluster(address, model_path, files, out, batch_size, threshold, f
             if not done:  # the folder only once a cluster answered: a failed connection leaves nothing behind
                 parts.mkdir(parents=True, exist_ok=True)
                 write_json(parts / "recipe.json", wanted)
-            absolute = [[str(Path(p).resolve()) for p in shards[i]] for i in todo]  # workers share the file system
+            # workers share the file system (or read the same URLs)
+            absolute = [[p if is_url(p) else str(Path(p).resolve()) for p in shards[i]] for i in todo]
             with tqdm(total=sum(len(shards[i]) for i in todo), desc=f"predicting on {address}", unit="img") as bar:
                 for k, (rows, skipped) in cluster.map_shards(client, score_shard, absolute, model, batch_size,
                                                              threshold, flip_average):
