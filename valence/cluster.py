@@ -2,15 +2,15 @@
 
     client = cluster.connect("tcp://10.0.0.5:8786")   # or "local:4": four worker processes on this machine
     model = cluster.send_model(client, "models/model.tflite")  # on every worker, once
-    for index, result in cluster.map_shards(client, score_shard, shards, model, ...): ...
+    for index, result in cluster.ShardMap(client, score_shard, shards, model, ...): ...
 
 The scheduler address comes from `valence predict --scheduler` or, for the stages, Dask's own
 DASK_SCHEDULER_ADDRESS; with neither, nothing here runs and nothing of Dask is imported. The model file's
 bytes go to every worker once (a worker plugin, so workers that join later get it too): workers need no copy
 of models/ and never load a stale one; each worker process loads it once and keeps it for every shard.
 Photos are read by the workers from the paths given, so they must see the same file system (an HPC scratch,
-NFS) at the same absolute paths.
-A worker lost mid-run costs only its shards: Dask runs them again elsewhere, and ``map_shards`` says how many.
+NFS) at the same absolute paths, or from the same s3:// URLs.
+A worker lost mid-run costs only its shards: Dask runs them again elsewhere, and ``ShardMap`` says how many.
 """
 import contextlib
 import os
@@ -144,24 +144,30 @@ def named_failure(function):
     return task
 
 
-def map_shards(client, function, shards, *args):
-    """Yield (shard index, result) as shards finish, ``function(shard, *args)`` on the workers; afterwards
-    ``map_shards.retried`` holds how many shards ran more than once (their worker was lost)."""
-    from distributed import as_completed
+class ShardMap:
+    """``function(shard, *args)`` for each shard, on the workers: iterate for (shard index, result) as shards
+    finish; afterwards ``retried`` holds how many shards ran more than once (their worker was lost; None when
+    the scheduler could not say)."""
 
-    task = named_failure(function)
-    futures = {client.submit(task, shard, *args, pure=False, retries=0): i for i, shard in enumerate(shards)}
-    keys = {f.key for f in futures}
-    try:
-        for future in as_completed(futures):
-            if future.status == "error":
-                raise PipelineError(first_line(future.exception())) from None
-            index, result = futures[future], future.result()
-            future.release()  # its result is here now: a worker lost later must not have it computed again
-            yield index, result
-    finally:
-        map_shards.retried = _retried(client, keys)
-        client.cancel(list(futures))
+    def __init__(self, client, function, shards, *args):
+        self.client, self.task, self.shards, self.args = client, named_failure(function), shards, args
+        self.retried = 0
+
+    def __iter__(self):
+        from distributed import as_completed
+
+        futures = {self.client.submit(self.task, shard, *self.args, pure=False, retries=0): i
+                   for i, shard in enumerate(self.shards)}
+        try:
+            for future in as_completed(futures):
+                if future.status == "error":
+                    raise PipelineError(first_line(future.exception())) from None
+                index, result = futures[future], future.result()
+                future.release()  # its result is here now: a worker lost later must not have it computed again
+                yield index, result
+        finally:
+            self.retried = _retried(self.client, {f.key for f in futures})
+            self.client.cancel(list(futures))
 
 
 def _retried(client, keys):
@@ -179,5 +185,3 @@ def _retried(client, keys):
     except Exception:  # the count is a report, not a result: never let it fail a finished run
         return None
 
-
-map_shards.retried = 0

@@ -53,10 +53,11 @@ def extract_on_cluster(address, extractor, paths, views, shard_size=SHARD):
             model = cluster.send_model(client, saved)
         parts = [None] * len(shards)
         with tqdm(total=len(paths), desc=f"features on {address}", unit="img") as bar:
-            for i, result in cluster.map_shards(client, extract_shard, shards, model, height, width):
+            shard_map = cluster.ShardMap(client, extract_shard, shards, model, height, width)
+            for i, result in shard_map:
                 parts[i] = result
                 bar.update(len(shards[i]))
-        retried = cluster.map_shards.retried
+        retried = shard_map.retried
     print(f"features of {len(paths)} images in {len(shards)} shards on {address}"
           + (f"; {retried} shard(s) ran again after their worker was lost" if retried else ""))
     return np.concatenate(parts, axis=1)

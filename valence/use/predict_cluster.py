@@ -81,15 +81,16 @@ def predict_on_cluster(address, model_path, files, out, batch_size, threshold, f
             # workers share the file system (or read the same URLs)
             absolute = [[p if is_url(p) else str(Path(p).resolve()) for p in shards[i]] for i in todo]
             with tqdm(total=sum(len(shards[i]) for i in todo), desc=f"predicting on {address}", unit="img") as bar:
-                for k, (rows, skipped) in cluster.map_shards(client, score_shard, absolute, model, batch_size,
-                                                             threshold, flip_average):
+                shard_map = cluster.ShardMap(client, score_shard, absolute, model, batch_size, threshold,
+                                             flip_average)
+                for k, (rows, skipped) in shard_map:
                     i = todo[k]
                     named = dict(zip(absolute[k], shards[i]))  # back to the paths as the user gave them
                     write_csv(parts / f"{i}.skipped.csv", [{"path": named[p], "reason": r} for p, r in skipped],
                               ["path", "reason"])
                     write_csv(parts / f"{i}.csv", [{**r, "path": named[r["path"]]} for r in rows], COLUMNS)
                     bar.update(len(shards[i]))
-            retried = cluster.map_shards.retried
+            retried = shard_map.retried
     rows, skipped = [], []
     for i in range(len(shards)):
         rows += read_csv(parts / f"{i}.csv")
