@@ -3,8 +3,8 @@ its group.
 
     python -m stages.evaluate
 
-Reads data/split/folds.csv, the fold stages' data/oof/fold*/predictions.csv and data/labels.csv (the rated
-valence, where the archive has one). Checks that every labelled image was scored exactly once, in its own fold.
+Reads data/split/folds.csv (with the rated valence and arousal, where the data has them) and the fold stages'
+data/oof/fold*/predictions.csv. Checks that every labelled image was scored exactly once, in its own fold.
 With train.calibrate, each fold's probabilities are mapped by the Platt map fit on the other folds' (cross-
 fitting: what the release's map, fit on all of them, does to photos it never saw). Writes, through dvclive,
 dvclive/evaluate/: metrics.json (`dvc metrics show`): out_of_fold (ROC AUC, average precision and Spearman's ρ
@@ -13,17 +13,18 @@ evaluate.threshold, Brier score, expected calibration error and the mean P(Posit
 probabilities; the majority baseline), uncalibrated (the same calibration scores of the fold models' own
 probabilities) and per_fold (each metric's mean and std over the folds, and each fold's ROC AUC);
 plots/sklearn/ (ROC of all images and of each fold, precision–recall, reliability curves and the confusion
-matrix, for `dvc plots show`); beside them per_class.json. Under plots/eval/: predictions.csv (a row per
+matrix, for `dvc plots show`); beside them per_class.json. Where the fold stages predicted ratings, metrics.json's
+ratings holds, for each, Pearson's r, Spearman's ρ and the mean absolute error against the raters' means, r's
+mean and std over the folds, and for valence the ROC AUC of ranking the labels by it; plots/custom/ratings_*.json
+the predicted-against-rated scatter (empty without ratings). Under plots/eval/: predictions.csv (a row per
 labelled image, calibrated P(Positive); the mistakes stage draws the worst of them) and the ROC,
 precision–recall, confusion and reliability PNGs. Needs no TensorFlow: seconds.
 """
-from pathlib import Path
-
 import numpy as np
 
 from valence import params
 from valence.data.folds import FOLD_COLUMNS
-from valence.data.labels import targets
+from valence.data.labels import RATINGS, ratings, targets
 from valence.errors import run_stage
 from valence.files import read_csv, write_csv, write_json
 from valence.report import evaluation
@@ -35,8 +36,6 @@ PLOTS = "plots/eval"
 def main():
     p, calibrate = params.load("evaluate"), params.load("train").calibrate
     rows = evaluation.out_of_fold_rows(read_csv("data/split/folds.csv", required=FOLD_COLUMNS))
-    labels = Path("data/labels.csv")  # the rated valence, for Spearman's ρ, where the archive has one
-    valence = {r["path"]: r.get("valence") for r in read_csv(labels, required=["path"])} if labels.exists() else {}
     from dvclive import Live
 
     from valence.learn import calibration
@@ -46,7 +45,7 @@ def main():
     folds = np.array([int(r["fold"]) for r in rows])
     # what the release gives, measured honestly: each fold mapped by the Platt map of the other folds' predictions
     probability = calibration.cross_fitted(y, raw, folds)[0] if calibrate else raw
-    result = evaluation.out_of_fold(y, probability, folds, p.threshold, [valence.get(r["path"]) for r in rows],
+    result = evaluation.out_of_fold(y, probability, folds, p.threshold, [r.get("valence") for r in rows],
                                     ranking=raw)  # ROC AUC, AP and ρ: one increasing map leaves the ranking as it is
     result["mean_probability"] = round(float(probability.mean()), 6)
     before = evaluation.binary_metrics(y, raw, p.threshold)
@@ -54,11 +53,22 @@ def main():
                     "mean_probability": round(float(raw.mean()), 6)}
     fold_curves = {f"fold {k}": (y[folds == k], raw[folds == k]) for k in np.unique(folds)}  # ranking curves: raw
     per_fold = result.pop("folds")  # each metric's mean and std over the folds; beside them each fold's ROC AUC
+    rated = {name: (ratings(rows, name), np.array([r[f"predicted_{name}"] for r in rows])) for name in RATINGS}
+    rating_scores = {name: evaluation.rating_scores(*pair, folds) for name, pair in rated.items()}
+    rating_scores = {name: scores for name, scores in rating_scores.items() if scores is not None}
+    if "valence" in rating_scores:  # ranking the labels by the valence head: does it beat P(Positive)'s ROC AUC?
+        rating_scores["valence"]["roc_auc_labels"] = evaluation.binary_metrics(y, raw, p.threshold,
+                                                                               rated["valence"][1])["roc_auc"]
     predictions = [{**row, "fold": r["fold"]} for row, r in
                    zip(evaluation.prediction_rows([r["path"] for r in rows], y, probability, p.threshold), rows)]
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
     with Live(LIVE, dvcyaml=False, save_dvc_exp=False) as live:
-        live.summary.update(out_of_fold=result, uncalibrated=uncalibrated, per_fold=per_fold)
+        live.summary.update(out_of_fold=result, uncalibrated=uncalibrated, per_fold=per_fold,
+                            **({"ratings": rating_scores} if rating_scores else {}))
+        for name in RATINGS:  # predicted against rated, a point an image (none without ratings): `dvc plots show`
+            points = [{"path": r["path"], "rated": float(a), "predicted": round(float(b), 6), "fold": r["fold"]}
+                      for r, a, b in zip(rows, *rated[name]) if not (np.isnan(a) or np.isnan(b))]
+            live.log_plot(f"ratings_{name}", points, x="rated", y="predicted", template="scatter")
         live.log_sklearn_plot("roc", y, raw, name="roc/out_of_fold")
         for name, (y_fold, p_fold) in fold_curves.items():
             live.log_sklearn_plot("roc", y_fold, p_fold, name=f"roc/{name.replace(' ', '')}")
@@ -83,6 +93,11 @@ def main():
           f"{uncalibrated['brier']:.4f}, ECE {uncalibrated['ece']:.4f}, mean {uncalibrated['mean_probability']:.3f}; "
           f"Positive share {y.mean():.3f})")
     print("per fold: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in per_fold.items() if "mean" in v))
+    for name, s in rating_scores.items():
+        print(f"{name} out of fold ({s['images']} rated images): Pearson r {s['pearson_r']:.3f} (per fold "
+              f"{s['folds']['pearson_r']['mean']:.3f} ± {s['folds']['pearson_r']['std']:.3f}), Spearman ρ "
+              f"{s['spearman']:.3f}, MAE {s['mae']:.3f}"
+              + (f"; ranking the labels by it: ROC AUC {s['roc_auc_labels']:.4f}" if "roc_auc_labels" in s else ""))
 
 
 if __name__ == "__main__":

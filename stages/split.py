@@ -6,7 +6,7 @@ Reads data/labels.csv (its group column: the OASIS concept) and data/near_duplic
 near-duplicate clusters, each joined into one group). Every labelled image gets a fold, 0 … k − 1 with k = round(1 / split.test_size) (0.2 → 5),
 stratified by label and seeded by split.seed. With split.group_by concept, whole groups go to one fold
 (StratifiedGroupKFold); with none, images are assigned one by one. Writes data/split/folds.csv (path, label,
-group, fold), and data/split/test.csv (fold 0) and data/split/train.csv (the other folds) for the train and
+group, fold, and the valence and arousal ratings, empty where there are none), and data/split/test.csv (fold 0) and data/split/train.csv (the other folds) for the train and
 evaluate stages (path, label, group). All sorted by path, so the same params give byte-identical files.
 metrics/split.json: images per class and groups per split and per fold, each fold's share of the images and
 the largest group, and — checked on what is written — groups_in_several_folds,
@@ -16,7 +16,7 @@ group stops the stage, named; folds uneven for smaller groups are reported (prin
 """
 from valence import params
 from valence.data.audit import near_duplicate_pairs
-from valence.data.labels import class_counts
+from valence.data.labels import RATINGS, class_counts
 from valence.errors import PipelineError, run_stage
 from valence.files import read_csv, write_csv, write_json
 from valence.data.folds import (FOLD_COLUMNS, MANIFEST_COLUMNS, OUTPUT_COLUMNS, assign_folds, check_fold_shares,
@@ -51,7 +51,7 @@ def main():
         print(f"note: folds hold {min(shares.values()):.1%}–{max(shares.values()):.1%} of the images, not "
               f"{1 / n_folds:.0%} ± {p.tolerance:.0%}: whole groups of few images cannot be spread more evenly")
     keep = (lambda r: r) if grouped else (lambda r: {**r, "group": ""})  # none: validation splits image by image too
-    write_csv("data/split/folds.csv", [keep(r) for r in rows], FOLD_COLUMNS)
+    write_csv("data/split/folds.csv", [keep(r) for r in rows], FOLD_COLUMNS + list(RATINGS))
     write_csv("data/split/train.csv", [keep(r) for r in train], OUTPUT_COLUMNS)
     write_csv("data/split/test.csv", [keep(r) for r in test], OUTPUT_COLUMNS)
     summary = {"train": counts(train), "test": counts(test),

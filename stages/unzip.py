@@ -6,7 +6,7 @@ Reads download.path: the one archive in data/raw/, or your own folder or .zip (d
 archive is checked first (zip bombs, members that would land outside data/images/); a folder is read in place.
 Detects the layout (or uses unzip.layout) and puts only the distinct images it labels into data/images/
 (extracted from an archive, hard-linked from a folder).
-Writes data/labels.csv (path, label, valence, category), data/skipped.csv (files or CSV rows left out, with
+Writes data/labels.csv (path, label, the valence and arousal ratings where the data has them, category, group), data/skipped.csv (files or CSV rows left out, with
 the reason: undecodable, unrated, duplicate, label conflict, …) and metrics/data.json (counts).
 """
 from pathlib import Path
@@ -24,7 +24,8 @@ def main():
     source = params.load("download").path
     with atomic_dir(IMAGES_DIR) as tmp:
         rows, skipped, summary = build_image_set(source, tmp, p.layout, p.valence_threshold, p.neutral_margin,
-                                                 p.max_total_mb, p.max_compression_ratio, p.rating_column)
+                                                 p.max_total_mb, p.max_compression_ratio, p.rating_column,
+                                                 p.arousal_column)
     for row in rows:  # the images now live at their final place
         row["path"] = (IMAGES_DIR / Path(row["path"]).relative_to(tmp)).as_posix()
     write_csv("data/labels.csv", rows, LABEL_COLUMNS)

@@ -86,10 +86,12 @@ def write_zip(path, members):
 
 
 def oasis_csv_bytes(rows, line_end="\r"):
-    """OASIS.csv-like bytes: empty first header, ids I1…, rows given as (theme, category, valence)."""
+    """OASIS.csv-like bytes: empty first header, ids I1…, rows given as (theme, category, valence[, arousal]);
+    arousal 3.5 where not given."""
     lines = [",".join(OASIS_COLUMNS)]
-    for i, (theme, category, valence) in enumerate(rows, start=1):
-        lines.append(",".join([f"I{i}", theme, category, "Pixabay", str(valence), "1.1", "100", "3.5", "1.2", "99"]))
+    for i, (theme, category, valence, *arousal) in enumerate(rows, start=1):
+        lines.append(",".join([f"I{i}", theme, category, "Pixabay", str(valence), "1.1", "100",
+                               str(arousal[0] if arousal else 3.5), "1.2", "99"]))
     return line_end.join(lines).encode() + line_end.encode()
 
 

@@ -115,6 +115,51 @@ def test_evaluate_scores_every_image_from_its_folds_predictions(tmp_path):
     assert rows[0] == "path,fold,actual,predicted,probability" and rows[3] == "c.jpg,1,Negative,Positive,0.7"
 
 
+def test_evaluate_scores_the_predicted_ratings_against_the_rated_ones(tmp_path):
+    """folds.csv carries the raters' means, the fold predictions the heads' ratings: metrics.json's ratings are
+    scipy's r, ρ and MAE over every image and per fold, the scatter a point an image; unrated data has none."""
+    import json
+
+    import numpy as np
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(2)
+    valence, arousal = rng.uniform(1, 7, 40), rng.uniform(1, 7, 40)
+    predicted_valence, predicted_arousal = valence + rng.normal(0, 1, 40), 4 + rng.normal(0, 1, 40)
+    y, folds = (valence > 4).astype(int), np.arange(40) % 2
+    (tmp_path / "data/split").mkdir(parents=True)
+    (tmp_path / "data/split/folds.csv").write_text("path,label,group,fold,valence,arousal\n" + "".join(
+        f"{i}.jpg,{('Negative', 'Positive')[y[i]]},,{folds[i]},{valence[i]},{arousal[i]}\n" for i in range(40)))
+    for k in range(2):
+        (tmp_path / f"data/oof/fold{k}").mkdir(parents=True)
+        (tmp_path / f"data/oof/fold{k}/predictions.csv").write_text(
+            "path,label,group,fold,probability,predicted_valence,predicted_arousal\n" + "".join(
+                f"{i}.jpg,{('Negative', 'Positive')[y[i]]},,{k},0.5,{predicted_valence[i]},{predicted_arousal[i]}\n"
+                for i in range(40) if folds[i] == k))
+    result = run_stage("evaluate", tmp_path, "")
+    assert result.returncode == 0, result.stderr
+    ratings = json.loads((tmp_path / "dvclive/evaluate/metrics.json").read_text())["ratings"]
+    for name, rated, predicted in (("valence", valence, predicted_valence), ("arousal", arousal, predicted_arousal)):
+        assert ratings[name]["pearson_r"] == round(pearsonr(predicted, rated).statistic, 6)
+        assert ratings[name]["spearman"] == round(spearmanr(predicted, rated).statistic, 6)
+        assert ratings[name]["mae"] == round(float(np.abs(predicted - rated).mean()), 6)
+        assert ratings[name]["folds"]["pearson_r_each"]["fold1"] == round(
+            pearsonr(predicted[folds == 1], rated[folds == 1]).statistic, 6)
+        points = json.loads((tmp_path / f"dvclive/evaluate/plots/custom/ratings_{name}.json").read_text())
+        assert [(p["rated"], p["predicted"]) for p in points] == [(float(a), round(float(b), 6))
+                                                                   for a, b in zip(rated, predicted)]
+    assert ratings["valence"]["roc_auc_labels"] == round(roc_auc_score(y, predicted_valence), 6)
+    assert ratings["arousal"]["pearson_r"] < 0.5 < ratings["valence"]["pearson_r"]  # measured 0.06 and 0.87
+    assert "valence" in result.stdout and "Pearson r" in result.stdout
+
+    work = out_of_fold_project(tmp_path / "unrated", {0: [("a.jpg", 0.4), ("b.jpg", 0.6)],
+                                                      1: [("c.jpg", 0.7), ("d.jpg", 0.8)]})
+    assert run_stage("evaluate", work, "").returncode == 0
+    assert "ratings" not in json.loads((work / "dvclive/evaluate/metrics.json").read_text())
+    assert json.loads((work / "dvclive/evaluate/plots/custom/ratings_valence.json").read_text()) == []
+
+
 def tempting_archive(path):
     """An OASIS-shaped archive built to leak: a concept with many photos, a re-encoded copy under another
     concept, and a near-copy of a Negative photo rated Positive under a third."""

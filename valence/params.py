@@ -50,6 +50,7 @@ class DownloadParams:
 class UnzipParams:
     layout: str  # auto | rated_csv (OASIS) | labels_csv (path + label or rating) | class_folders (Negative/, Positive/)
     rating_column: typing.Optional[str]  # labels_csv: label from this numeric column (else from its label column)
+    arousal_column: typing.Optional[str]  # labels_csv: the arousal rating, learnt beside valence (null: none)
     valence_threshold: float  # neutral point of the rating scale (OASIS: 1–7)
     neutral_margin: float  # ratings within threshold ± margin are dropped as ambiguous
     max_total_mb: int  # zip-bomb guard: refuse archives that unpack to more
@@ -59,6 +60,8 @@ class UnzipParams:
         _one_of("unzip.layout", self.layout, ("auto", "rated_csv", "labels_csv", "class_folders"))
         if self.rating_column is not None and not self.rating_column.strip():
             raise PipelineError("unzip.rating_column must name a column or be null")
+        if self.arousal_column is not None and not self.arousal_column.strip():
+            raise PipelineError("unzip.arousal_column must name a column or be null")
         _at_least("unzip.neutral_margin", self.neutral_margin, 0)
         _at_least("unzip.max_total_mb", self.max_total_mb, 1)
         _at_least("unzip.max_compression_ratio", self.max_compression_ratio, 1)
@@ -179,7 +182,8 @@ class FrozenParams:
     pooled_blocks: tuple[int, ...]  # blocks of the first backbone pooled beside its last feature map
     views: int  # the head trains on the mean features of: 1 the photo; 2 and its mirror; more, augmented copies
     regularization: tuple[float, ...]  # logistic regression's C candidates, chosen by grouped inner CV
-    inner_folds: int  # grouped folds of the training images that choose C
+    inner_folds: int  # grouped folds of the training images that choose C (and the rating heads' α)
+    rating_alphas: tuple[float, ...]  # ridge α candidates of the valence and arousal heads, chosen by grouped inner CV
 
     def check(self, prefix):
         if not self.backbones:
@@ -195,6 +199,8 @@ class FrozenParams:
         if not self.regularization or min(self.regularization) <= 0:
             raise PipelineError(f"{prefix}.regularization must list C values > 0, got {list(self.regularization)}")
         _at_least(f"{prefix}.inner_folds", self.inner_folds, 2)
+        if not self.rating_alphas or min(self.rating_alphas) <= 0:
+            raise PipelineError(f"{prefix}.rating_alphas must list α values > 0, got {list(self.rating_alphas)}")
 
     def extractors(self):
         """[(backbone, height, width, pooled blocks)] for valence.learn.features.combined_extractor."""

@@ -61,6 +61,7 @@ def test_oasis_layout(tmp_path, oasis_zip):
     rows, skipped, summary = build_image_set(oasis_zip, images_dir)
     check_consistent(rows, skipped, summary, images_dir)
     under = (images_dir / "images").as_posix()  # top folder stripped, images/ kept
+    assert all(r["arousal"] == 3.5 for r in rows)  # OASIS' Arousal_mean, read beside the valence
     assert {(r["path"], r["label"], r["valence"], r["category"], r["group"]) for r in rows} == {
         (f"{under}/Acorns 1.jpg", "Positive", 4.68627451, "Object", "Acorns"),
         (f"{under}/War 2.jpg", "Negative", 1.5, "Scene", "War"),
@@ -139,13 +140,13 @@ def test_class_folders(tmp_path, layout):
     rows, skipped, summary = build_image_set(path, images_dir, layout=layout)
     check_consistent(rows, skipped, summary, images_dir)
     base = images_dir.as_posix()
-    assert rows == [{"path": f"{base}/Negative/a b.jpg", "label": "Negative", "valence": "", "category": "",
+    assert rows == [{"path": f"{base}/Negative/a b.jpg", "label": "Negative", "valence": "", "arousal": "", "category": "",
                      "group": "Negative/a b"},
-                    {"path": f"{base}/Negative/e f.png", "label": "Negative", "valence": "", "category": "",
+                    {"path": f"{base}/Negative/e f.png", "label": "Negative", "valence": "", "arousal": "", "category": "",
                      "group": "Negative/e f"},
-                    {"path": f"{base}/Positive/c d.jpg", "label": "Positive", "valence": "", "category": "",
+                    {"path": f"{base}/Positive/c d.jpg", "label": "Positive", "valence": "", "arousal": "", "category": "",
                      "group": "Positive/c d"},
-                    {"path": f"{base}/Positive/g h.JPEG", "label": "Positive", "valence": "", "category": "",
+                    {"path": f"{base}/Positive/g h.JPEG", "label": "Positive", "valence": "", "arousal": "", "category": "",
                      "group": "Positive/g h"}]
     assert [name for name, _ in skipped] == ["dataset 50:50/Positive/broken.jpg", "dataset 50:50/Positive/notes.txt"]
     assert dict(skipped)["dataset 50:50/Positive/notes.txt"] == "not an image file"
@@ -306,3 +307,41 @@ def test_a_bad_labels_csv_is_one_line_naming_the_row(tmp_path, csv_text, rating_
         build_image_set(folder, tmp_path / "images", layout="labels_csv", rating_column=rating_column)
     assert str(err.value).endswith(message) or message in str(err.value), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_oasis_arousal_is_read_and_a_row_without_a_number_is_skipped(tmp_path):
+    images = {f"{name}.jpg": make_jpeg_bytes(8, 6, (40 * i, 90, 90)) for i, name in enumerate(("Calm 1", "Wild 1", "Odd 1"))}
+    archive = make_oasis_zip(tmp_path / "o.zip", [("Calm 1", "Scene", 5.0, 1.75), ("Wild 1", "Scene", 2.0, 6.25),
+                                                  ("Odd 1", "Scene", 6.0, "n/a")], images)
+    rows, skipped, _ = build_image_set(archive, tmp_path / "images")
+    assert [(Path(r["path"]).name, r["valence"], r["arousal"]) for r in rows] == [("Calm 1.jpg", 5.0, 1.75),
+                                                                                 ("Wild 1.jpg", 2.0, 6.25)]
+    assert skipped == [("shiny-server-abc/OASIS.csv:4", "Arousal_mean 'n/a' is not a number")]
+
+
+def test_an_arousal_column_is_read_beside_the_rating_and_labels(tmp_path):
+    folder = photo_folder(tmp_path / "photos", ["0.jpg", "1.jpg", "2.jpg"])
+    (folder / "labels.csv").write_text("path,score,intensity\n0.jpg,2,6.5\n1.jpg,6,1\n2.jpg,4,3\n")
+    rows, _, _ = build_image_set(folder, tmp_path / "images", threshold=4.0, margin=0.5, rating_column="score",
+                                 arousal_column="intensity")
+    assert [(Path(r["path"]).name, r["label"], r["valence"], r["arousal"]) for r in rows] == [
+        ("0.jpg", "Negative", 2.0, 6.5), ("1.jpg", "Positive", 6.0, 1.0)]  # 2.jpg: neutral, dropped
+    (folder / "labels.csv").write_text("path,label,intensity\n0.jpg,Negative,6.5\n1.jpg,Positive,1\n")
+    rows, _, _ = build_image_set(folder, tmp_path / "images2", arousal_column="intensity")
+    assert [(r["valence"], r["arousal"]) for r in rows] == [("", 6.5), ("", 1.0)]  # arousal without a valence rating
+    rows, _, _ = build_image_set(folder, tmp_path / "images3")
+    assert [(r["valence"], r["arousal"]) for r in rows] == [("", ""), ("", "")]  # no ratings: nothing invented
+
+
+@pytest.mark.parametrize("csv_text, message", [
+    ("path,label,intensity\na.jpg,Positive,3\nb.jpg,Negative,very\n",
+     "photos/labels.csv, row 3: intensity 'very' is not a number"),
+    ("path,label,intensity\na.jpg,Positive,\n", "photos/labels.csv, row 2: intensity '' is not a number"),
+    ("path,label\na.jpg,Positive\n", "photos/labels.csv: no column 'intensity' (unzip.arousal_column; columns: path, label)"),
+])
+def test_a_bad_arousal_column_is_one_line_naming_the_row(tmp_path, csv_text, message):
+    folder = photo_folder(tmp_path / "photos", ["a.jpg", "b.jpg"])
+    (folder / "labels.csv").write_text(csv_text)
+    with pytest.raises(PipelineError) as err:
+        build_image_set(folder, tmp_path / "images", layout="labels_csv", arousal_column="intensity")
+    assert str(err.value).endswith(message) and "\n" not in str(err.value), str(err.value)

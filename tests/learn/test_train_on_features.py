@@ -154,3 +154,26 @@ def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
     result = run_stage("features", tmp_path, yaml.safe_dump(params))
     assert result.returncode == 0 and not (tmp_path / "data/features/features.npy").exists()
     assert (tmp_path / "data/features/paths.csv").read_text().strip() == "path"
+
+
+def test_rating_heads_learn_each_rating_the_rows_carry_and_none_without(tmp_path):
+    """Valence and arousal, each a different known linear function of the stored features: each head follows its
+    own rating on photos it never saw; rows without ratings train no head."""
+    rng = np.random.default_rng(3)
+    rows = [{"path": f"p{i}.png", "label": ("Negative", "Positive")[i % 2], "group": f"g{i // 2}"} for i in range(120)]
+    stored = rng.normal(size=(2, len(rows), 40)).astype(np.float32)
+    for r, x in zip(rows, stored.mean(axis=0)):
+        r["valence"], r["arousal"] = f"{4 + x[0] - 0.5 * x[1]:.6f}", f"{3 + 0.8 * x[2]:.6f}"
+    features.save(tmp_path / "features", [r["path"] for r in rows], stored)
+    p = frozen_params(rating_alphas=(1.0, 100.0), inner_folds=3)
+    heads = train_on_features.fit_rating_heads(p, rows[:90], store=tmp_path / "features")
+    assert sorted(heads) == ["arousal", "valence"]
+    predicted = train_on_features.score_ratings(heads, rows[90:], store=tmp_path / "features")
+    for name in ("valence", "arousal"):
+        rated = np.array([float(r[name]) for r in rows[90:]])
+        assert np.corrcoef(predicted[name], rated)[0, 1] > 0.95, name
+    assert np.corrcoef(predicted["valence"], [float(r["arousal"]) for r in rows[90:]])[0, 1] < 0.5  # not crossed
+    unrated = [{k: v for k, v in r.items() if k not in ("valence", "arousal")} for r in rows]
+    assert train_on_features.fit_rating_heads(p, unrated, store=tmp_path / "features") == {}
+    only_arousal = [{**r, "valence": ""} for r in rows]
+    assert list(train_on_features.fit_rating_heads(p, only_arousal, store=tmp_path / "features")) == ["arousal"]

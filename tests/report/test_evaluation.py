@@ -160,3 +160,38 @@ def test_balanced_threshold_maximises_balanced_accuracy():
     best = max(metrics.balanced_accuracy_score(y, probability >= c) for c in np.linspace(0, 1, 1001))
     assert metrics.balanced_accuracy_score(y, probability >= t) == pytest.approx(best)
     assert metrics.balanced_accuracy_score(y, probability >= 0.5) < best and t > 0.5
+
+
+def test_rating_scores_by_hand_and_against_scipy():
+    from scipy.stats import pearsonr, spearmanr
+
+    rng = np.random.default_rng(4)
+    rated = rng.uniform(1, 7, 60)
+    predicted = rated + rng.normal(0, 0.8, 60)
+    folds = np.repeat(np.arange(3), 20)
+    rated[5], predicted[7] = np.nan, np.nan  # unrated and unpredicted images are left out
+    s = evaluation.rating_scores(rated, predicted, folds)
+    keep = ~np.isnan(rated) & ~np.isnan(predicted)
+    assert s["images"] == 58
+    assert s["pearson_r"] == pytest.approx(pearsonr(predicted[keep], rated[keep]).statistic, abs=1e-6)
+    assert s["spearman"] == pytest.approx(spearmanr(predicted[keep], rated[keep]).statistic, abs=1e-6)
+    assert s["mae"] == pytest.approx(np.abs(predicted - rated)[keep].mean(), abs=1e-6)
+    each = [pearsonr(predicted[keep & (folds == k)], rated[keep & (folds == k)]).statistic for k in range(3)]
+    assert list(s["folds"]["pearson_r_each"].values()) == pytest.approx(each, abs=1e-6)
+    assert s["folds"]["pearson_r"] == pytest.approx({"mean": np.mean(each), "std": np.std(each)}, abs=1e-6)
+    perfect = evaluation.rating_scores([1, 2, 3, 4], [1, 2, 3, 4], [0, 0, 1, 1])
+    assert (perfect["pearson_r"], perfect["mae"]) == (1.0, 0.0)
+    assert evaluation.rating_scores([1, np.nan, 3], [1, 2, np.nan], [0, 0, 0]) is None  # nothing to score
+
+
+def test_out_of_fold_rows_carry_the_predicted_ratings(tmp_path):
+    from valence.files import write_csv
+
+    labelled = [{"path": f"{i}.jpg", "label": "Positive", "group": str(i), "fold": str(i % 2)} for i in range(4)]
+    for k in range(2):
+        rows = [{**r, "probability": 0.5, "predicted_valence": 4.5 + i, "predicted_arousal": ""}
+                for i, r in enumerate(labelled) if r["fold"] == str(k)]
+        write_csv(tmp_path / f"fold{k}/predictions.csv", rows, list(rows[0]))
+    got = evaluation.out_of_fold_rows(labelled, tmp_path)
+    assert [r["predicted_valence"] for r in got] == [4.5, 5.5, 6.5, 7.5]  # by path, across the fold files
+    assert all(np.isnan(r["predicted_arousal"]) for r in got)

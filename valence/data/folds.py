@@ -13,7 +13,7 @@ from valence.errors import PipelineError
 
 MANIFEST_COLUMNS = ["path", "label"]  # required; "group" is written too and used where present
 OUTPUT_COLUMNS = ["path", "label", "group"]
-FOLD_COLUMNS = ["path", "label", "group", "fold"]
+FOLD_COLUMNS = ["path", "label", "group", "fold"]  # required; folds.csv also carries labels.csv's ratings (RATINGS)
 
 
 def _check_classes(rows, what):

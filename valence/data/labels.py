@@ -1,7 +1,9 @@
-"""The two classes and their 0/1 targets: the one fact every stage, predict and serve share."""
+"""The two classes and their 0/1 targets, and the ratings beside them: the facts every stage, predict and serve
+share."""
 import numpy as np
 
 CLASSES = ("Negative", "Positive")  # index = the model's target: 1 means Positive
+RATINGS = ("valence", "arousal")  # rated dimensions a dataset may carry beside its labels (OASIS: means of 1–7)
 
 
 def label_of(probability, threshold):
@@ -12,6 +14,11 @@ def label_of(probability, threshold):
 def targets(rows):
     """0/1 targets from a table's labels: 1 means Positive."""
     return np.array([CLASSES.index(r["label"]) for r in rows], dtype=np.float32)
+
+
+def ratings(rows, name):
+    """``name``'s rating of each row as a float array, NaN where the row has none."""
+    return np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows])
 
 
 def class_counts(rows):

@@ -1,11 +1,13 @@
-"""Layouts of an archive or a folder (valence.data.sources) → one labels table (path, label, valence, category,
-group).
+"""Layouts of an archive or a folder (valence.data.sources) → one labels table (path, label, valence, arousal,
+category, group).
 
 Three layouts are understood:
-- rated_csv: a CSV with Theme and Valence_mean columns (OASIS) beside an images/ folder; labels from valence;
+- rated_csv: a CSV with Theme and Valence_mean columns (OASIS) beside an images/ folder; labels from valence,
+  and the rated arousal from Arousal_mean where the CSV has it;
 - labels_csv: a CSV with a ``path`` column (relative to the CSV's folder) and either ``label`` (Negative or
-  Positive) or a numeric rating column named by unzip.rating_column; optional ``group`` and ``category``
-  columns; other columns are ignored;
+  Positive) or a numeric rating column named by unzip.rating_column (then also the valence rating); an arousal
+  rating from the column unzip.arousal_column names; optional ``group`` and ``category`` columns; other columns
+  are ignored;
 - class_folders: images inside folders named Negative/ and Positive/ (the seed's `dataset 50:50`).
 
 ``group`` is what must stay on one side of every split: for rated_csv the concept, the Theme without its
@@ -28,7 +30,7 @@ from valence.data.sources import open_source
 from valence.errors import PipelineError
 from valence.files import digest_of
 
-LABEL_COLUMNS = ["path", "label", "valence", "category", "group"]
+LABEL_COLUMNS = ["path", "label", "valence", "arousal", "category", "group"]  # ratings: "" where there is none
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CSV_COLUMNS = ("Theme", "Valence_mean")  # OASIS' rated CSV
 LAYOUTS = ("auto", "rated_csv", "labels_csv", "class_folders")
@@ -130,35 +132,44 @@ def select_rated_csv(source, threshold, margin):
             skipped.append((f"{csv_path}:{line}", f"no image {image_dir}/{theme}.* for this row"))
             continue
         used.add(image)
-        try:
-            valence = float(row.get("Valence_mean"))
-            if not math.isfinite(valence):  # 'NaN'/'inf' parse as floats but are no rating
-                raise ValueError
-        except (TypeError, ValueError):
+        valence, arousal = _number(row.get("Valence_mean")), _number(row.get("Arousal_mean"))
+        if valence is None:
             skipped.append((f"{csv_path}:{line}", f"Valence_mean {row.get('Valence_mean')!r} is not a number"))
+            continue
+        if arousal is None and "Arousal_mean" in row:  # a CSV without the column has no arousal for any row
+            skipped.append((f"{csv_path}:{line}", f"Arousal_mean {row.get('Arousal_mean')!r} is not a number"))
             continue
         label = label_from_valence(valence, threshold, margin)
         if label is None:
             neutral += 1
             continue
-        selected.append((image, label, valence, (row.get("Category") or "").strip(), concept_of(theme)))
+        selected.append((image, label, (valence, "" if arousal is None else arousal),
+                         (row.get("Category") or "").strip(), concept_of(theme)))
     skipped += [(str(p), "image has no CSV row") for p in sorted(set(by_theme.values()) - used)]
     return selected, skipped, neutral
 
 
-def _rating(value, where, column):
+def _number(value):
+    """``value`` as a finite float, or None ('NaN' and 'inf' parse as floats but are no rating)."""
     try:
-        rating = float(value)
-        if not math.isfinite(rating):  # 'NaN'/'inf' parse as floats but are no rating
-            raise ValueError
+        number = float(value)
     except (TypeError, ValueError):
-        raise PipelineError(f"{where}: {column} {value!r} is not a number") from None
-    return rating
+        return None
+    return number if math.isfinite(number) else None
 
 
-def select_labels_csv(source, threshold, margin, rating_column=None):
+def _rating(value, where, column):
+    """A rating cell as a number; anything else is a one-line error naming ``where``."""
+    number = _number(value)
+    if number is None:
+        raise PipelineError(f"{where}: {column} {value!r} is not a number")
+    return number
+
+
+def select_labels_csv(source, threshold, margin, rating_column=None, arousal_column=None):
     """A labels file: (selected as select_rated_csv, skipped, neutral dropped). Labels come from the label column,
-    or from ``rating_column`` through threshold ± margin; a bad row is a one-line error naming it."""
+    or from ``rating_column`` through threshold ± margin; arousal from ``arousal_column``; a bad row is a
+    one-line error naming it."""
     csv_paths = _labels_csvs(source)
     if len(csv_paths) != 1:
         raise PipelineError(f"{source.path}: expected one labels CSV (a path column), found "
@@ -170,6 +181,9 @@ def select_labels_csv(source, threshold, margin, rating_column=None):
     if needed not in columns:
         hint = "" if rating_column else "; to label from a numeric rating column, set unzip.rating_column"
         raise PipelineError(f"{name}: no column {needed!r} (columns: {', '.join(columns)}){hint}")
+    if arousal_column and arousal_column not in columns:
+        raise PipelineError(f"{name}: no column {arousal_column!r} (unzip.arousal_column; columns: "
+                            f"{', '.join(columns)})")
     selected, skipped, neutral, rows_of = [], [], 0, {}
     for line, row in enumerate(_read_csv(source, csv_path), start=2):
         where = f"{name}, row {line}"
@@ -184,6 +198,7 @@ def select_labels_csv(source, threshold, margin, rating_column=None):
         if member in rows_of:
             raise PipelineError(f"{where}: {written} is listed again (first on row {rows_of[member]})")
         rows_of[member] = line
+        arousal = _rating(row.get(arousal_column), where, arousal_column) if arousal_column else ""
         if rating_column:
             valence = _rating(row.get(rating_column), where, rating_column)
             label = label_from_valence(valence, threshold, margin)
@@ -199,7 +214,7 @@ def select_labels_csv(source, threshold, margin, rating_column=None):
             skipped.append((f"{csv_path}:{line}", f"no file {member}"))
             continue
         group = (row.get("group") or "").strip() or None  # none: the image is its own group
-        selected.append((member, label, valence, (row.get("category") or "").strip(), group))
+        selected.append((member, label, (valence, arousal), (row.get("category") or "").strip(), group))
     listed = set(rows_of)
     skipped += [(str(p), "image not in the labels CSV") for p in sorted(source.members)
                 if _is_image_name(p) and p not in listed]
@@ -213,7 +228,7 @@ def select_class_folders(source):
         if label is None:
             continue
         if _is_image_name(path):
-            selected.append((path, label, "", "", None))  # group: the image itself, named below
+            selected.append((path, label, ("", ""), "", None))  # no ratings; group: the image itself, named below
         else:
             skipped.append((str(path), "not an image file"))
     return selected, skipped
@@ -250,7 +265,7 @@ def drop_duplicates(rows):
 
 
 def build_image_set(source_path, images_dir, layout="auto", threshold=4.0, margin=0.0,
-                    max_total_mb=2048, max_compression_ratio=100, rating_column=None):
+                    max_total_mb=2048, max_compression_ratio=100, rating_column=None, arousal_column=None):
     """Put the labelled, decodable, distinct images of ``source_path`` (an archive, or a folder read in place)
     into ``images_dir``.
 
@@ -264,12 +279,12 @@ def build_image_set(source_path, images_dir, layout="auto", threshold=4.0, margi
         if layout == "rated_csv":
             selected, skipped, neutral = select_rated_csv(source, threshold, margin)
         elif layout == "labels_csv":
-            selected, skipped, neutral = select_labels_csv(source, threshold, margin, rating_column)
+            selected, skipped, neutral = select_labels_csv(source, threshold, margin, rating_column, arousal_column)
         else:
             selected, skipped = select_class_folders(source)
         top = _common_top(list(source.members))
         rows = []
-        for member, label, valence, category, group in tqdm(selected, desc="extracting", unit="img"):
+        for member, label, (valence, arousal), category, group in tqdm(selected, desc="extracting", unit="img"):
             relative = PurePosixPath(*member.parts[1:]) if top else member
             group = group or relative.with_suffix("").as_posix()
             out = source.place(member, images_dir, relative)
@@ -279,8 +294,8 @@ def build_image_set(source_path, images_dir, layout="auto", threshold=4.0, margi
                 out.unlink()
                 skipped.append((str(member), str(err)))
                 continue
-            rows.append({"path": out.as_posix(), "label": label, "valence": valence, "category": category,
-                         "group": group, "member": str(member)})
+            rows.append({"path": out.as_posix(), "label": label, "valence": valence, "arousal": arousal,
+                         "category": category, "group": group, "member": str(member)})
         kind, facts = source.describe()
         facts["images"] = sum(map(_is_image_name, source.members))
     finally:

@@ -6,14 +6,15 @@ released model is the same extractor that computed the features with the head as
 The history has one row per C candidate in ascending order (its "phase", "C=… (chosen)" for the released
 one, whose scores metrics.json keeps): the head fit on every training image scored on them (loss, accuracy, auc) and the inner folds' held-out predictions (val_loss, val_accuracy,
 val_auc). The fold stages use ``fit_head`` and ``score`` (scikit-learn on stored features, no TensorFlow), the
-release ``train``.
+release ``train``. Where the labelled images carry ratings (valence, arousal: OASIS), ``fit_rating_heads`` fits a
+ridge head for each, its α chosen by the same grouped inner folds, and ``score_ratings`` predicts them.
 """
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from valence import runtime
-from valence.data.labels import targets
-from valence.learn import features, logistic_head
+from valence.data.labels import RATINGS, ratings, targets
+from valence.learn import features, logistic_head, rating_heads
 
 
 def scores(y, probability, prefix=""):
@@ -56,6 +57,31 @@ def fit_head(p, rows, store="data/features", live=None, what="the training image
     print(f"C {best:g}: the best mean ROC AUC over the inner folds "
           f"({', '.join(f'C={c:g} {auc:.4f}' for c, auc in chosen_by.items())})")
     return logistic_head.fit(x, y, best, p.class_weight), history
+
+
+def fit_rating_heads(p, rows, store="data/features", what="the training images"):
+    """{rating: ridge head} for each of RATINGS that ``rows`` carry (none for unrated data), each fit on the rows
+    rated, its α chosen by grouped inner CV among ``p.frozen.rating_alphas``."""
+    h, heads = p.hyper, {}
+    for name in RATINGS:
+        rating = ratings(rows, name)
+        rated = [r for r, value in zip(rows, rating) if not np.isnan(value)]
+        if not rated:
+            continue
+        x = np.asarray(features.load(store, [r["path"] for r in rated])[:h.views])
+        groups = np.array([r.get("group") or r["path"] for r in rated])
+        best, chosen_by, _ = rating_heads.choose_alpha(x, rating[~np.isnan(rating)], groups, h.rating_alphas,
+                                                       h.inner_folds, p.seed, what)
+        print(f"{name} head on {len(rated)} rated images: α {best:g}, the best mean Pearson r over the inner folds "
+              f"({', '.join(f'α={a:g} {r:.4f}' for a, r in chosen_by.items())})")
+        heads[name] = rating_heads.fit(x, rating[~np.isnan(rating)], best)
+    return heads
+
+
+def score_ratings(heads, rows, store="data/features", flip_average=True):
+    """{rating: predicted rating of each of ``rows``} from their stored features, flip-averaged as ``score``."""
+    x = features.load(store, [r["path"] for r in rows])[:2 if flip_average else 1]
+    return {name: rating_heads.predict(head, x) for name, head in heads.items()}
 
 
 def score(head, rows, store="data/features", flip_average=True):

@@ -1,11 +1,12 @@
-"""Scores of a binary classifier, all computed by scikit-learn (dvclive writes the curve data)."""
+"""Scores of a binary classifier, all computed by scikit-learn (dvclive writes the curve data), and of the
+rating heads' predictions against the raters' means (scipy)."""
 from pathlib import Path
 
 import numpy as np
 from sklearn import metrics
 
 from valence.data.folds import FOLD_COLUMNS
-from valence.data.labels import CLASSES, label_of
+from valence.data.labels import CLASSES, RATINGS, label_of
 from valence.errors import PipelineError
 from valence.files import read_csv
 
@@ -53,6 +54,25 @@ def out_of_fold(y_true, probability, folds, threshold, valence=None, ranking=Non
     if len(rated) > 2:
         result["spearman_valence"] = spearmanr(*zip(*rated)).statistic
     return _plain(result)
+
+
+def rating_scores(rated, predicted, folds):
+    """How well predicted ratings follow the rated ones, out of fold: Pearson's r, Spearman's ρ and the mean
+    absolute error (on the rating's scale) over every image, and r's mean and std over the folds with each
+    fold's r. Images without a rating or a prediction (NaN) are left out; None when fewer than 3 remain."""
+    from scipy.stats import pearsonr, spearmanr
+
+    rated, predicted, folds = np.asarray(rated, float), np.asarray(predicted, float), np.asarray(folds)
+    both = ~np.isnan(rated) & ~np.isnan(predicted)
+    if both.sum() < 3:
+        return None
+    rated, predicted, folds = rated[both], predicted[both], folds[both]
+    each = {f"fold{k}": pearsonr(predicted[folds == k], rated[folds == k]).statistic
+            for k in sorted(set(folds.tolist())) if (folds == k).sum() > 2}
+    return _plain({"pearson_r": pearsonr(predicted, rated).statistic, "spearman": spearmanr(predicted, rated).statistic,
+                   "mae": np.abs(predicted - rated).mean(), "images": int(both.sum()),
+                   "folds": {"pearson_r": {"mean": np.mean(list(each.values())), "std": np.std(list(each.values()))},
+                             "pearson_r_each": each}})
 
 
 def balanced_threshold(y_true, probability):
@@ -131,6 +151,8 @@ def out_of_fold_rows(labelled, oof=Path("data/oof")):
         raise PipelineError(f"{oof}: {len(extra)} prediction(s) of images not in data/split/folds.csv "
                             f"(first {sorted(extra)[0]}); run the fold stages again (dvc repro)")
     try:
-        return [{**r, "probability": float(predicted[r["path"]]["probability"])} for r in labelled]
+        return [{**r, "probability": float(predicted[r["path"]]["probability"]),
+                 **{f"predicted_{name}": float(predicted[r["path"]].get(f"predicted_{name}") or "nan")
+                    for name in RATINGS}} for r in labelled]
     except ValueError:
         raise PipelineError(f"{oof}: a probability is not a number; run the fold stages again (dvc repro)") from None

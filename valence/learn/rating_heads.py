@@ -1,0 +1,56 @@
+"""Heads for the ratings (valence, arousal) on frozen features: standardise, then ridge regression (scikit-learn),
+its α chosen by grouped cross-validation inside the training images, as the classifier's C is.
+
+A ridge on the features stage's output predicts OASIS' rated valence with Pearson r ≈ 0.64 on concepts it
+never saw, and arousal with ≈ 0.57 (../shared/RESEARCH.md; α ≈ 3000 for ~3,000 features from ~570 photos). The
+prediction is on the ratings' own scale (OASIS: 1–7), the raters' mean for a photo like it; folded into one
+linear Dense unit, a fitted head joins the released model beside P(Positive).
+"""
+import numpy as np
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from valence.errors import PipelineError
+
+
+def fit(view_features, rating, alpha):
+    """A standardised ridge on (views, images, features), each image its views' mean."""
+    return make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(np.mean(view_features, axis=0), rating)
+
+
+def predict(head, view_features):
+    """The predicted rating of each image: the mean over its views, as flip averaging does with views 0 and 1."""
+    return np.mean([head.predict(view) for view in view_features], axis=0)
+
+
+def pearson(a, b):
+    """Pearson's r, 0 where either side is constant (no linear relation to measure)."""
+    a, b = np.asarray(a, float) - np.mean(a), np.asarray(b, float) - np.mean(b)
+    norm = np.sqrt((a @ a) * (b @ b))
+    return float(a @ b / norm) if norm else 0.0
+
+
+def choose_alpha(view_features, rating, groups, alphas, folds, seed, what="the training images"):
+    """(best α, {α: mean Pearson r over the inner folds}, {α: each image's prediction from the inner fold that held
+    it out}) over ``folds`` shuffled group folds of these training images; ties go to the stronger α."""
+    if len(set(groups)) < folds:
+        raise PipelineError(f"{what}: {len(set(groups))} groups of rated images cannot fill {folds} inner folds; "
+                            "use more photos or a smaller train.frozen.inner_folds")
+    splits = list(GroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(rating, rating, groups))
+    scores, held_out = {}, {}
+    for alpha in alphas:
+        held_out[alpha] = np.zeros(len(rating))
+        for train, test in splits:
+            held_out[alpha][test] = predict(fit(view_features[:, train], rating[train], alpha), view_features[:, test])
+        scores[alpha] = float(np.mean([pearson(held_out[alpha][test], rating[test]) for _, test in splits]))
+    return max(alphas, key=lambda a: (scores[a], a)), scores, held_out
+
+
+def dense_weights(head):
+    """(kernel (features, 1), bias (1,)) of one linear Dense unit computing ``head``'s prediction from raw features."""
+    scaler, regression = head[0], head[-1]
+    kernel = regression.coef_ / scaler.scale_
+    bias = regression.intercept_ - kernel @ scaler.mean_
+    return kernel[:, None].astype(np.float32), np.array([bias], np.float32)
