@@ -4,11 +4,14 @@
 
 Reads models/model.keras and fold 0's images (data/split/test.csv, a fifth of the labelled images: enough to
 compare, quicker than all); writes models/model.tflite and metrics/export.json: the largest difference between
-the two models' P(Positive) over those images, and
-both file sizes. The file is renamed into place only when the difference is within export.tolerance.
+the two models' P(Positive) over those images (and, for a model with rating heads, each rating's, which may
+differ by export.tolerance × its scale's width), and both file sizes. The file is renamed into place only when
+every difference is within its tolerance.
 """
 import time
 from pathlib import Path
+
+import numpy as np
 
 from valence import params
 from valence.data.folds import MANIFEST_COLUMNS
@@ -24,23 +27,32 @@ def main():
     from valence.data.images import load_images
     from valence.learn import models
     from valence.use import classifier  # TensorFlow loads only after the inputs are checked
-    from valence.use.predict import score_batches
+    from valence.use.predict import score_all
 
     keras_model = classifier.open_classifier(KERAS)
     pixels = load_images([r["path"] for r in rows], keras_model.height, keras_model.width, desc="test")
     with atomic_path(LITERT, suffix=".tflite") as tmp:
         models.export_litert(keras_model.model, tmp)
         litert_model = classifier.LiteRTClassifier(tmp)
+        if litert_model.ratings != keras_model.ratings:
+            raise PipelineError(f"{LITERT}: the LiteRT model's ratings {litert_model.ratings} are not the Keras "
+                                f"model's {keras_model.ratings}; not written")
         scored = {}
         for name, model in (("keras", keras_model), ("litert", litert_model)):
             started = time.perf_counter()
-            scored[name] = score_batches(model, pixels, p.batch_size, desc=name), time.perf_counter() - started
-        difference = float(abs(scored["keras"][0] - scored["litert"][0]).max())
-        if difference > p.tolerance:
-            raise PipelineError(f"{LITERT}: LiteRT and Keras differ by up to {difference:.2e} in P(Positive) on "
-                                f"the test images, over export.tolerance ({p.tolerance:g}); not written")
+            batches = [score_all(model, pixels[i:i + p.batch_size]) for i in range(0, len(pixels), p.batch_size)]
+            scored[name] = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}, time.perf_counter() - started
+        widths = {"probability": 1.0, **{k: high - low for k, (low, high) in keras_model.ratings.items()}}
+        differences = {k: float(abs(scored["keras"][0][k] - scored["litert"][0][k]).max()) for k in widths}
+        for output, difference in differences.items():
+            if difference > p.tolerance * widths[output]:
+                raise PipelineError(f"{LITERT}: LiteRT and Keras differ by up to {difference:.2e} in "
+                                    f"{'P(Positive)' if output == 'probability' else output} on the test images, "
+                                    f"over export.tolerance ({p.tolerance:g}) × {widths[output]:g}; not written")
+        difference = differences.pop("probability")
         litert_mb = tmp.stat().st_size / 2**20
     write_json("metrics/export.json", {"n_test": len(rows), "max_abs_difference": float(f"{difference:.3g}"),
+                                       **{f"max_abs_difference_{k}": float(f"{v:.3g}") for k, v in differences.items()},
                                        "keras_mb": round(Path(KERAS).stat().st_size / 2**20, 2),
                                        "litert_mb": round(litert_mb, 2)})
     for name, (_, took) in scored.items():

@@ -7,14 +7,15 @@ evaluate's out-of-fold headline is its estimate (trained on 5/4 as many photos a
 lists (with train.model frozen: their features in data/features, C chosen by grouped inner CV over all of
 them, valence.learn.train_on_features; other models carve their validation slice for early stopping from these images, as
 each fold does). Writes models/model.keras (self-contained: RGB float32 0–255 at train.<model>.image_height ×
-image_width in, P(Positive) out), models/trained_on.csv (the images it learnt from), plots/train/learning_curves.png and,
+image_width in, P(Positive) out; with train.model frozen and rated images also each rating, named with its
+scale, e.g. valence_1_to_7, from ridge heads fit on every rated image), models/trained_on.csv (the images it learnt from), plots/train/learning_curves.png and,
 through dvclive, dvclive/train/: metrics.json (the latest epoch's loss, accuracy and AUC, train and
 validation, its step and phase: `dvc exp show` shows it while training runs) and plots/metrics/ (one TSV a
 metric, a row an epoch — for frozen, a row a C candidate — for `dvc plots show`).
 """
 from valence import params
 from valence.data.folds import FOLD_COLUMNS
-from valence.data.labels import targets
+from valence.data.labels import ratings, targets
 from valence.errors import run_stage
 from valence.files import atomic_path, read_csv, write_csv, write_json
 from valence.registry import FROZEN_MODEL
@@ -47,6 +48,12 @@ def main():
               f"out-of-fold predictions of {len(scored)} images")
     write_json(f"{LIVE}/calibration.json", {"slope": round(mapping[0], 6), "intercept": round(mapping[1], 6),
                                            "images": len(scored)})
+    if p.model == FROZEN_MODEL:  # beside P(Positive), after its calibration: a unit per rating the images carry
+        from valence.learn import rating_heads
+
+        heads = train_on_features.fit_rating_heads(p, rows, what="all labelled images")
+        if heads:
+            model = rating_heads.with_ratings(model, heads, {n: rating_heads.scale_of(ratings(rows, n)) for n in heads})
     with atomic_path("models/model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     write_csv("models/trained_on.csv", rows, FOLD_COLUMNS)

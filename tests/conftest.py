@@ -28,3 +28,31 @@ def tiny_models(tmp_path_factory):
     keras_path = save_tiny_model(folder / "model.keras")
     models.export_litert(models.load(keras_path), folder / "model.tflite")
     return keras_path, folder / "model.tflite"
+
+
+@pytest.fixture(scope="session")
+def tiny_rating_models(tmp_path_factory, tiny_models):
+    """(.keras, .tflite, heads): the tiny classifier with rating heads (valence 1–7, arousal 1–7) on the features
+    its head reads, as the train stage adds them; heads: {rating: the fitted ridge head}."""
+    import keras
+    import numpy as np
+
+    from valence.learn import models, rating_heads
+
+    layers = models.load(tiny_models[0]).layers
+    inputs = features_out = keras.Input((24, 32, 3))
+    for layer in layers[:-1]:
+        features_out = layer(features_out)
+    head = keras.layers.Dense(1, activation="sigmoid", name="head")  # called once, as with_head's is
+    model = keras.Model(inputs, head(features_out))  # functional, as the released frozen model is
+    head.set_weights(layers[-1].get_weights())
+    features = keras.Model(inputs, features_out)
+    batch = np.random.default_rng(1).integers(0, 256, (64, 24, 32, 3)).astype("float32")
+    x = np.asarray(features(batch))[None]
+    heads = {"valence": rating_heads.fit(x, 4 + 40 * x[0, :, 0] - 30 * x[0, :, 1], 1e-3),
+             "arousal": rating_heads.fit(x, 3 + 50 * x[0, :, 2], 1e-3)}
+    rated = rating_heads.with_ratings(model, heads, {"valence": (1.0, 7.0), "arousal": (1.0, 7.0)})
+    folder = tmp_path_factory.mktemp("tiny-rating-model")
+    rated.save(folder / "model.keras")
+    models.export_litert(models.load(folder / "model.keras"), folder / "model.tflite")
+    return folder / "model.keras", folder / "model.tflite", heads

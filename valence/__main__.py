@@ -20,7 +20,7 @@ from valence.errors import PipelineError, run_stage
 def predict(args):
     from valence.files import write_csv
     from valence.use.classifier import open_classifier
-    from valence.use.predict import COLUMNS, image_files, predict_files, report_skipped
+    from valence.use.predict import columns, image_files, predict_files, report_skipped
 
     p = params.load("evaluate")
     files = image_files(args.paths)  # a missing path or an empty folder fails before the model loads
@@ -39,10 +39,13 @@ def predict(args):
         classifier = open_classifier(args.model)
         rows, skipped = predict_files(classifier, files, batch_size, threshold, flip_average)
         model, version = classifier.path, classifier.version
+        if classifier.ratings:  # what the numbers are: the raters' mean for a photo like it, on their scale
+            print("ratings: " + ", ".join(f"{name} on {low:g}–{high:g}" for name, (low, high) in
+                                          classifier.ratings.items()) + " (the training raters' scale)")
     report_skipped(skipped, len(files))
     if not rows:
         raise PipelineError(f"none of the {len(files)} files is an image; nothing written to {args.out}")
-    write_csv(args.out, rows, COLUMNS)
+    write_csv(args.out, rows, columns(rows))
     positive = sum(r["label"] == "Positive" for r in rows)
     print(f"{args.out}: {len(rows)} images ({positive} Positive, {len(rows) - positive} Negative), "
           f"model {model} (md5 {version})")

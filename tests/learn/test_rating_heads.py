@@ -77,3 +77,17 @@ def test_dense_weights_compute_the_head_from_raw_features():
 def test_pearson_of_a_constant_is_zero():
     assert rating_heads.pearson([1, 1, 1], [1, 2, 3]) == 0.0
     assert rating_heads.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+
+
+def test_an_output_name_carries_the_rating_and_its_scale():
+    from valence.data.labels import output_name, parse_output_name
+
+    for scale in ((1.0, 7.0), (-3.0, 3.0), (0.5, 9.5), (0.0, 100.0)):
+        assert parse_output_name(output_name("arousal", scale)) == ("arousal", scale)
+    assert output_name("valence", (1.0, 7.0)) == "valence_1_to_7"
+    assert parse_output_name("probability") is None and parse_output_name("head") is None
+
+
+def test_the_scale_is_the_rated_range_widened_to_whole_numbers():
+    assert rating_heads.scale_of(np.array([1.3, np.nan, 6.6, 4.0])) == (1.0, 7.0)
+    assert rating_heads.scale_of(np.array([-0.5, 2.0])) == (-1.0, 2.0)

@@ -12,8 +12,11 @@ from valence.use import predict
 
 
 class MeanBrightness:
-    """A stand-in classifier: P(Positive) = mean pixel / 255; records the batches it was given."""
-    height, width = 6, 8
+    """A stand-in classifier: P(Positive) = mean pixel / 255, no ratings; records the batches it was given."""
+    height, width, ratings = 6, 8, {}
+
+    def scores(self, batch):
+        return {"probability": self.probabilities(batch)}
 
     def __init__(self):
         self.batches = []
@@ -188,3 +191,25 @@ def test_cli_predicts_on_s3_and_names_what_is_not_there(bucket, tmp_path, tiny_m
     result = run_cli("predict", "s3://photos/nothing-here", "--model", tiny_model, "--out", "x.csv", cwd=tmp_path,
                      env=env)
     assert result.returncode == 1 and result.stderr.strip() == "error: s3://photos/nothing-here: no such file or folder"
+
+
+def test_predict_writes_the_ratings_a_model_learnt_and_none_it_did_not(tmp_path, tiny_rating_models, tiny_model):
+    photos = save_photos(tmp_path / "photos", 4)
+    for model in tiny_rating_models[:2]:
+        result = run_cli("predict", tmp_path / "photos", "--model", model, "--out", "rated.csv", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "ratings: valence on 1–7, arousal on 1–7 (the training raters' scale)" in result.stdout
+        rows = list(csv.DictReader((tmp_path / "rated.csv").open()))
+        assert list(rows[0]) == ["path", "probability", "label", "valence", "arousal"]
+        from valence.data.images import load_images
+        from valence.use.classifier import open_classifier
+
+        scores = open_classifier(model).scores(load_images(photos, 24, 32))
+        mirrored = open_classifier(model).scores(load_images(photos, 24, 32)[:, :, ::-1])
+        for name in ("valence", "arousal"):  # flip-averaged, as P(Positive) is (the project's params)
+            expected = (scores[name] + mirrored[name]) / 2
+            assert np.allclose([float(r[name]) for r in rows], expected, atol=2e-4)
+            assert all(1 <= float(r[name]) <= 7 for r in rows)
+    result = run_cli("predict", tmp_path / "photos", "--model", tiny_model, "--out", "plain.csv", cwd=tmp_path)
+    assert result.returncode == 0 and "ratings:" not in result.stdout
+    assert (tmp_path / "plain.csv").read_text().splitlines()[0] == "path,probability,label"  # no invented numbers

@@ -108,6 +108,7 @@ def test_predict_answers_each_image_in_upload_order(server):
     probability = [p["probability"] for p in body["predictions"]]
     assert np.allclose(probability, expected(model, *images), atol=1e-5)
     assert [p["label"] for p in body["predictions"]] == ["Positive" if p >= 0.5 else "Negative" for p in probability]
+    assert "ratings" not in body and all(p.keys() == {"filename", "probability", "label"} for p in body["predictions"])
 
 
 def test_explain_gives_each_image_the_map_valence_explain_computes(server):
@@ -263,3 +264,41 @@ def test_the_page_scores_uploaded_photos_as_predict_does_in_a_real_browser(serve
         assert error == "Too large or too many photos: 6 images in one request; at most 4 (serve.max_images)", error
         requests = browser.requests()
     assert requests and all(r.startswith((url, "blob:")) for r in requests), requests  # nothing from a CDN
+
+
+def test_a_model_with_rating_heads_answers_valence_and_arousal_and_the_page_plots_them(tiny_rating_models, chromium,
+                                                                                        tmp_path):
+    """/predict and /explain of a model with rating heads give each photo's valence and arousal (flip-averaged,
+    as predict) and their scales; the page writes them and draws the photo on the valence–arousal plane."""
+    from browser import Chromium
+
+    (tmp_path / "params.yaml").write_text(project_params(LIMITS))
+    model = tiny_rating_models[1]
+    process, url = start(model, tmp_path)
+    try:
+        wait_ready(url)
+        rated = open_classifier(model)
+        images = [photo(11), photo(12)]
+        files = [("data", (f"{i}.png", content, "image/png")) for i, content in enumerate(images)]
+        body = httpx.post(f"{url}/predict", files=files).json()
+        assert body["ratings"] == {"valence": {"low": 1.0, "high": 7.0}, "arousal": {"low": 1.0, "high": 7.0}}
+        batch = np.stack([model_input(decode(io.BytesIO(c)), rated.height, rated.width) for c in images])
+        from valence.use.predict import score_all
+
+        scores = score_all(rated, batch, flip_average=True)
+        for name in ("valence", "arousal"):
+            assert np.allclose([p[name] for p in body["predictions"]], scores[name], atol=1e-3)
+        explained = httpx.post(f"{url}/explain", files=files[:1]).json()
+        assert explained["explanations"][0]["valence"] == pytest.approx(float(scores["valence"][0]), abs=1e-3)
+        (tmp_path / "a.png").write_bytes(images[0])
+        with Chromium(chromium) as browser:
+            browser.open(f"{url}/")
+            assert browser.wait_for("document.readyState === 'complete' && !!document.getElementById('files')")
+            browser.upload("#files", [tmp_path / "a.png"])
+            label = browser.wait_for("document.querySelector('#results .plane') && "
+                                     "document.querySelector('#results .plane').getAttribute('aria-label')")
+            assert label == f"valence {scores['valence'][0]:.1f}, arousal {scores['arousal'][0]:.1f}"
+            assert browser.evaluate("document.querySelectorAll('#results .plane circle').length") == 1
+    finally:
+        process.terminate()
+        process.wait(30)

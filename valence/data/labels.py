@@ -1,5 +1,7 @@
 """The two classes and their 0/1 targets, and the ratings beside them: the facts every stage, predict and serve
 share."""
+import re
+
 import numpy as np
 
 CLASSES = ("Negative", "Positive")  # index = the model's target: 1 means Positive
@@ -24,3 +26,19 @@ def ratings(rows, name):
 def class_counts(rows):
     """{class name: rows with that label}."""
     return {c: sum(r["label"] == c for r in rows) for c in CLASSES}
+
+
+def output_name(rating, scale):
+    """The released model's output for ``rating`` names it and its scale: "valence_1_to_7" ("m" for minus)."""
+    def number(value):
+        return f"{value:g}".replace("-", "m").replace(".", "p")
+    return f"{rating}_{number(scale[0])}_to_{number(scale[1])}"
+
+
+def parse_output_name(name):
+    """(rating, (low, high)) of an ``output_name``; None for any other output."""
+    match = re.fullmatch(r"([a-z]+)_(m?[\dp]+)_to_(m?[\dp]+)", name)
+    if not match:
+        return None
+    low, high = (float(part.replace("m", "-").replace("p", ".")) for part in match.groups()[1:])
+    return match.group(1), (low, high)

@@ -12,6 +12,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from valence.data.labels import output_name
 from valence.errors import PipelineError
 
 
@@ -54,3 +55,29 @@ def dense_weights(head):
     kernel = regression.coef_ / scaler.scale_
     bias = regression.intercept_ - kernel @ scaler.mean_
     return kernel[:, None].astype(np.float32), np.array([bias], np.float32)
+
+
+def scale_of(rating):
+    """The rating scale a model records: the rated training images' range widened to whole numbers (OASIS'
+    1.3–6.6 → 1–7)."""
+    return float(np.floor(np.nanmin(rating))), float(np.ceil(np.nanmax(rating)))
+
+
+def with_ratings(model, heads, scales):
+    """``model`` (image → P(Positive) through its last layer, the logistic head on the extracted features) with a
+    linear unit per rating on the same features, kept within the rating's scale: one Keras model whose outputs
+    are {"probability": …, output_name(rating, scale): …}."""
+    import keras  # here, not above: fitting and scoring heads needs no TensorFlow
+
+    features = model.layers[-1].input
+    outputs = {"probability": model.output}
+    for name, head in heads.items():
+        low, high = scales[name]
+        dense = keras.layers.Dense(1, name=name)
+        predicted = dense(features)
+        dense.set_weights(dense_weights(head))
+        # clip to [low, high] with layers safe-mode loading knows: shift, ReLU capped at the width, shift back
+        shifted = keras.layers.Rescaling(1.0, offset=-low, name=f"{name}_from_low")(predicted)
+        capped = keras.layers.ReLU(max_value=high - low, name=f"{name}_within_scale")(shifted)
+        outputs[output_name(name, (low, high))] = keras.layers.Rescaling(1.0, offset=low, name=f"{name}_scaled")(capped)
+    return keras.Model(model.input, outputs, name=model.name)

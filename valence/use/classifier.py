@@ -4,6 +4,8 @@ P(Positive) out.
     classifier = open_classifier("models/model.keras")   # Keras (imports TensorFlow)
     classifier = open_classifier("models/model.tflite")  # LiteRT (ai-edge-litert; no TensorFlow)
     classifier.probabilities(batch)                      # batch: (N, height, width, 3) uint8 → (N,) float32
+    classifier.scores(batch)                             # {"probability": (N,), "valence": (N,), …}
+    classifier.ratings                                   # {"valence": (1.0, 7.0), …}: the ratings it learnt
 
 Both run the same preprocessing (`images.decode` and `images.model_input`) before this point, so a photo gets
 the probability evaluate gave it, whichever file serves it.
@@ -17,8 +19,29 @@ from valence.errors import PipelineError
 from valence.files import digest_of
 
 
+def named_scores(outputs):
+    """A model's outputs as {"probability": (N,), rating: (N,) …}, and its ratings' scales {rating: (low, high)}:
+    a single output is P(Positive); the others are named by ``rating_heads.output_name``."""
+    from valence.data.labels import RATINGS, parse_output_name
+
+    if not isinstance(outputs, dict):
+        return {"probability": np.asarray(outputs, dtype=np.float32).reshape(-1)}, {}
+    scores, scales = {}, {}
+    for key, value in outputs.items():
+        rating = parse_output_name(key)
+        name = "probability" if rating is None else rating[0]
+        if rating is not None:
+            scales[name] = rating[1]
+        scores[name] = np.asarray(value, dtype=np.float32).reshape(-1)
+    if "probability" not in scores:
+        raise PipelineError(f"a model output named 'probability' is missing (outputs: {', '.join(outputs)})")
+    order = sorted(scales, key=lambda n: (RATINGS.index(n) if n in RATINGS else len(RATINGS), n))  # as labels.csv
+    return scores, {name: scales[name] for name in order}
+
+
 class KerasClassifier:
-    """A Keras model run through one traced inference step (``load``: from a ``.keras`` file, in safe mode)."""
+    """A Keras model run through one traced inference step (``load``: from a ``.keras`` file, in safe mode).
+    ``scores`` gives P(Positive) and, for a model with rating heads, each rating (``ratings``: their scales)."""
 
     def __init__(self, model):
         from valence.learn import models
@@ -26,6 +49,11 @@ class KerasClassifier:
         self.model = model
         _, self.height, self.width, _ = model.input_shape
         self._step = models.inference_step(model)
+        try:
+            outputs = model.output  # a dict for a model with rating heads
+        except AttributeError:  # a Sequential model never called: one output, P(Positive)
+            outputs = None
+        self.ratings = named_scores({k: [] for k in outputs})[1] if isinstance(outputs, dict) else {}
 
     @classmethod
     def load(cls, path):
@@ -35,12 +63,16 @@ class KerasClassifier:
         runtime.configure()
         return cls(models.load(path))
 
+    def scores(self, batch):
+        return named_scores(self._step(np.asarray(batch, dtype=np.float32)))[0]
+
     def probabilities(self, batch):
-        return np.asarray(self._step(np.asarray(batch, dtype=np.float32)), dtype=np.float32).reshape(-1)
+        return self.scores(batch)["probability"]
 
 
 class LiteRTClassifier:
-    """An exported ``.tflite`` model run by the LiteRT interpreter; the batch dimension is resized per call.
+    """An exported ``.tflite`` model run by the LiteRT interpreter through its signature (which resizes the batch
+    dimension per call); outputs as ``KerasClassifier``'s.
 
     The interpreter is not thread-safe: calls are serialised with a lock.
     """
@@ -54,29 +86,29 @@ class LiteRTClassifier:
         from valence.runtime import cores
 
         try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=cores())
+            interpreter = Interpreter(model_path=str(path), num_threads=cores())
+            self._runner = interpreter.get_signature_runner()
         except (ValueError, RuntimeError) as err:
             raise PipelineError(f"{path}: cannot load the LiteRT model ({str(err).splitlines()[0]})") from None
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-        _, self.height, self.width, channels = (int(n) for n in self._input["shape_signature"])
-        if channels != 3 or len(self._output["shape_signature"]) != 2:
-            raise PipelineError(f"{path}: not an image classifier of this project "
-                                f"(input {list(self._input['shape_signature'])}, "
-                                f"output {list(self._output['shape_signature'])})")
+        inputs, outputs = self._runner.get_input_details(), self._runner.get_output_details()
+        self._input = next(iter(inputs))
+        shape = list(inputs[self._input]["shape_signature"])
+        shapes = [list(o["shape_signature"]) for o in outputs.values()]
+        if len(inputs) != 1 or len(shape) != 4 or shape[3] != 3 or any(len(s) != 2 for s in shapes):
+            raise PipelineError(f"{path}: not an image classifier of this project (inputs "
+                                f"{[list(d['shape_signature']) for d in inputs.values()]}, outputs {shapes})")
+        _, self.height, self.width, _ = (int(n) for n in shape)
+        self.ratings = named_scores({k: [] for k in outputs})[1] if len(outputs) > 1 else {}
         self._lock = threading.Lock()
-        self._batch = None
 
-    def probabilities(self, batch):
+    def scores(self, batch):
         batch = np.asarray(batch, dtype=np.float32)
         with self._lock:
-            if self._batch != len(batch):  # reallocating costs a little; serving repeats batch sizes
-                self._interpreter.resize_tensor_input(self._input["index"], batch.shape)
-                self._interpreter.allocate_tensors()
-                self._batch = len(batch)
-            self._interpreter.set_tensor(self._input["index"], batch)
-            self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output["index"]).astype(np.float32).reshape(-1)
+            outputs = self._runner(**{self._input: batch})
+        return named_scores(outputs if len(outputs) > 1 else next(iter(outputs.values())))[0]
+
+    def probabilities(self, batch):
+        return self.scores(batch)["probability"]
 
 
 BACKENDS = {".keras": KerasClassifier.load, ".tflite": LiteRTClassifier}

@@ -20,11 +20,17 @@ import numpy as np
 from tqdm import tqdm
 
 from valence.data.images import decode, model_input
-from valence.data.labels import label_of
+from valence.data.labels import RATINGS, label_of
 from valence.errors import PipelineError, first_line
 from valence.runtime import cores
 
-COLUMNS = ["path", "probability", "label"]
+COLUMNS = ["path", "probability", "label"]  # then the model's ratings, where it learnt some (``columns``)
+
+
+def columns(rows):
+    """The CSV's columns for ``rows``: COLUMNS, then the ratings they carry (a model without rating heads
+    writes no rating columns rather than inventing numbers)."""
+    return COLUMNS + [name for name in RATINGS if any(name in r for r in rows)]
 
 
 def is_url(path):
@@ -95,12 +101,19 @@ def load_photo(path, height, width):
         return None, str(err)
 
 
+def score_all(classifier, batch, flip_average=False):
+    """{"probability": P(Positive), rating: predicted rating …} for a uint8 batch; with ``flip_average``, each the
+    mean over the image and its mirror image."""
+    scores = classifier.scores(batch)
+    if flip_average:
+        mirrored = classifier.scores(batch[:, :, ::-1])
+        scores = {name: (value + mirrored[name]) / 2 for name, value in scores.items()}
+    return scores
+
+
 def score_images(classifier, batch, flip_average=False):
     """P(Positive) for a uint8 batch; with ``flip_average``, the mean over each image and its mirror image."""
-    probability = classifier.probabilities(batch)
-    if flip_average:
-        probability = (probability + classifier.probabilities(batch[:, :, ::-1])) / 2
-    return probability
+    return score_all(classifier, batch, flip_average)["probability"]
 
 
 def score_batches(classifier, images, batch_size, flip_average=False, desc="scoring"):
@@ -111,7 +124,8 @@ def score_batches(classifier, images, batch_size, flip_average=False, desc="scor
 
 
 def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=False, progress=True):
-    """Rows (path, probability, label) for the files that are images, and (path, reason) for those skipped.
+    """Rows (path, probability, label and the model's ratings) for the files that are images, and (path, reason)
+    for those skipped.
 
     Files are decoded a batch at a time, in one thread per core, so memory stays flat over large folders.
     """
@@ -124,9 +138,10 @@ def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=
             good = [(f, pixels) for f, (pixels, _) in zip(chunk, loaded) if pixels is not None]
             skipped += [(str(f), reason) for f, (_, reason) in zip(chunk, loaded) if reason is not None]
             if good:
-                probability = score_images(classifier, np.stack([pixels for _, pixels in good]), flip_average)
-                rows += [{"path": str(f), "probability": round(float(p), 6), "label": label_of(p, threshold)}
-                         for (f, _), p in zip(good, probability)]
+                scores = score_all(classifier, np.stack([pixels for _, pixels in good]), flip_average)
+                rows += [{"path": str(f), "probability": round(float(p), 6), "label": label_of(p, threshold),
+                          **{name: round(float(scores[name][i]), 4) for name in classifier.ratings}}
+                         for i, ((f, _), p) in enumerate(zip(good, scores["probability"]))]
             bar.update(len(chunk))
     return rows, skipped
 

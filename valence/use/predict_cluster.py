@@ -60,7 +60,7 @@ def predict_on_cluster(address, model_path, files, out, batch_size, threshold, f
     from valence import cluster
     from valence.files import digest_of
     from valence.use.classifier import check_model_path
-    from valence.use.predict import COLUMNS, is_url
+    from valence.use.predict import columns, is_url
 
     model_path = check_model_path(model_path)
     given = [str(f) for f in files]
@@ -88,7 +88,7 @@ def predict_on_cluster(address, model_path, files, out, batch_size, threshold, f
                     named = dict(zip(absolute[k], shards[i]))  # back to the paths as the user gave them
                     write_csv(parts / f"{i}.skipped.csv", [{"path": named[p], "reason": r} for p, r in skipped],
                               ["path", "reason"])
-                    write_csv(parts / f"{i}.csv", [{**r, "path": named[r["path"]]} for r in rows], COLUMNS)
+                    write_csv(parts / f"{i}.csv", [{**r, "path": named[r["path"]]} for r in rows], columns(rows))
                     bar.update(len(shards[i]))
             retried = shard_map.retried
     rows, skipped = [], []

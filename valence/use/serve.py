@@ -5,6 +5,8 @@
 
 POST /predict takes one or more images in the multipart field ``data`` (the seed's Flask server used that
 name) and answers ``{"model": <MD5 of the model file>, "predictions": [{"filename", "probability", "label"}]}``
+(plus "valence" and "arousal", on the training ratings' scale, from a model with rating heads; "ratings" gives
+their scales)
 in upload order. POST /explain takes the same and adds each photo's occlusion map (valence.use.explain): ``{"model",
 "method", "grid", "explanations": [{"filename", "probability", "label", "map"}]}``. GET / is a page to try it. GET /healthz says the process is up, GET /readyz that the model is loaded; /docs is the
 OpenAPI page (Swagger UI from the installed package: it works offline). A ``.tflite`` model (the export stage's) is served by LiteRT without importing TensorFlow.
@@ -31,7 +33,7 @@ from valence.data.images import NotAnImage, TooManyPixels, decode, model_input
 from valence.data.labels import label_of
 from valence.use.classifier import open_classifier
 from valence.use.explain import GRID, METHOD, occluded, occlusion_map
-from valence.use.predict import score_images
+from valence.use.predict import score_all
 
 log = logging.getLogger("valence.use.serve")
 
@@ -87,8 +89,8 @@ class Batcher:
                 size += len(waiting[-1][0])
             try:
                 batch = np.concatenate([images for images, _ in waiting])
-                probability = await loop.run_in_executor(self.thread, score_images, self.classifier, batch,
-                                                         self.flip_average)
+                scores = await loop.run_in_executor(self.thread, score_all, self.classifier, batch,
+                                                    self.flip_average)
             except Exception as err:  # noqa: BLE001 — every waiting request gets the failure, the loop goes on
                 log.exception("inference failed")
                 for _, future in waiting:
@@ -98,7 +100,7 @@ class Batcher:
             start = 0
             for images, future in waiting:
                 if not future.done():  # a client that went away cancelled its future
-                    future.set_result(probability[start:start + len(images)])
+                    future.set_result({k: v[start:start + len(images)] for k, v in scores.items()})
                 start += len(images)
 
 
@@ -187,12 +189,17 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
 
     @app.post("/predict")
     async def predict(data: list[UploadFile] = File(..., description="one or more images")):
-        """P(Positive) and the label for each uploaded image, in upload order."""
+        """P(Positive) and the label for each uploaded image, in upload order, and the predicted ratings (valence,
+        arousal) where the model learnt them."""
         classifier, names, images = await uploaded(data)
-        probability = await state["batcher"].score(np.stack(images))
-        return {"model": classifier.version,
-                "predictions": [{"filename": name, "probability": round(float(p), 6),
-                                 "label": label_of(p, threshold)} for name, p in zip(names, probability)]}
+        scores = await state["batcher"].score(np.stack(images))
+        answer = {"model": classifier.version,
+                  "predictions": [{"filename": name, "probability": round(float(p), 6), "label": label_of(p, threshold),
+                                   **{k: round(float(scores[k][i]), 4) for k in classifier.ratings}}
+                                  for i, (name, p) in enumerate(zip(names, scores["probability"]))]}
+        if classifier.ratings:
+            answer["ratings"] = {k: {"low": low, "high": high} for k, (low, high) in classifier.ratings.items()}
+        return answer
 
     @app.post("/explain")
     async def explain(data: list[UploadFile] = File(..., description="one or more images")):
@@ -202,11 +209,15 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
         explanations = []
         for name, image in zip(names, images):  # one batch per photo: it and its covered copies
             covered, positions = occluded(image)
-            scores = np.asarray(await state["batcher"].score(np.concatenate([image[None], covered])), dtype=float)
+            scored = await state["batcher"].score(np.concatenate([image[None], covered]))
+            scores = np.asarray(scored["probability"], dtype=float)
             heat = occlusion_map(scores[0], scores[1:], positions)
             explanations.append({"filename": name, "probability": round(scores[0], 6),
-                                 "label": label_of(scores[0], threshold), "map": np.round(heat.astype(float), 6).tolist()})
-        return {"model": classifier.version, "method": METHOD, "grid": GRID, "explanations": explanations}
+                                 "label": label_of(scores[0], threshold), "map": np.round(heat.astype(float), 6).tolist(),
+                                 **{k: round(float(scored[k][0]), 4) for k in classifier.ratings}})
+        return {"model": classifier.version, "method": METHOD, "grid": GRID, "explanations": explanations,
+                **({"ratings": {k: {"low": low, "high": high} for k, (low, high) in classifier.ratings.items()}}
+                   if classifier.ratings else {})}
 
     app.add_middleware(LimitRequestSize, max_bytes=int(max_request_mb * 2**20))
     return app
