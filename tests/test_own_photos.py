@@ -103,3 +103,47 @@ def test_a_labels_csv_of_ratings_and_groups_trains_and_a_bad_row_is_one_line(tmp
     result = subprocess.run(DVC + ["repro"], cwd=work, env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "error: rated/labels.csv, row 8: rating 'high' is not a number" in result.stderr + result.stdout
+
+
+def test_a_labels_csv_with_valence_and_arousal_learns_both_and_predict_gives_them(tmp_path):
+    """The shipped recipe on a labels CSV with a rating column (valence: smiling faces high) and an arousal column
+    (brighter photos more intense): both rating heads are learnt out of fold and released; predict writes both
+    columns; a non-numeric arousal stops unzip with one line naming the row."""
+    require_shared(MOBILENET_WEIGHTS, check="rating heads end to end")
+    work = tmp_path / "project"
+    env = make_default_project(work, {})
+    rng, rows = np.random.default_rng(6), []
+    for i in range(40):
+        smiling, arousal = i % 2 == 0, rng.uniform(1, 7)
+        valence = rng.uniform(5, 7) if smiling else rng.uniform(1, 3)
+        face = draw_face(rng, smiling, 48, 60).astype(float) * (0.35 + 0.1 * arousal)
+        (work / "rated").mkdir(exist_ok=True)
+        Image.fromarray(np.clip(face, 0, 255).astype(np.uint8)).save(work / f"rated/{i:02d}.jpg", quality=90)
+        rows.append({"path": f"{i:02d}.jpg", "rating": f"{valence:.2f}", "intensity": f"{arousal:.2f}"})
+    with open(work / "rated/labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    set_params(work, download={"source": "path", "path": "rated"},
+               unzip={"rating_column": "rating", "arousal_column": "intensity"})
+    run(DVC + ["repro"], work, env)
+    ratings = json.loads((work / "dvclive/evaluate/metrics.json").read_text())["ratings"]
+    # out of fold, measured (2 cores): see the closing note; chance is r = 0
+    assert ratings["valence"]["pearson_r"] >= 0.7 and ratings["arousal"]["pearson_r"] >= 0.5, ratings
+    assert ratings["valence"]["images"] == ratings["arousal"]["images"] == 40
+    export = json.loads((work / "metrics/export.json").read_text())
+    assert {"max_abs_difference_valence", "max_abs_difference_arousal"} <= export.keys()
+    for model in ("models/model.keras", "models/model.tflite"):
+        run([sys.executable, "-m", "valence", "predict", "rated", "--model", model, "--out", "p.csv"], work, env)
+        predicted = list(csv.DictReader((work / "p.csv").open()))
+        assert list(predicted[0]) == ["path", "probability", "label", "valence", "arousal"]
+        rated = {f"rated/{r['path']}": r for r in rows}
+        fitted = [(float(p["arousal"]), float(rated[p["path"]]["intensity"])) for p in predicted]
+        assert np.corrcoef(*zip(*fitted))[0, 1] > 0.8  # the release, on the photos it learnt from
+        assert all(1 <= float(p["valence"]) <= 7 for p in predicted)  # the rated range widened: 1–7
+
+    text = (work / "rated/labels.csv").read_text().replace(f",{rows[4]['intensity']}\n", ",loud\n", 1)
+    (work / "rated/labels.csv").write_text(text)
+    result = subprocess.run(DVC + ["repro"], cwd=work, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "error: rated/labels.csv, row 6: intensity 'loud' is not a number" in result.stderr + result.stdout
