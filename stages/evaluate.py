@@ -94,9 +94,10 @@ def main():
           f"Positive share {y.mean():.3f})")
     print("per fold: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in per_fold.items() if "mean" in v))
     for name, s in rating_scores.items():
-        print(f"{name} out of fold ({s['images']} rated images): Pearson r {s['pearson_r']:.3f} (per fold "
-              f"{s['folds']['pearson_r']['mean']:.3f} ± {s['folds']['pearson_r']['std']:.3f}), Spearman ρ "
-              f"{s['spearman']:.3f}, MAE {s['mae']:.3f}"
+        spread = s["folds"]["pearson_r"]
+        print(f"{name} out of fold ({s['images']} rated images): Pearson r {s['pearson_r']:.3f}"
+              + (f" (per fold {spread['mean']:.3f} ± {spread['std']:.3f})" if spread else "")
+              + f", Spearman ρ {s['spearman']:.3f}, MAE {s['mae']:.3f}"
               + (f"; ranking the labels by it: ROC AUC {s['roc_auc_labels']:.4f}" if "roc_auc_labels" in s else ""))
 
 

@@ -181,6 +181,7 @@ def test_rating_scores_by_hand_and_against_scipy():
     assert s["folds"]["pearson_r"] == pytest.approx({"mean": np.mean(each), "std": np.std(each)}, abs=1e-6)
     perfect = evaluation.rating_scores([1, 2, 3, 4], [1, 2, 3, 4], [0, 0, 1, 1])
     assert (perfect["pearson_r"], perfect["mae"]) == (1.0, 0.0)
+    assert perfect["folds"] == {"pearson_r": None, "pearson_r_each": {}}  # folds of 2: no r to spread
     assert evaluation.rating_scores([1, np.nan, 3], [1, 2, np.nan], [0, 0, 0]) is None  # nothing to score
 
 

@@ -59,7 +59,8 @@ def out_of_fold(y_true, probability, folds, threshold, valence=None, ranking=Non
 def rating_scores(rated, predicted, folds):
     """How well predicted ratings follow the rated ones, out of fold: Pearson's r, Spearman's ρ and the mean
     absolute error (on the rating's scale) over every image, and r's mean and std over the folds with each
-    fold's r. Images without a rating or a prediction (NaN) are left out; None when fewer than 3 remain."""
+    fold's r (folds of 3 or more images; no spread without any). Images without a rating or a prediction (NaN)
+    are left out; None when fewer than 3 remain."""
     from scipy.stats import pearsonr, spearmanr
 
     rated, predicted, folds = np.asarray(rated, float), np.asarray(predicted, float), np.asarray(folds)
@@ -69,10 +70,10 @@ def rating_scores(rated, predicted, folds):
     rated, predicted, folds = rated[both], predicted[both], folds[both]
     each = {f"fold{k}": pearsonr(predicted[folds == k], rated[folds == k]).statistic
             for k in sorted(set(folds.tolist())) if (folds == k).sum() > 2}
+    spread = {"mean": np.mean(list(each.values())), "std": np.std(list(each.values()))} if each else None
     return _plain({"pearson_r": pearsonr(predicted, rated).statistic, "spearman": spearmanr(predicted, rated).statistic,
                    "mae": np.abs(predicted - rated).mean(), "images": int(both.sum()),
-                   "folds": {"pearson_r": {"mean": np.mean(list(each.values())), "std": np.std(list(each.values()))},
-                             "pearson_r_each": each}})
+                   "folds": {"pearson_r": spread, "pearson_r_each": each}})
 
 
 def balanced_threshold(y_true, probability):
