@@ -8,7 +8,7 @@ lists (with train.model frozen: their features in data/features, C chosen by gro
 them, valence.learn.train_on_features; other models carve their validation slice for early stopping from these images, as
 each fold does). Writes models/model.keras (self-contained: RGB float32 0–255 at train.<model>.image_height ×
 image_width in, P(Positive) out; with train.model frozen and rated images also each rating, named with its
-scale, e.g. valence_1_to_7, from ridge heads fit on every rated image), models/trained_on.csv (the images it learnt from), plots/train/learning_curves.png and,
+scale (unzip.rating_scale, or the rated range), e.g. valence_1_to_7, from ridge heads fit on every rated image), models/trained_on.csv (the images it learnt from), plots/train/learning_curves.png and,
 through dvclive, dvclive/train/: metrics.json (the latest epoch's loss, accuracy and AUC, train and
 validation, its step and phase: `dvc exp show` shows it while training runs) and plots/metrics/ (one TSV a
 metric, a row an epoch — for frozen, a row a C candidate — for `dvc plots show`).
@@ -53,7 +53,9 @@ def main():
 
         heads = train_on_features.fit_rating_heads(p, rows, what="all labelled images")
         if heads:
-            model = rating_heads.with_ratings(model, heads, {n: rating_heads.scale_of(ratings(rows, n)) for n in heads})
+            declared = params.load("unzip").rating_scale
+            model = rating_heads.with_ratings(model, heads, {n: rating_heads.scale_of(ratings(rows, n), declared, n)
+                                                             for n in heads})
     with atomic_path("models/model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     write_csv("models/trained_on.csv", rows, FOLD_COLUMNS)

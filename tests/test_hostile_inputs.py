@@ -371,6 +371,7 @@ def test_model_file_is_loaded_in_safe_mode(tmp_path, write_model, reason):
     ("download", "download:\n  path: my_photos\n", "download.path must be data/raw for download.source url"),
     ("download", "download:\n  source: path\n  path: my_photos\n", "my_photos: not a folder of photos or a .zip archive"),
     ("unzip", "unzip:\n  rating_column: ' '\n", "unzip.rating_column must name a column or be null"),
+    ("unzip", "unzip:\n  rating_scale: [7, 1]\n", "unzip.rating_scale must be [low, high] with low < high, or [], got [7.0, 1.0]"),
     ("split", "split: [1, 2\n", "params.yaml: not valid YAML"),
     ("unzip", "", "data/raw: not found; run the download stage first"),
     ("split", "", "data/labels.csv: file not found"),
@@ -378,7 +379,8 @@ def test_model_file_is_loaded_in_safe_mode(tmp_path, write_model, reason):
     ("export", "", "data/split/test.csv: file not found"),
 ], ids=["misspelled-download-key", "test_size-0", "test_size-1", "test_size-text", "misspelled-split-key", "epochs-0",
         "unknown-model", "misspelled-model-key", "model-key-outside-its-section", "zip-limit-0",
-        "path-source-without-path", "path-without-path-source", "path-not-there", "blank-rating-column", "broken-yaml",
+        "path-source-without-path", "path-without-path-source", "path-not-there", "blank-rating-column",
+        "reversed-rating-scale", "broken-yaml",
         "unzip-before-download", "split-before-unzip", "evaluate-before-split", "export-before-split"])
 def test_25_bad_params_and_missing_inputs(tmp_path, stage, params_text, start):
     assert_one_line_error(run_stage(stage, tmp_path, params_text), start)

@@ -51,6 +51,7 @@ class UnzipParams:
     layout: str  # auto | rated_csv (OASIS) | labels_csv (path + label or rating) | class_folders (Negative/, Positive/)
     rating_column: typing.Optional[str]  # labels_csv: label from this numeric column (else from its label column)
     arousal_column: typing.Optional[str]  # labels_csv: the arousal rating, learnt beside valence (null: none)
+    rating_scale: tuple[float, ...]  # [low, high] of the rating questionnaire; []: the rated range, whole numbers
     valence_threshold: float  # neutral point of the rating scale (OASIS: 1–7)
     neutral_margin: float  # ratings within threshold ± margin are dropped as ambiguous
     max_total_mb: int  # zip-bomb guard: refuse archives that unpack to more
@@ -62,6 +63,9 @@ class UnzipParams:
             raise PipelineError("unzip.rating_column must name a column or be null")
         if self.arousal_column is not None and not self.arousal_column.strip():
             raise PipelineError("unzip.arousal_column must name a column or be null")
+        if self.rating_scale and (len(self.rating_scale) != 2 or self.rating_scale[0] >= self.rating_scale[1]):
+            raise PipelineError(f"unzip.rating_scale must be [low, high] with low < high, or [], "
+                                f"got {list(self.rating_scale)}")
         _at_least("unzip.neutral_margin", self.neutral_margin, 0)
         _at_least("unzip.max_total_mb", self.max_total_mb, 1)
         _at_least("unzip.max_compression_ratio", self.max_compression_ratio, 1)

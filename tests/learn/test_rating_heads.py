@@ -91,3 +91,9 @@ def test_an_output_name_carries_the_rating_and_its_scale():
 def test_the_scale_is_the_rated_range_widened_to_whole_numbers():
     assert rating_heads.scale_of(np.array([1.3, np.nan, 6.6, 4.0])) == (1.0, 7.0)
     assert rating_heads.scale_of(np.array([-0.5, 2.0])) == (-1.0, 2.0)
+
+
+def test_a_declared_scale_is_recorded_and_a_rating_outside_it_is_one_line():
+    assert rating_heads.scale_of(np.array([1.7, 5.6]), (1.0, 7.0), "arousal") == (1.0, 7.0)
+    with pytest.raises(PipelineError, match=r"^valence ratings run from 0.5 to 6, outside unzip.rating_scale \[1, 7\]"):
+        rating_heads.scale_of(np.array([0.5, 6.0]), (1.0, 7.0), "valence")

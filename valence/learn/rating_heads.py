@@ -57,10 +57,17 @@ def dense_weights(head):
     return kernel[:, None].astype(np.float32), np.array([bias], np.float32)
 
 
-def scale_of(rating):
-    """The rating scale a model records: the rated training images' range widened to whole numbers (OASIS'
-    1.3–6.6 → 1–7)."""
-    return float(np.floor(np.nanmin(rating))), float(np.ceil(np.nanmax(rating)))
+def scale_of(rating, declared=(), name="the rating"):
+    """The rating scale a model records: ``declared`` (unzip.rating_scale), which every rating must lie in, or
+    without it the rated training images' range widened to whole numbers (1.3–6.6 → 1–7)."""
+    low, high = float(np.nanmin(rating)), float(np.nanmax(rating))
+    if not declared:
+        return float(np.floor(low)), float(np.ceil(high))
+    if low < declared[0] or high > declared[1]:
+        raise PipelineError(f"{name} ratings run from {low:g} to {high:g}, outside unzip.rating_scale "
+                            f"[{declared[0]:g}, {declared[1]:g}]; set the questionnaire's scale, or [] to take "
+                            "the rated range")
+    return float(declared[0]), float(declared[1])
 
 
 def with_ratings(model, heads, scales):
