@@ -52,10 +52,11 @@ def choose_c(view_features, y, groups, cs, folds, seed, class_weight="balanced",
 
 
 def dense_weights(head):
-    """(kernel (features, 1), bias (1,)) of one Dense layer computing ``head``'s logit from raw features."""
+    """(kernel (features, 1), bias (1,)) of one Dense unit computing a standardised linear ``head``'s output (the
+    logistic regression's logit, or a ridge's prediction: valence.learn.rating_heads) from raw features."""
     scaler, regression = head[0], head[-1]
-    kernel = regression.coef_[0] / scaler.scale_
-    bias = regression.intercept_[0] - kernel @ scaler.mean_
+    kernel = np.ravel(regression.coef_) / scaler.scale_
+    bias = np.ravel(regression.intercept_)[0] - kernel @ scaler.mean_
     return kernel[:, None].astype(np.float32), np.array([bias], np.float32)
 
 

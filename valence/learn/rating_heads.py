@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 from valence.data.labels import output_name
 from valence.errors import PipelineError
+from valence.learn.logistic_head import dense_weights  # the same fold of the scaler into one Dense unit
 
 
 def fit(view_features, rating, alpha):
@@ -47,14 +48,6 @@ def choose_alpha(view_features, rating, groups, alphas, folds, seed, what="the t
             held_out[alpha][test] = predict(fit(view_features[:, train], rating[train], alpha), view_features[:, test])
         scores[alpha] = float(np.mean([pearson(held_out[alpha][test], rating[test]) for _, test in splits]))
     return max(alphas, key=lambda a: (scores[a], a)), scores, held_out
-
-
-def dense_weights(head):
-    """(kernel (features, 1), bias (1,)) of one linear Dense unit computing ``head``'s prediction from raw features."""
-    scaler, regression = head[0], head[-1]
-    kernel = regression.coef_ / scaler.scale_
-    bias = regression.intercept_ - kernel @ scaler.mean_
-    return kernel[:, None].astype(np.float32), np.array([bias], np.float32)
 
 
 def scale_of(rating, declared=(), name="the rating"):

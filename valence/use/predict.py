@@ -101,6 +101,11 @@ def load_photo(path, height, width):
         return None, str(err)
 
 
+def rating_values(classifier, scores, i):
+    """{rating: image ``i``'s predicted rating} for each rating ``classifier`` learnt (none without rating heads)."""
+    return {name: round(float(scores[name][i]), 4) for name in classifier.ratings}
+
+
 def score_all(classifier, batch, flip_average=False):
     """{"probability": P(Positive), rating: predicted rating …} for a uint8 batch; with ``flip_average``, each the
     mean over the image and its mirror image."""
@@ -140,7 +145,7 @@ def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=
             if good:
                 scores = score_all(classifier, np.stack([pixels for _, pixels in good]), flip_average)
                 rows += [{"path": str(f), "probability": round(float(p), 6), "label": label_of(p, threshold),
-                          **{name: round(float(scores[name][i]), 4) for name in classifier.ratings}}
+                          **rating_values(classifier, scores, i)}
                          for i, ((f, _), p) in enumerate(zip(good, scores["probability"]))]
             bar.update(len(chunk))
     return rows, skipped

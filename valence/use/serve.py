@@ -33,7 +33,7 @@ from valence.data.images import NotAnImage, TooManyPixels, decode, model_input
 from valence.data.labels import label_of
 from valence.use.classifier import open_classifier
 from valence.use.explain import GRID, METHOD, occluded, occlusion_map
-from valence.use.predict import score_all
+from valence.use.predict import rating_values, score_all
 
 log = logging.getLogger("valence.use.serve")
 
@@ -64,6 +64,13 @@ class LimitRequestSize:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+def scales(classifier):
+    """{"ratings": {rating: {"low", "high"}}} of a model with rating heads, to sit beside its answers; {} without."""
+    if not classifier.ratings:
+        return {}
+    return {"ratings": {k: {"low": low, "high": high} for k, (low, high) in classifier.ratings.items()}}
 
 
 class Batcher:
@@ -195,11 +202,9 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
         scores = await state["batcher"].score(np.stack(images))
         answer = {"model": classifier.version,
                   "predictions": [{"filename": name, "probability": round(float(p), 6), "label": label_of(p, threshold),
-                                   **{k: round(float(scores[k][i]), 4) for k in classifier.ratings}}
+                                   **rating_values(classifier, scores, i)}
                                   for i, (name, p) in enumerate(zip(names, scores["probability"]))]}
-        if classifier.ratings:
-            answer["ratings"] = {k: {"low": low, "high": high} for k, (low, high) in classifier.ratings.items()}
-        return answer
+        return {**answer, **scales(classifier)}
 
     @app.post("/explain")
     async def explain(data: list[UploadFile] = File(..., description="one or more images")):
@@ -214,10 +219,9 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
             heat = occlusion_map(scores[0], scores[1:], positions)
             explanations.append({"filename": name, "probability": round(scores[0], 6),
                                  "label": label_of(scores[0], threshold), "map": np.round(heat.astype(float), 6).tolist(),
-                                 **{k: round(float(scored[k][0]), 4) for k in classifier.ratings}})
+                                 **rating_values(classifier, scored, 0)})
         return {"model": classifier.version, "method": METHOD, "grid": GRID, "explanations": explanations,
-                **({"ratings": {k: {"low": low, "high": high} for k, (low, high) in classifier.ratings.items()}}
-                   if classifier.ratings else {})}
+                **scales(classifier)}
 
     app.add_middleware(LimitRequestSize, max_bytes=int(max_request_mb * 2**20))
     return app
