@@ -15,7 +15,8 @@ probabilities) and per_fold (each metric's mean and std over the folds, and each
 plots/sklearn/ (ROC of all images and of each fold, precision–recall, reliability curves and the confusion
 matrix, for `dvc plots show`); beside them per_class.json. Where the fold stages predicted ratings, metrics.json's
 ratings holds, for each, Pearson's r, Spearman's ρ and the mean absolute error against the raters' means, r's
-mean and std over the folds, and for valence the ROC AUC of ranking the labels by it; plots/custom/ratings_*.json
+mean and std over the folds; roc_auc_by_score the ROC AUC of ranking the labels by each score P(Positive) is made
+from (the classifier's own and, where rated, the valence head's: the default combines them, train.frozen); plots/custom/ratings_*.json
 the predicted-against-rated scatter (empty without ratings). Under plots/eval/: predictions.csv (a row per
 labelled image, calibrated P(Positive); the mistakes stage draws the worst of them) and the ROC,
 precision–recall, confusion and reliability PNGs. Needs no TensorFlow: seconds.
@@ -56,14 +57,16 @@ def main():
     rated = {name: (ratings(rows, name), np.array([r[f"predicted_{name}"] for r in rows])) for name in RATINGS}
     rating_scores = {name: evaluation.rating_scores(*pair, folds) for name, pair in rated.items()}
     rating_scores = {name: scores for name, scores in rating_scores.items() if scores is not None}
-    if "valence" in rating_scores:  # ranking the labels by the valence head: does it beat P(Positive)'s ROC AUC?
-        rating_scores["valence"]["roc_auc_labels"] = evaluation.binary_metrics(y, raw, p.threshold,
-                                                                               rated["valence"][1])["roc_auc"]
+    # the ROC AUC on the labels of each score P(Positive) can be made from: the classifier's own, the valence head's
+    sources = {"classifier": np.array([r["classifier_probability"] for r in rows]),
+               **({"valence_head": rated["valence"][1]} if "valence" in rating_scores else {})}
+    by_score = {name: evaluation.binary_metrics(y, raw, p.threshold, scores)["roc_auc"]
+                for name, scores in sources.items()}
     predictions = [{**row, "fold": r["fold"]} for row, r in
                    zip(evaluation.prediction_rows([r["path"] for r in rows], y, probability, p.threshold), rows)]
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
     with Live(LIVE, dvcyaml=False, save_dvc_exp=False) as live:
-        live.summary.update(out_of_fold=result, uncalibrated=uncalibrated, per_fold=per_fold,
+        live.summary.update(out_of_fold=result, uncalibrated=uncalibrated, per_fold=per_fold, roc_auc_by_score=by_score,
                             **({"ratings": rating_scores} if rating_scores else {}))
         for name in RATINGS:  # predicted against rated, a point an image (none without ratings): `dvc plots show`
             points = [{"path": r["path"], "rated": float(a), "predicted": round(float(b), 6), "fold": r["fold"]}
@@ -92,13 +95,14 @@ def main():
           f"{result['ece']:.4f}, mean P(Positive) {result['mean_probability']:.3f} (uncalibrated: Brier "
           f"{uncalibrated['brier']:.4f}, ECE {uncalibrated['ece']:.4f}, mean {uncalibrated['mean_probability']:.3f}; "
           f"Positive share {y.mean():.3f})")
+    print("ROC AUC by score: " + ", ".join(f"{k} {v:.4f}" for k, v in by_score.items())
+          + f"; P(Positive) {result['roc_auc']:.4f}")
     print("per fold: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in per_fold.items() if "mean" in v))
     for name, s in rating_scores.items():
         spread = s["folds"]["pearson_r"]
         print(f"{name} out of fold ({s['images']} rated images): Pearson r {s['pearson_r']:.3f}"
               + (f" (per fold {spread['mean']:.3f} ± {spread['std']:.3f})" if spread else "")
-              + f", Spearman ρ {s['spearman']:.3f}, MAE {s['mae']:.3f}"
-              + (f"; ranking the labels by it: ROC AUC {s['roc_auc_labels']:.4f}" if "roc_auc_labels" in s else ""))
+              + f", Spearman ρ {s['spearman']:.3f}, MAE {s['mae']:.3f}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ scikit-learn, C chosen by grouped CV inside the training folds); other models tr
 release does (their own validation slice, carved from the training folds, for early stopping). Writes
 data/oof/fold<k>/: predictions.csv (each held-out image's path, label, group, fold and P(Positive), scored as
 predict scores: evaluate.flip_average averages it with its mirror image's; with train.model frozen and rated
-images, also its predicted valence and arousal from ridge heads, α chosen by grouped inner CV) and
+images, also its predicted valence and arousal from ridge heads, α chosen by grouped inner CV, and with
+train.frozen.combine_valence P(Positive) is the classifier and the valence head together, the classifier's own
+beside it as classifier_probability) and
 trained_on.csv (the images the fold's model learnt from). No held-out image shares a group with a training one: checked, not assumed. A fold
 number the split did not make (split.test_size gives fewer folds than dvc.yaml lists) writes empty files.
 """
@@ -20,19 +22,18 @@ from valence.errors import PipelineError, run_stage
 from valence.files import atomic_dir, read_csv, write_csv
 from valence.registry import FROZEN_MODEL
 
-PREDICTION_COLUMNS = FOLD_COLUMNS + ["probability"] + [f"predicted_{name}" for name in RATINGS]
+PREDICTION_COLUMNS = FOLD_COLUMNS + ["probability", "classifier_probability"] + [f"predicted_{name}" for name in RATINGS]
 
 
 def held_out_scores(p, flip_average, batch_size, trained_on, held_out, what="the training images"):
-    """(P(Positive), {rating: predicted rating}) of the held-out rows from a model of ``p.model`` trained on
-    ``trained_on``; ratings only from frozen heads on rated images."""
+    """{column: a value per held-out row} from a model of ``p.model`` trained on ``trained_on``: P(Positive)
+    ("probability"), the classifier's own ("classifier_probability": the same unless frozen heads combine it with
+    the valence head) and, from frozen heads on rated images, each predicted rating ("predicted_valence", …)."""
     if p.model == FROZEN_MODEL:
         from valence.learn import train_on_features
 
-        head, _ = train_on_features.fit_head(p, trained_on, what=what)
-        rating_heads = train_on_features.fit_rating_heads(p, trained_on, what=what)
-        return (train_on_features.score(head, held_out, flip_average=flip_average),
-                train_on_features.score_ratings(rating_heads, held_out, flip_average=flip_average))
+        heads = train_on_features.fit_heads(p, trained_on, what=what)
+        return train_on_features.score(heads, held_out, flip_average=flip_average)
     from valence.data.images import load_images
     from valence.learn import train_on_images
     from valence.use.classifier import KerasClassifier
@@ -41,7 +42,8 @@ def held_out_scores(p, flip_average, batch_size, trained_on, held_out, what="the
     model, _ = train_on_images.train(p, trained_on)
     classifier = KerasClassifier(model)  # the scoring predict and serve use
     images = load_images([r["path"] for r in held_out], classifier.height, classifier.width, desc="held out")
-    return score_batches(classifier, images, batch_size, flip_average, "scoring the held-out fold"), {}
+    probability = score_batches(classifier, images, batch_size, flip_average, "scoring the held-out fold")
+    return {"probability": probability, "classifier_probability": probability}
 
 
 def main():
@@ -54,11 +56,10 @@ def main():
     predictions = []
     if held_out:
         print(f"fold {fold}: training {p.model} on {len(trained_on)} images, scoring {len(held_out)} held out")
-        probability, rated = held_out_scores(p, scoring.flip_average, scoring.batch_size, trained_on, held_out,
-                                             f"fold {fold}'s training images (the other folds)")
-        predictions = [{**r, "probability": float(q), **{f"predicted_{name}": round(float(v[i]), 6)
-                                                          for name, v in rated.items()}}
-                       for i, (r, q) in enumerate(zip(held_out, probability))]
+        scored = held_out_scores(p, scoring.flip_average, scoring.batch_size, trained_on, held_out,
+                                 f"fold {fold}'s training images (the other folds)")
+        predictions = [{**r, **{column: float(v[i]) if column.endswith("probability") else round(float(v[i]), 6)
+                                for column, v in scored.items()}} for i, r in enumerate(held_out)]
     else:
         print(f"fold {fold}: data/split/folds.csv has no fold {fold} (split.test_size makes fewer): nothing to score")
     with atomic_dir(f"data/oof/fold{fold}") as tmp:  # both files or neither

@@ -5,7 +5,8 @@
 The fold stages measured this recipe on data it did not see; the release is the same recipe on all of it, so
 evaluate's out-of-fold headline is its estimate (trained on 5/4 as many photos as each fold's model). Reads data/split/folds.csv and the images it
 lists (with train.model frozen: their features in data/features, C chosen by grouped inner CV over all of
-them, valence.learn.train_on_features; other models carve their validation slice for early stopping from these images, as
+them, valence.learn.train_on_features, with train.frozen.combine_valence and rated images P(Positive) from the
+classifier and the valence head together; other models carve their validation slice for early stopping from these images, as
 each fold does). Writes models/model.keras (self-contained: RGB float32 0–255 at train.<model>.image_height ×
 image_width in, P(Positive) out; with train.model frozen and rated images also each rating, named with its
 scale (unzip.rating_scale, or the rated range), e.g. valence_1_to_7, from ridge heads fit on every rated image), models/trained_on.csv (the images it learnt from), plots/train/learning_curves.png and,
@@ -35,8 +36,9 @@ def main():
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
     with Live(LIVE, dvcyaml=False, save_dvc_exp=False) as live:
         live.step = 1  # step = epoch, counted from 1 as Keras prints them
-        if p.model == FROZEN_MODEL:  # a head on data/features: one step per C candidate
-            model, history = train_on_features.train(p, rows, live=live)
+        heads = {}
+        if p.model == FROZEN_MODEL:  # heads on data/features: one step per C candidate
+            model, history, heads = train_on_features.train(p, rows, live=live)
         else:
             model, history = train_on_images.train(p, rows, live=live)
     mapping, scored = calibration.IDENTITY, []
@@ -48,14 +50,12 @@ def main():
               f"out-of-fold predictions of {len(scored)} images")
     write_json(f"{LIVE}/calibration.json", {"slope": round(mapping[0], 6), "intercept": round(mapping[1], 6),
                                            "images": len(scored)})
-    if p.model == FROZEN_MODEL:  # beside P(Positive), after its calibration: a unit per rating the images carry
+    if heads:  # beside P(Positive), after its calibration: a unit per rating the images carry
         from valence.learn import rating_heads
 
-        heads = train_on_features.fit_rating_heads(p, rows, what="all labelled images")
-        if heads:
-            declared = params.load("unzip").rating_scale
-            model = rating_heads.with_ratings(model, heads, {n: rating_heads.scale_of(ratings(rows, n), declared, n)
-                                                             for n in heads})
+        declared = params.load("unzip").rating_scale
+        model = rating_heads.with_ratings(model, heads, {n: rating_heads.scale_of(ratings(rows, n), declared, n)
+                                                         for n in heads})
     with atomic_path("models/model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     write_csv("models/trained_on.csv", rows, FOLD_COLUMNS)

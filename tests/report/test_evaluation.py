@@ -190,9 +190,11 @@ def test_out_of_fold_rows_carry_the_predicted_ratings(tmp_path):
 
     labelled = [{"path": f"{i}.jpg", "label": "Positive", "group": str(i), "fold": str(i % 2)} for i in range(4)]
     for k in range(2):
-        rows = [{**r, "probability": 0.5, "predicted_valence": 4.5 + i, "predicted_arousal": ""}
+        rows = [{**r, "probability": 0.5, "classifier_probability": 0.25 + i / 10, "predicted_valence": 4.5 + i,
+                 "predicted_arousal": ""}
                 for i, r in enumerate(labelled) if r["fold"] == str(k)]
         write_csv(tmp_path / f"fold{k}/predictions.csv", rows, list(rows[0]))
     got = evaluation.out_of_fold_rows(labelled, tmp_path)
     assert [r["predicted_valence"] for r in got] == [4.5, 5.5, 6.5, 7.5]  # by path, across the fold files
+    assert [r["classifier_probability"] for r in got] == [0.25, 0.35, 0.45, 0.55]
     assert all(np.isnan(r["predicted_arousal"]) for r in got)

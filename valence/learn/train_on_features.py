@@ -1,20 +1,24 @@
-"""train.model frozen: a head on the features stage's frozen ImageNet features, released as one Keras model.
+"""train.model frozen: heads on the features stage's frozen ImageNet features, released as one Keras model.
 
-No backbone trains, so the features computed once (data/features) are all the images the head ever needs:
-C is chosen by grouped cross-validation inside the training images, the head is fit on all of them, and the
-released model is the same extractor that computed the features with the head as its sigmoid Dense layer.
+No backbone trains, so the features computed once (data/features) are all the images the heads ever need:
+C is chosen by grouped cross-validation inside the training images, the classifier is fit on all of them, and
+the released model is the same extractor that computed the features with the head as its sigmoid Dense layer.
 The history has one row per C candidate in ascending order (its "phase", "C=… (chosen)" for the released
-one, whose scores metrics.json keeps): the head fit on every training image scored on them (loss, accuracy, auc) and the inner folds' held-out predictions (val_loss, val_accuracy,
-val_auc). The fold stages use ``fit_head`` and ``score`` (scikit-learn on stored features, no TensorFlow), the
-release ``train``. Where the labelled images carry ratings (valence, arousal: OASIS), ``fit_rating_heads`` fits a
-ridge head for each, its α chosen by the same grouped inner folds, and ``score_ratings`` predicts them.
+one, whose scores metrics.json keeps): the head fit on every training image scored on them (loss, accuracy, auc)
+and the inner folds' held-out predictions (val_loss, val_accuracy, val_auc). Where the labelled images carry
+ratings (valence, arousal: OASIS), a ridge head for each, its α chosen by the same grouped inner folds; with
+train.frozen.combine_valence, P(Positive) is the classifier and the valence head together
+(valence.learn.combined_score), their weights fit on the inner folds' held-out predictions. The fold stages use
+``fit_heads`` and ``score`` (scikit-learn on stored features, no TensorFlow), the release ``train``.
 """
+from typing import NamedTuple
+
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from valence import runtime
 from valence.data.labels import RATINGS, ratings, targets
-from valence.learn import features, logistic_head, rating_heads
+from valence.learn import combined_score, features, logistic_head, rating_heads
 
 
 def scores(y, probability, prefix=""):
@@ -34,8 +38,9 @@ def log(live, row, plot=True):
 
 
 def fit_head(p, rows, store="data/features", live=None, what="the training images"):
-    """The head of ``p.frozen`` fit on manifest ``rows``' stored features, C chosen by grouped inner CV:
-    (fitted head, history rows). Needs no TensorFlow: every fold's head is a few seconds of scikit-learn."""
+    """The classifier of ``p.frozen`` fit on manifest ``rows``' stored features, C chosen by grouped inner CV:
+    (fitted head, history rows, each row's P(Positive) held out by the inner fold of the chosen C). Needs no
+    TensorFlow: every fold's head is a few seconds of scikit-learn."""
     h = p.hyper
     x = features.load(store, [r["path"] for r in rows])[:h.views]
     y, groups = targets(rows).astype(int), np.array([r.get("group") or r["path"] for r in rows])
@@ -56,42 +61,75 @@ def fit_head(p, rows, store="data/features", live=None, what="the training image
         log(live, next(r for r in history if r["C"] == best), plot=False)
     print(f"C {best:g}: the best mean ROC AUC over the inner folds "
           f"({', '.join(f'C={c:g} {auc:.4f}' for c, auc in chosen_by.items())})")
-    return logistic_head.fit(x, y, best, p.class_weight), history
+    return logistic_head.fit(x, y, best, p.class_weight), history, held_out[best]
 
 
 def fit_rating_heads(p, rows, store="data/features", what="the training images"):
-    """{rating: ridge head} for each of RATINGS that ``rows`` carry (none for unrated data), each fit on the rows
-    rated, its α chosen by grouped inner CV among ``p.frozen.rating_alphas``."""
-    h, heads = p.hyper, {}
+    """({rating: ridge head}, {rating: each row's prediction held out by the inner fold of the chosen α, NaN where
+    unrated}) for each of RATINGS that ``rows`` carry (none for unrated data), each head fit on the rows rated, its
+    α chosen by grouped inner CV among ``p.frozen.rating_alphas``."""
+    h, heads, held_out = p.hyper, {}, {}
     for name in RATINGS:
         rating = ratings(rows, name)
-        rated = [r for r, value in zip(rows, rating) if not np.isnan(value)]
-        if not rated:
+        rated = ~np.isnan(rating)
+        if not rated.any():
             continue
-        x = np.asarray(features.load(store, [r["path"] for r in rated])[:h.views])
-        groups = np.array([r.get("group") or r["path"] for r in rated])
-        best, chosen_by, _ = rating_heads.choose_alpha(x, rating[~np.isnan(rating)], groups, h.rating_alphas,
-                                                       h.inner_folds, p.seed, what)
-        print(f"{name} head on {len(rated)} rated images: α {best:g}, the best mean Pearson r over the inner folds "
+        x = np.asarray(features.load(store, [r["path"] for r, keep in zip(rows, rated) if keep])[:h.views])
+        groups = np.array([r.get("group") or r["path"] for r, keep in zip(rows, rated) if keep])
+        best, chosen_by, predicted = rating_heads.choose_alpha(x, rating[rated], groups, h.rating_alphas,
+                                                               h.inner_folds, p.seed, what)
+        print(f"{name} head on {rated.sum()} rated images: α {best:g}, the best mean Pearson r over the inner folds "
               f"({', '.join(f'α={a:g} {r:.4f}' for a, r in chosen_by.items())})")
-        heads[name] = rating_heads.fit(x, rating[~np.isnan(rating)], best)
-    return heads
+        heads[name] = rating_heads.fit(x, rating[rated], best)
+        held_out[name] = np.full(len(rows), np.nan)
+        held_out[name][rated] = predicted[best]
+    return heads, held_out
 
 
-def score_ratings(heads, rows, store="data/features", flip_average=True):
-    """{rating: predicted rating of each of ``rows``} from their stored features, flip-averaged as ``score``."""
-    x = features.load(store, [r["path"] for r in rows])[:2 if flip_average else 1]
-    return {name: rating_heads.predict(head, x) for name, head in heads.items()}
+class Heads(NamedTuple):
+    classifier: object  # logistic_head's standardised logistic regression
+    ratings: dict  # {rating: rating_heads' standardised ridge}, empty for unrated data
+    combiner: tuple  # combined_score's (logit weight, valence weight, intercept); None: P(Positive) is the classifier's
+    history: list  # a row per C candidate
 
 
-def score(head, rows, store="data/features", flip_average=True):
-    """P(Positive) of manifest ``rows`` from their stored features, as the released model with ``head`` scores
-    their images: view 0 is the photo, view 1 its mirror (flip averaging takes the mean of both)."""
-    return logistic_head.probability(head, features.load(store, [r["path"] for r in rows])[:2 if flip_average else 1])
+def fit_heads(p, rows, store="data/features", live=None, what="the training images"):
+    """The ``Heads`` of ``p.frozen`` fit on manifest ``rows``: the classifier, a head per rating the rows carry and,
+    with ``combine_valence`` and a valence head, the combiner fit on the rated rows' inner held-out predictions."""
+    classifier, history, held_out = fit_head(p, rows, store, live, what)
+    heads, rated_held_out = fit_rating_heads(p, rows, store, what)
+    combiner = None
+    if p.hyper.combine_valence and "valence" in heads:
+        rated = ~np.isnan(rated_held_out["valence"])
+        combiner = combined_score.fit(targets(rows)[rated], held_out[rated], rated_held_out["valence"][rated])
+        print(f"P(Positive) = sigmoid({combiner[0]:.3f} · classifier logit + {combiner[1]:.3f} · predicted valence "
+              f"+ {combiner[2]:.3f}), fit on the inner folds' held-out predictions of {rated.sum()} rated images")
+    return Heads(classifier, heads, combiner, history)
+
+
+def score(heads, rows, store="data/features", flip_average=True):
+    """{column: a value per manifest row}: P(Positive) ("probability"), the classifier's own
+    ("classifier_probability") and each rating ("predicted_valence", …), scored from the stored features as the
+    released model scores the images: view 0 is the photo, view 1 its mirror, and flip averaging takes the mean of
+    each output over both."""
+    views = features.load(store, [r["path"] for r in rows])[:2 if flip_average else 1]
+    classifier = [logistic_head.probability(heads.classifier, view[None]) for view in views]
+    predicted = {name: [rating_heads.predict(head, view[None]) for view in views] for name, head in heads.ratings.items()}
+    probability = classifier if heads.combiner is None else [
+        combined_score.apply(heads.combiner, p, v) for p, v in zip(classifier, predicted["valence"])]
+    return {"probability": np.mean(probability, axis=0), "classifier_probability": np.mean(classifier, axis=0),
+            **{f"predicted_{name}": np.mean(v, axis=0) for name, v in predicted.items()}}
 
 
 def train(p, rows, store="data/features", live=None, weights="imagenet", what="all labelled images"):
-    """The released model: the head fit on manifest ``rows`` joined to the extractor; (model, history rows)."""
+    """The released model, the heads fit on manifest ``rows`` joined to the extractor: (model, history rows,
+    {rating: head}). Its output is P(Positive), the combined score where the heads have a combiner; the rating
+    heads are left to ``rating_heads.with_ratings`` (after calibration, which maps the last layer)."""
     runtime.configure(p.seed)  # threads; the extractor stays float32, as the features stage computed them
-    head, history = fit_head(p, rows, store, live, what)
-    return logistic_head.with_head(features.combined_extractor(p.hyper.extractors(), weights), head, "frozen"), history
+    heads = fit_heads(p, rows, store, live, what)
+    model = logistic_head.with_head(features.combined_extractor(p.hyper.extractors(), weights), heads.classifier, "frozen")
+    if heads.combiner is not None:
+        model.get_layer("head").set_weights(combined_score.dense_weights(
+            heads.combiner, logistic_head.dense_weights(heads.classifier),
+            logistic_head.dense_weights(heads.ratings["valence"])))
+    return model, heads.history, heads.ratings

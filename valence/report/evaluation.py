@@ -129,11 +129,11 @@ def confusion(y_true, probability, threshold):
 
 def out_of_fold_rows(labelled, oof=Path("data/oof")):
     """The fold stages' predictions (``oof``/fold*/predictions.csv) in ``labelled``'s order, each row with its
-    float "probability"; a one-line PipelineError unless every image was scored exactly once, in its own fold."""
+    float "probability", "classifier_probability" and predicted ratings (NaN where none); a one-line PipelineError unless every image was scored exactly once, in its own fold."""
     files = sorted(oof.glob("fold*/predictions.csv"))
     predicted = {}
     for file in files:
-        for r in read_csv(file, required=FOLD_COLUMNS + ["probability"]):
+        for r in read_csv(file, required=FOLD_COLUMNS + ["probability", "classifier_probability"]):
             if r["path"] in predicted:
                 raise PipelineError(f"{file}: {r['path']} was already scored by {predicted[r['path']]['file']}")
             predicted[r["path"]] = {**r, "file": file}
@@ -153,6 +153,7 @@ def out_of_fold_rows(labelled, oof=Path("data/oof")):
                             f"(first {sorted(extra)[0]}); run the fold stages again (dvc repro)")
     try:
         return [{**r, "probability": float(predicted[r["path"]]["probability"]),
+                 "classifier_probability": float(predicted[r["path"]]["classifier_probability"]),
                  **{f"predicted_{name}": float(predicted[r["path"]].get(f"predicted_{name}") or "nan")
                     for name in RATINGS}} for r in labelled]
     except ValueError:
