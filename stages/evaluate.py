@@ -16,11 +16,16 @@ plots/sklearn/ (ROC of all images and of each fold, precision–recall, reliabil
 matrix, for `dvc plots show`); beside them per_class.json. Where the fold stages predicted ratings, metrics.json's
 ratings holds, for each, Pearson's r, Spearman's ρ and the mean absolute error against the raters' means, r's
 mean and std over the folds; roc_auc_by_score the ROC AUC of ranking the labels by each score P(Positive) is made
-from (the classifier's own and, where rated, the valence head's: the default combines them, train.frozen); plots/custom/ratings_*.json
+from (the classifier's own and, where rated, the valence head's: the default combines them, train.frozen);
+photo_check (with the frozen model's photo check) the share of labelled photos it flags out of fold at
+evaluate.photo_threshold and, for each generated kind of non-photo (data/oof/fold*/non_photos.csv), the share
+flagged by a check that never saw that kind; plots/custom/ratings_*.json
 the predicted-against-rated scatter (empty without ratings). Under plots/eval/: predictions.csv (a row per
 labelled image, calibrated P(Positive); the mistakes stage draws the worst of them) and the ROC,
 precision–recall, confusion and reliability PNGs. Needs no TensorFlow: seconds.
 """
+from pathlib import Path
+
 import numpy as np
 
 from valence import params
@@ -62,12 +67,16 @@ def main():
                **({"valence_head": rated["valence"][1]} if "valence" in rating_scores else {})}
     by_score = {name: evaluation.binary_metrics(y, raw, p.threshold, scores)["roc_auc"]
                 for name, scores in sources.items()}
+    non_photos = [r for file in sorted(Path("data/oof").glob("fold*/non_photos.csv"))
+                  for r in read_csv(file, required=["path", "kind", "photo_score"])]
+    photo_check = evaluation.photo_check_scores([r["photo_score"] for r in rows], non_photos, p.photo_threshold)
     predictions = [{**row, "fold": r["fold"]} for row, r in
                    zip(evaluation.prediction_rows([r["path"] for r in rows], y, probability, p.threshold), rows)]
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
     with Live(LIVE, dvcyaml=False, save_dvc_exp=False) as live:
         live.summary.update(out_of_fold=result, uncalibrated=uncalibrated, per_fold=per_fold, roc_auc_by_score=by_score,
-                            **({"ratings": rating_scores} if rating_scores else {}))
+                            **({"ratings": rating_scores} if rating_scores else {}),
+                            **({"photo_check": photo_check} if photo_check else {}))
         for name in RATINGS:  # predicted against rated, a point an image (none without ratings): `dvc plots show`
             points = [{"path": r["path"], "rated": float(a), "predicted": round(float(b), 6), "fold": r["fold"]}
                       for r, a, b in zip(rows, *rated[name]) if not (np.isnan(a) or np.isnan(b))]
@@ -97,6 +106,10 @@ def main():
           f"Positive share {y.mean():.3f})")
     print("ROC AUC by score: " + ", ".join(f"{k} {v:.4f}" for k, v in by_score.items())
           + f"; P(Positive) {result['roc_auc']:.4f}")
+    if photo_check:
+        print(f"photo check (P(photo) below {p.photo_threshold}): {photo_check['photos_flagged']} of "
+              f"{photo_check['photos']} labelled photos flagged out of fold; each generated kind, by a check that "
+              "never saw it: " + ", ".join(f"{k} {v:.2f}" for k, v in photo_check["kinds_flagged"].items()))
     print("per fold: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in per_fold.items() if "mean" in v))
     for name, s in rating_scores.items():
         spread = s["folds"]["pearson_r"]

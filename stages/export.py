@@ -42,7 +42,8 @@ def main():
             started = time.perf_counter()
             batches = [score_all(model, pixels[i:i + p.batch_size]) for i in range(0, len(pixels), p.batch_size)]
             scored[name] = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}, time.perf_counter() - started
-        widths = {"probability": 1.0, **{k: high - low for k, (low, high) in keras_model.ratings.items()}}
+        widths = {"probability": 1.0, **{k: high - low for k, (low, high) in keras_model.ratings.items()},
+                  **({"photo": 1.0} if keras_model.photo_check else {})}
         differences = {k: float(abs(scored["keras"][0][k] - scored["litert"][0][k]).max()) for k in widths}
         for output, difference in differences.items():
             if difference > p.tolerance * widths[output]:

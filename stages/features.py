@@ -2,8 +2,9 @@
 
     python -m stages.features
 
-Reads data/split/folds.csv and the images it lists. With train.model frozen, writes data/features/:
-features.npy (views × images × features, float32) and paths.csv (the images, in that order), from the
+Reads data/split/folds.csv and the images it lists, and data/non_photos/index.csv (the generated non-photos the
+photo check learns from). With train.model frozen, writes data/features/: features.npy (views × images ×
+features, float32) and paths.csv (the images, labelled photos then non-photos, in that order), from the
 extractor of train.frozen (its backbones, input size and pooled blocks) over max(views, 2) views: the photo,
 its mirror image and, beyond, augmented copies (train.augment, seeded by train.seed). Every fold's head and the
 released model's head train on these; a change to the head's params (regularization, inner_folds) does not
@@ -20,11 +21,12 @@ from valence.files import atomic_dir, read_csv, write_csv
 from valence.registry import FROZEN_MODEL
 
 OUT = "data/features"
+NON_PHOTOS = "data/non_photos/index.csv"
 
 
 def main():
     p = params.load("train")
-    rows = read_csv("data/split/folds.csv", required=MANIFEST_COLUMNS)
+    rows = read_csv("data/split/folds.csv", required=MANIFEST_COLUMNS) + read_csv(NON_PHOTOS, required=["path", "kind"])
     if p.model != FROZEN_MODEL:  # without TensorFlow: an empty paths.csv, so the stage has its output
         with atomic_dir(OUT) as tmp:
             write_csv(tmp / "paths.csv", [], ["path"])
@@ -43,7 +45,7 @@ def main():
 
         view_features = extract_on_cluster(address, extractor, [r["path"] for r in rows], f.views)
     else:
-        images = load_images([r["path"] for r in rows], f.image_height, f.image_width, desc="labelled")
+        images = load_images([r["path"] for r in rows], f.image_height, f.image_width, desc="photos and non-photos")
         view_features = features.extract(extractor, images, max(f.views, 2), p.augment, p.seed)
     features.save(OUT, [r["path"] for r in rows], view_features)
     print(f"wrote {OUT}: {view_features.shape[0]} views × {view_features.shape[1]} images × {view_features.shape[2]} features")

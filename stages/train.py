@@ -9,7 +9,9 @@ them, valence.learn.train_on_features, with train.frozen.combine_valence and rat
 classifier and the valence head together; other models carve their validation slice for early stopping from these images, as
 each fold does). Writes models/model.keras (self-contained: RGB float32 0–255 at train.<model>.image_height ×
 image_width in, P(Positive) out; with train.model frozen and rated images also each rating, named with its
-scale (unzip.rating_scale, or the rated range), e.g. valence_1_to_7, from ridge heads fit on every rated image), models/trained_on.csv (the images it learnt from), plots/train/learning_curves.png and,
+scale (unzip.rating_scale, or the rated range), e.g. valence_1_to_7, from ridge heads fit on every rated image, and
+"photo", the photo check trained against data/non_photos: below 0.5, not like the photos it learnt from, at
+evaluate.photo_threshold), models/trained_on.csv (the images it learnt from), plots/train/learning_curves.png and,
 through dvclive, dvclive/train/: metrics.json (the latest epoch's loss, accuracy and AUC, train and
 validation, its step and phase: `dvc exp show` shows it while training runs) and plots/metrics/ (one TSV a
 metric, a row an epoch — for frozen, a row a C candidate — for `dvc plots show`).
@@ -22,6 +24,7 @@ from valence.files import atomic_path, read_csv, write_csv, write_json
 from valence.registry import FROZEN_MODEL
 
 LIVE = "dvclive/train"
+NON_PHOTOS = "data/non_photos/index.csv"  # generated non-photos: the photo check learns to flag their like
 
 
 def main():
@@ -36,9 +39,11 @@ def main():
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
     with Live(LIVE, dvcyaml=False, save_dvc_exp=False) as live:
         live.step = 1  # step = epoch, counted from 1 as Keras prints them
-        heads = {}
+        heads = None
         if p.model == FROZEN_MODEL:  # heads on data/features: one step per C candidate
-            model, history, heads = train_on_features.train(p, rows, live=live)
+            model, heads = train_on_features.train(p, rows, live=live,
+                                                   non_photos=read_csv(NON_PHOTOS, required=["path", "kind"]))
+            history = heads.history
         else:
             model, history = train_on_images.train(p, rows, live=live)
     mapping, scored = calibration.IDENTITY, []
@@ -50,12 +55,16 @@ def main():
               f"out-of-fold predictions of {len(scored)} images")
     write_json(f"{LIVE}/calibration.json", {"slope": round(mapping[0], 6), "intercept": round(mapping[1], 6),
                                            "images": len(scored)})
-    if heads:  # beside P(Positive), after its calibration: a unit per rating the images carry
+    if heads and heads.ratings:  # beside P(Positive), after its calibration: a unit per rating the images carry
         from valence.learn import rating_heads
 
         declared = params.load("unzip").rating_scale
-        model = rating_heads.with_ratings(model, heads, {n: rating_heads.scale_of(ratings(rows, n), declared, n)
-                                                         for n in heads})
+        model = rating_heads.with_ratings(model, heads.ratings, {n: rating_heads.scale_of(ratings(rows, n), declared, n)
+                                                                 for n in heads.ratings})
+    if heads and heads.photo is not None:  # and the photo check, its threshold at 0.5
+        from valence.learn import photo_check
+
+        model = photo_check.with_photo_check(model, heads.photo, params.load("evaluate").photo_threshold)
     with atomic_path("models/model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     write_csv("models/trained_on.csv", rows, FOLD_COLUMNS)

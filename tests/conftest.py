@@ -56,3 +56,26 @@ def tiny_rating_models(tmp_path_factory, tiny_models):
     rated.save(folder / "model.keras")
     models.export_litert(models.load(folder / "model.keras"), folder / "model.tflite")
     return folder / "model.keras", folder / "model.tflite", heads
+
+
+@pytest.fixture(scope="session")
+def tiny_checked_models(tmp_path_factory, tiny_rating_models):
+    """(.keras, .tflite): the tiny rated classifier with a photo check (photo_check.with_photo_check) that
+    scores dark images as photos and bright ones as not, its threshold 0.5 (so "photo" is P(photo))."""
+    import numpy as np
+
+    from valence.learn import models, photo_check
+
+    rated = models.load(tiny_rating_models[0])
+    features = rated.get_layer("head").input
+    import keras
+
+    extract = keras.Model(rated.input, features)
+    rng = np.random.default_rng(2)
+    dark, bright = (np.asarray(extract(rng.integers(lo, hi, (64, 24, 32, 3)).astype("float32")))[None]
+                    for lo, hi in ((0, 100), (156, 256)))
+    checked = photo_check.with_photo_check(rated, photo_check.fit(dark, bright, 1.0), threshold=0.5)
+    folder = tmp_path_factory.mktemp("tiny-checked-model")
+    checked.save(folder / "model.keras")
+    models.export_litert(models.load(folder / "model.keras"), folder / "model.tflite")
+    return folder / "model.keras", folder / "model.tflite"

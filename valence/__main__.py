@@ -42,12 +42,16 @@ def predict(args):
         if classifier.ratings:  # what the numbers are: the raters' mean for a photo like it, on their scale
             print("ratings: " + ", ".join(f"{name} on {low:g}–{high:g}" for name, (low, high) in
                                           classifier.ratings.items()) + " (the training raters' scale)")
+        if not classifier.photo_check:  # a model from before the photo check, or one trained on images
+            print(f"note: {args.model} has no photo check (trained before it, or not on frozen features): "
+                  "no photo column", file=sys.stderr)
     report_skipped(skipped, len(files))
     if not rows:
         raise PipelineError(f"none of the {len(files)} files is an image; nothing written to {args.out}")
     write_csv(args.out, rows, columns(rows))
-    positive = sum(r["label"] == "Positive" for r in rows)
-    print(f"{args.out}: {len(rows)} images ({positive} Positive, {len(rows) - positive} Negative), "
+    positive, not_photos = sum(r["label"] == "Positive" for r in rows), sum(r.get("photo") == "no" for r in rows)
+    print(f"{args.out}: {len(rows)} images ({positive} Positive, {len(rows) - positive} Negative"
+          + (f"; {not_photos} do not look like photos: photo = no" if not_photos else "") + "), "
           f"model {model} (md5 {version})")
     if args.scheduler:
         predict_cluster.finish(parts)

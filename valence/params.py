@@ -189,6 +189,7 @@ class FrozenParams:
     inner_folds: int  # grouped folds of the training images that choose C (and the rating heads' α)
     rating_alphas: tuple[float, ...]  # ridge α candidates of the valence and arousal heads, chosen by grouped inner CV
     combine_valence: bool  # P(Positive) from the classifier and the valence head together (rated data only)
+    photo_check_c: float  # C of the photo check: photos against generated non-photos (valence.learn.photo_check)
 
     def check(self, prefix):
         if not self.backbones:
@@ -206,6 +207,8 @@ class FrozenParams:
         _at_least(f"{prefix}.inner_folds", self.inner_folds, 2)
         if not self.rating_alphas or min(self.rating_alphas) <= 0:
             raise PipelineError(f"{prefix}.rating_alphas must list α values > 0, got {list(self.rating_alphas)}")
+        if not self.photo_check_c > 0:
+            raise PipelineError(f"{prefix}.photo_check_c must be > 0, got {self.photo_check_c}")
 
     def extractors(self):
         """[(backbone, height, width, pooled blocks)] for valence.learn.features.combined_extractor."""
@@ -261,10 +264,27 @@ class EvaluateParams:
     threshold: float  # P(Positive) at or above this is called Positive
     batch_size: int  # inference only
     flip_average: bool  # mean P(Positive) of the image and its mirror image
+    photo_threshold: float  # P(photo) below this: "not a photo" (the photo check; README: Not a photo?)
 
     def check(self):
         _inside_0_1("evaluate.threshold", self.threshold)
+        _inside_0_1("evaluate.photo_threshold", self.photo_threshold)
         _at_least("evaluate.batch_size", self.batch_size, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class NonPhotosParams:
+    kinds: tuple[str, ...]  # kinds of generated non-photo the photo check learns from (valence.data.non_photos.KINDS)
+    per_kind: int  # images of each kind; 0: no photo check
+    seed: int  # each image is drawn from its own generator, seeded by (seed, kind, index)
+
+    def check(self):  # the kinds' names: checked by the non_photos stage, against valence.data.non_photos.KINDS
+        if len(set(self.kinds)) != len(self.kinds):
+            raise PipelineError(f"non_photos.kinds lists a kind twice: {list(self.kinds)}")
+        if self.per_kind and len(self.kinds) < 2:
+            raise PipelineError("non_photos.kinds must list at least 2 kinds (each is scored by a head trained "
+                                "on the others), or set non_photos.per_kind to 0")
+        _at_least("non_photos.per_kind", self.per_kind, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,6 +315,7 @@ SECTIONS = {
     "unzip": UnzipParams,
     "audit": AuditParams,
     "split": SplitParams,
+    "non_photos": NonPhotosParams,
     "train": TrainParams,
     "evaluate": EvaluateParams,
     "export": ExportParams,

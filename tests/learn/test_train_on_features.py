@@ -41,8 +41,9 @@ def test_the_released_model_computes_the_stored_features_and_carries_the_head(tm
     images = load_images([r["path"] for r in rows], 64, 80)
     stored = features.extract(features.combined_extractor(p.frozen.extractors()), images, 2)
     features.save(tmp_path / "features", [r["path"] for r in rows], stored)
-    model, history, heads = train_on_features.train(p, rows, store=tmp_path / "features")
-    assert heads == {}  # no ratings: no rating heads, P(Positive) the classifier's
+    model, heads = train_on_features.train(p, rows, store=tmp_path / "features")
+    history = heads.history
+    assert heads.ratings == {} and heads.combiner is None and heads.photo is None  # no ratings, no non-photos
     y = np.array([r["label"] == "Positive" for r in rows], dtype=int)
     expected = logistic_head.fit(stored, y, 0.1).predict_proba(stored[0])[:, 1]  # the head on all rows, on the photos
     np.testing.assert_allclose(np.asarray(model(images.astype(np.float32)))[:, 0], expected, atol=1e-4)
@@ -64,8 +65,8 @@ def test_the_release_folds_the_classifier_and_the_valence_head_into_one_unit(tmp
     images = load_images([r["path"] for r in rows], 64, 80)
     stored = features.extract(features.combined_extractor(p.frozen.extractors()), images, 2)
     features.save(tmp_path / "features", [r["path"] for r in rows], stored)
-    model, _, heads = train_on_features.train(p, rows, store=tmp_path / "features")
-    fitted = train_on_features.fit_heads(p, rows, store=tmp_path / "features")
+    model, fitted = train_on_features.train(p, rows, store=tmp_path / "features")
+    heads = fitted.ratings
     assert sorted(heads) == ["valence"] and fitted.combiner is not None
     photo_only = train_on_features.score(fitted, rows, store=tmp_path / "features", flip_average=False)
     np.testing.assert_allclose(np.asarray(model(images.astype(np.float32)))[:, 0], photo_only["probability"], atol=1e-4)
@@ -100,7 +101,8 @@ def test_every_c_candidate_is_a_step_and_the_chosen_one_is_released(tmp_path):
 
     live = Live()
     p = frozen_params(regularization=(0.001, 0.01, 0.1))
-    _, history, _ = train_on_features.train(p, rows, store=tmp_path / "features", live=live, weights=None)
+    _, heads = train_on_features.train(p, rows, store=tmp_path / "features", live=live, weights=None)
+    history = heads.history
     y = np.array([r["label"] == "Positive" for r in rows], dtype=int)
     best, _, _ = logistic_head.choose_c(stored, y, np.array([r["group"] for r in rows]), p.frozen.regularization,
                                 p.frozen.inner_folds, p.seed)
@@ -140,13 +142,16 @@ def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
         writer.writeheader()
         writer.writerows(rows)
     params = {"train": {"model": "frozen", "frozen": {**LITE0, "backbones": list(LITE0["backbones"]),
-                                                      "pooled_blocks": [15], "regularization": [0.01, 0.1]}}}
+                                                      "pooled_blocks": [15], "regularization": [0.01, 0.1]}},
+              "non_photos": {"kinds": ["flat", "document", "bar_chart"], "per_kind": 3, "seed": 0}}
     import yaml
 
-    result = run_stage("features", tmp_path, yaml.safe_dump(params))
+    result = run_stage("non_photos", tmp_path, yaml.safe_dump(params))
+    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_stage("features", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     stored = np.load(tmp_path / "data/features/features.npy")
-    assert stored.shape == (2, 16, 1280 + 320)
+    assert stored.shape == (2, 16 + 9, 1280 + 320)  # the photos, then the generated non-photos
     printed = {}
     for fold in (0, 1, 2):  # fold 2: dvc.yaml may list more folds than the split made
         result = run_stage("fold", tmp_path, args=[fold])
@@ -174,15 +179,27 @@ def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
     independent = np.mean([regression.predict_proba(scaler.transform(view))[:, 1] for view in held_x], axis=0)
     np.testing.assert_allclose([float(r["probability"]) for r in held_out], independent, atol=1e-6)
     assert not list(csv.DictReader(open(tmp_path / "data/oof/fold2/predictions.csv")))
+    # the photo check: a P(photo) per held-out photo, and each generated kind scored by a fold that held it out
+    assert all(0 <= float(r["photo_score"]) <= 1 for r in held_out)
+    unseen = [list(csv.DictReader(open(tmp_path / f"data/oof/fold{k}/non_photos.csv"))) for k in (0, 1)]
+    assert [sorted({r["kind"] for r in rows}) for rows in unseen] == [["bar_chart", "flat"], ["document"]]
     result = run_stage("evaluate", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     import json
-    headline = json.loads((tmp_path / "dvclive/evaluate/metrics.json").read_text())["out_of_fold"]
+    metrics = json.loads((tmp_path / "dvclive/evaluate/metrics.json").read_text())
+    headline = metrics["out_of_fold"]
+    scored = [float(r["photo_score"]) for k in (0, 1) for r in csv.DictReader(open(tmp_path / f"data/oof/fold{k}/predictions.csv"))]
+    threshold = metrics["photo_check"]["threshold"]
+    assert metrics["photo_check"]["photos_flagged"] == sum(q < threshold for q in scored)
+    assert sorted(metrics["photo_check"]["kinds_flagged"]) == ["bar_chart", "document", "flat"]
     assert headline["roc_auc"] > 0.9  # bright against dark: learnt from the other fold's concepts
     result = run_stage("train", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "models/model.keras").is_file() and "after 2 C candidates" in result.stdout
     assert len(list(csv.DictReader(open(tmp_path / "models/trained_on.csv")))) == len(rows)  # the release: all
+    from valence.use.classifier import open_classifier
+
+    assert open_classifier(tmp_path / "models/model.keras").photo_check  # the photo check rides along
     params["train"]["model"] = "small_cnn"  # models that train on images need no features: the folder empties
     result = run_stage("features", tmp_path, yaml.safe_dump(params))
     assert result.returncode == 0 and not (tmp_path / "data/features/features.npy").exists()

@@ -1,6 +1,7 @@
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from valence.use import predict
 
 class MeanBrightness:
     """A stand-in classifier: P(Positive) = mean pixel / 255, no ratings; records the batches it was given."""
-    height, width, ratings = 6, 8, {}
+    height, width, ratings, photo_check = 6, 8, {}, False
 
     def scores(self, batch):
         return {"probability": self.probabilities(batch)}
@@ -213,3 +214,31 @@ def test_predict_writes_the_ratings_a_model_learnt_and_none_it_did_not(tmp_path,
     result = run_cli("predict", tmp_path / "photos", "--model", tiny_model, "--out", "plain.csv", cwd=tmp_path)
     assert result.returncode == 0 and "ratings:" not in result.stdout
     assert (tmp_path / "plain.csv").read_text().splitlines()[0] == "path,probability,label"  # no invented numbers
+
+
+def test_predict_flags_what_the_photo_check_rejects_and_an_older_model_says_it_has_none(tmp_path, tiny_checked_models,
+                                                                                         tiny_model):
+    """A model with a photo check writes photo_score (its "photo" output, flip-averaged) and photo (no below 0.5);
+    the summary counts them; a model without one writes neither column and says so once, on stderr."""
+    (tmp_path / "photos").mkdir()
+    for name, level in (("dark.png", 40), ("bright.png", 220)):
+        Image.fromarray(np.full((24, 32, 3), level, np.uint8)).save(tmp_path / "photos" / name)
+    from valence.use.classifier import open_classifier
+
+    for model in tiny_checked_models:
+        result = run_cli("predict", tmp_path / "photos", "--model", model, "--out", "checked.csv", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        rows = {Path(r["path"]).name: r for r in csv.DictReader((tmp_path / "checked.csv").open())}
+        assert list(rows["dark.png"]) == ["path", "probability", "label", "valence", "arousal", "photo_score", "photo"]
+        classifier = open_classifier(model)
+        assert classifier.photo_check
+        for name, row in rows.items():
+            pixels = np.asarray(Image.open(tmp_path / "photos" / name))[None]
+            expected = (classifier.scores(pixels)["photo"] + classifier.scores(pixels[:, :, ::-1])["photo"]) / 2
+            assert float(row["photo_score"]) == pytest.approx(float(expected[0]), abs=2e-4)
+            assert row["photo"] == ("yes" if float(row["photo_score"]) >= 0.5 else "no")
+        assert (rows["dark.png"]["photo"], rows["bright.png"]["photo"]) == ("yes", "no")
+        assert "1 do not look like photos: photo = no" in result.stdout and "no photo check" not in result.stderr
+    result = run_cli("predict", tmp_path / "photos", "--model", tiny_model, "--out", "old.csv", cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr.count("has no photo check") == 1
+    assert (tmp_path / "old.csv").read_text().splitlines()[0] == "path,probability,label"

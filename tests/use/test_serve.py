@@ -302,3 +302,36 @@ def test_a_model_with_rating_heads_answers_valence_and_arousal_and_the_page_plot
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_a_model_with_a_photo_check_answers_it_and_the_page_says_so_in_words(tiny_checked_models, chromium, tmp_path):
+    """/predict gives each image's photo_score and photo (no below 0.5, as predict); the page writes a warning
+    under the label of an image the check rejects, and none under one it passes."""
+    from browser import Chromium
+
+    (tmp_path / "params.yaml").write_text(project_params(LIMITS))
+    process, url = start(tiny_checked_models[0], tmp_path)
+    try:
+        wait_ready(url)
+        images = {}
+        for name, level in (("dark", 40), ("bright", 220)):
+            Image.fromarray(np.full((30, 40, 3), level, np.uint8)).save(tmp_path / f"{name}.png")
+            images[name] = (tmp_path / f"{name}.png").read_bytes()
+        files = [("data", (f"{name}.png", content, "image/png")) for name, content in images.items()]
+        body = httpx.post(f"{url}/predict", files=files).json()
+        verdicts = {p["filename"]: (p["photo"], p["photo_score"]) for p in body["predictions"]}
+        assert verdicts["dark.png"][0] == "yes" and verdicts["bright.png"][0] == "no"
+        assert all((verdict == "yes") == (score >= 0.5) for verdict, score in verdicts.values())
+        with Chromium(chromium) as browser:
+            browser.open(f"{url}/")
+            assert browser.wait_for("document.readyState === 'complete' && !!document.getElementById('files')")
+            browser.upload("#files", [tmp_path / "dark.png", tmp_path / "bright.png"])
+            assert browser.wait_for("document.querySelectorAll('#results li').length === 2")
+            warned = browser.evaluate("[...document.querySelectorAll('#results li')].map(li => "
+                                      "[li.dataset.filename, !!li.querySelector('.not-photo')])")
+            assert sorted(map(tuple, warned)) == [("bright.png", True), ("dark.png", False)]
+            text = browser.evaluate("document.querySelector('#results .not-photo').textContent")
+            assert "does not look like a photo" in text
+    finally:
+        process.terminate()
+        process.wait(30)

@@ -18,7 +18,7 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from valence import runtime
 from valence.data.labels import RATINGS, ratings, targets
-from valence.learn import combined_score, features, logistic_head, rating_heads
+from valence.learn import combined_score, features, logistic_head, photo_check, rating_heads
 
 
 def scores(y, probability, prefix=""):
@@ -91,11 +91,13 @@ class Heads(NamedTuple):
     ratings: dict  # {rating: rating_heads' standardised ridge}, empty for unrated data
     combiner: tuple  # combined_score's (logit weight, valence weight, intercept); None: P(Positive) is the classifier's
     history: list  # a row per C candidate
+    photo: object = None  # photo_check's head (photos against generated non-photos); None without non-photos
 
 
-def fit_heads(p, rows, store="data/features", live=None, what="the training images"):
-    """The ``Heads`` of ``p.frozen`` fit on manifest ``rows``: the classifier, a head per rating the rows carry and,
-    with ``combine_valence`` and a valence head, the combiner fit on the rated rows' inner held-out predictions."""
+def fit_heads(p, rows, store="data/features", live=None, what="the training images", non_photos=()):
+    """The ``Heads`` of ``p.frozen`` fit on manifest ``rows``: the classifier, a head per rating the rows carry,
+    with ``combine_valence`` and a valence head the combiner fit on the rated rows' inner held-out predictions,
+    and with ``non_photos`` (rows of generated images in the same store) the photo check."""
     classifier, history, held_out = fit_head(p, rows, store, live, what)
     heads, rated_held_out = fit_rating_heads(p, rows, store, what)
     combiner = None
@@ -104,12 +106,18 @@ def fit_heads(p, rows, store="data/features", live=None, what="the training imag
         combiner = combined_score.fit(targets(rows)[rated], held_out[rated], rated_held_out["valence"][rated])
         print(f"P(Positive) = sigmoid({combiner[0]:.3f} · classifier logit + {combiner[1]:.3f} · predicted valence "
               f"+ {combiner[2]:.3f}), fit on the inner folds' held-out predictions of {rated.sum()} rated images")
-    return Heads(classifier, heads, combiner, history)
+    photo = None
+    if non_photos:
+        photo = photo_check.fit(features.load(store, [r["path"] for r in rows])[:p.hyper.views],
+                                features.load(store, [r["path"] for r in non_photos])[:p.hyper.views], p.hyper.photo_check_c)
+        print(f"photo check: {len(rows)} photos against {len(non_photos)} generated non-photos, C {p.hyper.photo_check_c:g}")
+    return Heads(classifier, heads, combiner, history, photo)
 
 
 def score(heads, rows, store="data/features", flip_average=True):
     """{column: a value per manifest row}: P(Positive) ("probability"), the classifier's own
-    ("classifier_probability") and each rating ("predicted_valence", …), scored from the stored features as the
+    ("classifier_probability"), each rating ("predicted_valence", …) and the photo check's P(photo)
+    ("photo_score", with one), scored from the stored features as the
     released model scores the images: view 0 is the photo, view 1 its mirror, and flip averaging takes the mean of
     each output over both."""
     views = features.load(store, [r["path"] for r in rows])[:2 if flip_average else 1]
@@ -118,18 +126,20 @@ def score(heads, rows, store="data/features", flip_average=True):
     probability = classifier if heads.combiner is None else [
         combined_score.apply(heads.combiner, p, v) for p, v in zip(classifier, predicted["valence"])]
     return {"probability": np.mean(probability, axis=0), "classifier_probability": np.mean(classifier, axis=0),
-            **{f"predicted_{name}": np.mean(v, axis=0) for name, v in predicted.items()}}
+            **{f"predicted_{name}": np.mean(v, axis=0) for name, v in predicted.items()},
+            **({"photo_score": photo_check.probability(heads.photo, views)} if heads.photo is not None else {})}
 
 
-def train(p, rows, store="data/features", live=None, weights="imagenet", what="all labelled images"):
-    """The released model, the heads fit on manifest ``rows`` joined to the extractor: (model, history rows,
-    {rating: head}). Its output is P(Positive), the combined score where the heads have a combiner; the rating
-    heads are left to ``rating_heads.with_ratings`` (after calibration, which maps the last layer)."""
+def train(p, rows, store="data/features", live=None, weights="imagenet", what="all labelled images", non_photos=()):
+    """The released model, the heads fit on manifest ``rows`` (and ``non_photos``) joined to the extractor:
+    (model, ``Heads``). Its output is P(Positive), the combined score where the heads have a combiner; the rating
+    heads and the photo check are left to ``rating_heads.with_ratings`` and ``photo_check.with_photo_check``
+    (after calibration, which maps the last layer)."""
     runtime.configure(p.seed)  # threads; the extractor stays float32, as the features stage computed them
-    heads = fit_heads(p, rows, store, live, what)
+    heads = fit_heads(p, rows, store, live, what, non_photos)
     model = logistic_head.with_head(features.combined_extractor(p.hyper.extractors(), weights), heads.classifier, "frozen")
     if heads.combiner is not None:
         model.get_layer("head").set_weights(combined_score.dense_weights(
             heads.combiner, logistic_head.dense_weights(heads.classifier),
             logistic_head.dense_weights(heads.ratings["valence"])))
-    return model, heads.history, heads.ratings
+    return model, heads

@@ -76,6 +76,23 @@ def rating_scores(rated, predicted, folds):
                    "folds": {"pearson_r": spread, "pearson_r_each": each}})
 
 
+def photo_check_scores(photo_scores, non_photos, threshold):
+    """The photo check out of fold: of the labelled photos (``photo_scores``, P(photo) from the fold that held
+    each out), the share and number flagged (below ``threshold``); of the generated non-photos (``non_photos``,
+    rows with kind and photo_score from a check that never saw their kind), the share of each kind flagged and
+    the least of them. None when nothing was scored (no photo check)."""
+    photo_scores = np.asarray(photo_scores, float)
+    if not len(photo_scores) or np.isnan(photo_scores).any() or not non_photos:
+        return None
+    kinds = {}
+    for r in non_photos:
+        kinds.setdefault(r["kind"], []).append(float(r["photo_score"]) < threshold)
+    flagged = {kind: float(np.mean(values)) for kind, values in kinds.items()}
+    return _plain({"threshold": threshold, "photos": len(photo_scores), "photos_flagged": int((photo_scores < threshold).sum()),
+                   "photos_flagged_share": float(np.mean(photo_scores < threshold)), "kinds_flagged": flagged,
+                   "kinds_flagged_least": min(flagged.values())})
+
+
 def balanced_threshold(y_true, probability):
     """The threshold on P(Positive) with the highest balanced accuracy on these images (the ROC curve's point
     farthest above the diagonal; ties: the one nearest 0.5)."""
@@ -154,6 +171,7 @@ def out_of_fold_rows(labelled, oof=Path("data/oof")):
     try:
         return [{**r, "probability": float(predicted[r["path"]]["probability"]),
                  "classifier_probability": float(predicted[r["path"]]["classifier_probability"]),
+                 "photo_score": float(predicted[r["path"]].get("photo_score") or "nan"),
                  **{f"predicted_{name}": float(predicted[r["path"]].get(f"predicted_{name}") or "nan")
                     for name in RATINGS}} for r in labelled]
     except ValueError:

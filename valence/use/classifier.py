@@ -6,6 +6,7 @@ P(Positive) out.
     classifier.probabilities(batch)                      # batch: (N, height, width, 3) uint8 → (N,) float32
     classifier.scores(batch)                             # {"probability": (N,), "valence": (N,), …}
     classifier.ratings                                   # {"valence": (1.0, 7.0), …}: the ratings it learnt
+    classifier.photo_check                               # True: scores() also gives "photo" (below 0.5: not a photo)
 
 Both run the same preprocessing (`images.decode` and `images.model_input`) before this point, so a photo gets
 the probability evaluate gave it, whichever file serves it.
@@ -18,10 +19,13 @@ import numpy as np
 from valence.errors import PipelineError
 from valence.files import digest_of
 
+PHOTO = "photo"  # the photo check's output (valence.learn.photo_check.OUTPUT; that module needs scikit-learn)
+
 
 def named_scores(outputs):
-    """A model's outputs as {"probability": (N,), rating: (N,) …}, and its ratings' scales {rating: (low, high)}:
-    a single output is P(Positive); the others are named by ``rating_heads.output_name``."""
+    """A model's outputs as {"probability": (N,), rating: (N,) …, "photo": (N,)}, and its ratings' scales
+    {rating: (low, high)}: a single output is P(Positive); the ratings are named by ``rating_heads.output_name``,
+    the photo check's score "photo" (below 0.5: not like the photos the model learnt from)."""
     from valence.data.labels import RATINGS, parse_output_name
 
     if not isinstance(outputs, dict):
@@ -29,7 +33,7 @@ def named_scores(outputs):
     scores, scales = {}, {}
     for key, value in outputs.items():
         rating = parse_output_name(key)
-        name = "probability" if rating is None else rating[0]
+        name = key if key == PHOTO else "probability" if rating is None else rating[0]
         if rating is not None:
             scales[name] = rating[1]
         scores[name] = np.asarray(value, dtype=np.float32).reshape(-1)
@@ -54,6 +58,7 @@ class KerasClassifier:
         except AttributeError:  # a Sequential model never called: one output, P(Positive)
             outputs = None
         self.ratings = named_scores({k: [] for k in outputs})[1] if isinstance(outputs, dict) else {}
+        self.photo_check = isinstance(outputs, dict) and PHOTO in outputs
 
     @classmethod
     def load(cls, path):
@@ -99,6 +104,7 @@ class LiteRTClassifier:
                                 f"{[list(d['shape_signature']) for d in inputs.values()]}, outputs {shapes})")
         _, self.height, self.width, _ = (int(n) for n in shape)
         self.ratings = named_scores({k: [] for k in outputs})[1] if len(outputs) > 1 else {}
+        self.photo_check = PHOTO in outputs
         self._lock = threading.Lock()
 
     def scores(self, batch):

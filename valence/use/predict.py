@@ -25,12 +25,14 @@ from valence.errors import PipelineError, first_line
 from valence.runtime import cores
 
 COLUMNS = ["path", "probability", "label"]  # then the model's ratings, where it learnt some (``columns``)
+PHOTO_COLUMNS = ["photo_score", "photo"]  # the photo check's score and its verdict, where the model has one
 
 
 def columns(rows):
     """The CSV's columns for ``rows``: COLUMNS, then the ratings they carry (a model without rating heads
-    writes no rating columns rather than inventing numbers)."""
-    return COLUMNS + [name for name in RATINGS if any(name in r for r in rows)]
+    writes no rating columns rather than inventing numbers) and the photo check's (a model without one: none)."""
+    return (COLUMNS + [name for name in RATINGS if any(name in r for r in rows)]
+            + (PHOTO_COLUMNS if any("photo" in r for r in rows) else []))
 
 
 def is_url(path):
@@ -102,8 +104,14 @@ def load_photo(path, height, width):
 
 
 def rating_values(classifier, scores, i):
-    """{rating: image ``i``'s predicted rating} for each rating ``classifier`` learnt (none without rating heads)."""
-    return {name: round(float(scores[name][i]), 4) for name in classifier.ratings}
+    """{rating: image ``i``'s predicted rating} for each rating ``classifier`` learnt (none without rating heads),
+    and the photo check's {"photo_score": …, "photo": "yes" | "no"} where it has one (below 0.5: "no", the image
+    does not look like the photos the model learnt from)."""
+    photo = {}
+    if classifier.photo_check:
+        score = float(scores["photo"][i])
+        photo = {"photo_score": round(score, 4), "photo": "yes" if score >= 0.5 else "no"}
+    return {**{name: round(float(scores[name][i]), 4) for name in classifier.ratings}, **photo}
 
 
 def score_all(classifier, batch, flip_average=False):
