@@ -15,6 +15,7 @@ import numpy as np
 
 from valence import params
 from valence.data.folds import MANIFEST_COLUMNS
+from valence.data.labels import PHOTO
 from valence.errors import PipelineError, run_stage
 from valence.files import atomic_path, read_csv, write_json
 
@@ -43,7 +44,7 @@ def main():
             batches = [score_all(model, pixels[i:i + p.batch_size]) for i in range(0, len(pixels), p.batch_size)]
             scored[name] = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}, time.perf_counter() - started
         widths = {"probability": 1.0, **{k: high - low for k, (low, high) in keras_model.ratings.items()},
-                  **({"photo": 1.0} if keras_model.photo_check else {})}
+                  **({PHOTO: 1.0} if keras_model.photo_check else {})}
         differences = {k: float(abs(scored["keras"][0][k] - scored["litert"][0][k]).max()) for k in widths}
         for output, difference in differences.items():
             if difference > p.tolerance * widths[output]:

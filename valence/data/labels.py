@@ -6,6 +6,7 @@ import numpy as np
 
 CLASSES = ("Negative", "Positive")  # index = the model's target: 1 means Positive
 RATINGS = ("valence", "arousal")  # rated dimensions a dataset may carry beside its labels (OASIS: means of 1–7)
+PHOTO = "photo"  # the released model's photo check output: below 0.5, not like the photos it learnt from
 
 
 def label_of(probability, threshold):

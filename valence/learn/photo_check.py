@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-OUTPUT = "photo"  # the released model's output: P(the image looks like the photos it learnt from)
+from valence.data.labels import PHOTO
 
 
 def fit(photos, non_photos, c):
@@ -55,8 +55,8 @@ def with_photo_check(model, head, threshold):
 
     features = next(layer for layer in model.layers if layer.name == "head").input
     outputs = dict(model.output) if isinstance(model.output, dict) else {"probability": model.output}
-    dense = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT)
-    outputs[OUTPUT] = dense(features)
+    dense = keras.layers.Dense(1, activation="sigmoid", name=PHOTO)
+    outputs[PHOTO] = dense(features)
     kernel, bias = dense_weights(head)
     dense.set_weights([kernel, (bias - logit(threshold)).astype(np.float32)])
     return keras.Model(model.input, outputs, name=model.name)

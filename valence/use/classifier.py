@@ -16,18 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from valence.data.labels import PHOTO, RATINGS, parse_output_name
 from valence.errors import PipelineError
 from valence.files import digest_of
-
-PHOTO = "photo"  # the photo check's output (valence.learn.photo_check.OUTPUT; that module needs scikit-learn)
 
 
 def named_scores(outputs):
     """A model's outputs as {"probability": (N,), rating: (N,) …, "photo": (N,)}, and its ratings' scales
     {rating: (low, high)}: a single output is P(Positive); the ratings are named by ``rating_heads.output_name``,
     the photo check's score "photo" (below 0.5: not like the photos the model learnt from)."""
-    from valence.data.labels import RATINGS, parse_output_name
-
     if not isinstance(outputs, dict):
         return {"probability": np.asarray(outputs, dtype=np.float32).reshape(-1)}, {}
     scores, scales = {}, {}

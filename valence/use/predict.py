@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from valence.data.images import decode, model_input
-from valence.data.labels import RATINGS, label_of
+from valence.data.labels import PHOTO, RATINGS, label_of
 from valence.errors import PipelineError, first_line
 from valence.runtime import cores
 
@@ -109,7 +109,7 @@ def rating_values(classifier, scores, i):
     does not look like the photos the model learnt from)."""
     photo = {}
     if classifier.photo_check:
-        score = float(scores["photo"][i])
+        score = float(scores[PHOTO][i])
         photo = {"photo_score": round(score, 4), "photo": "yes" if score >= 0.5 else "no"}
     return {**{name: round(float(scores[name][i]), 4) for name in classifier.ratings}, **photo}
 
