@@ -103,7 +103,7 @@ def load_photo(path, height, width):
         return None, str(err)
 
 
-def rating_values(classifier, scores, i):
+def values_beside_probability(classifier, scores, i):
     """{rating: image ``i``'s predicted rating} for each rating ``classifier`` learnt (none without rating heads),
     and the photo check's {"photo_score": …, "photo": "yes" | "no"} where it has one (below 0.5: "no", the image
     does not look like the photos the model learnt from)."""
@@ -153,7 +153,7 @@ def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=
             if good:
                 scores = score_all(classifier, np.stack([pixels for _, pixels in good]), flip_average)
                 rows += [{"path": str(f), "probability": round(float(p), 6), "label": label_of(p, threshold),
-                          **rating_values(classifier, scores, i)}
+                          **values_beside_probability(classifier, scores, i)}
                          for i, ((f, _), p) in enumerate(zip(good, scores["probability"]))]
             bar.update(len(chunk))
     return rows, skipped

@@ -33,7 +33,7 @@ from valence.data.images import NotAnImage, TooManyPixels, decode, model_input
 from valence.data.labels import label_of
 from valence.use.classifier import open_classifier
 from valence.use.explain import GRID, METHOD, occluded, occlusion_map
-from valence.use.predict import rating_values, score_all
+from valence.use.predict import score_all, values_beside_probability
 
 log = logging.getLogger("valence.use.serve")
 
@@ -202,7 +202,7 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
         scores = await state["batcher"].score(np.stack(images))
         answer = {"model": classifier.version,
                   "predictions": [{"filename": name, "probability": round(float(p), 6), "label": label_of(p, threshold),
-                                   **rating_values(classifier, scores, i)}
+                                   **values_beside_probability(classifier, scores, i)}
                                   for i, (name, p) in enumerate(zip(names, scores["probability"]))]}
         return {**answer, **scales(classifier)}
 
@@ -219,7 +219,7 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
             heat = occlusion_map(scores[0], scores[1:], positions)
             explanations.append({"filename": name, "probability": round(scores[0], 6),
                                  "label": label_of(scores[0], threshold), "map": np.round(heat.astype(float), 6).tolist(),
-                                 **rating_values(classifier, scored, 0)})
+                                 **values_beside_probability(classifier, scored, 0)})
         return {"model": classifier.version, "method": METHOD, "grid": GRID, "explanations": explanations,
                 **scales(classifier)}
 
