@@ -53,12 +53,12 @@ def timed_predict(folder, model, scheduler=None):
 
 
 def timed_features(paths, address=None):
-    from valence import params
+    from valence import train_params
     from valence.data.images import load_images
     from valence.learn import features
     from valence.learn.features_cluster import extract_on_cluster
 
-    f = params.load("train").frozen
+    f = train_params.load().frozen
     extractor = features.combined_extractor(f.extractors())
     start = time.monotonic()
     if address:

@@ -8,7 +8,7 @@
 Needs the training split (`dvc repro split`) and, offline, KERAS_HOME as in the README. Each epoch timing
 runs in its own process, so every one starts from the same thread settings, and is the median of epochs
 2-4 (the first traces the graph). Keys:
-- pure_compute_epoch_s: MobileNetV2 (train.mobilenet_v2, the default model when this was written; top blocks
+- pure_compute_epoch_s: MobileNetV2 (train.fine_tune, the default model when this was written; top blocks
   trainable, the fine-tuning step) fit on pre-loaded, pre-augmented float32 tensors: the bound for any input
   pipeline;
 - pipeline_epoch_s: the same model through valence.learn.train_on_images.dataset, augmenting as it goes;
@@ -111,15 +111,15 @@ def default_model(p):
 
 def measure(what, count):
     """One timing, in this (fresh) process."""
-    from valence import params, runtime
+    from valence import runtime, train_params
 
-    p = params.load("train", ROOT / "params.yaml")
+    p = train_params.load(ROOT / "params.yaml").using("mobilenet_v2")  # the model timed, whatever train.model is
     if what != "seed_generator":
         runtime.configure(p.seed, p.precision, p.op_determinism)
     from valence.learn.models import build, compile_model, predictor
     from valence.learn.train_on_images import dataset
 
-    h = p.mobilenet_v2
+    h = p.hyper
     if what in ("pure_compute", "pipeline", "inference"):
         images, y = training_images(count, h.image_height, h.image_width)
         model = default_model(p)

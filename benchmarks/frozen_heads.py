@@ -9,7 +9,7 @@ combined into one model that resizes inside, as a released model would) and the 
 Features are computed once per candidate and view and cached in data/features-bench/ (not in git); they do not
 depend on the split, so --other-split-seeds re-scores the same features on the folds the split stage would
 make with other seeds (the headline's noise). For each fold: C is chosen from --cs by grouped 5-fold CV inside the other folds (never the
-held-out fold), a standardised logistic regression (valence.learn.logistic_head) is fit on the other folds, and the held-out
+held-out fold), a standardised logistic regression (valence.learn.heads) is fit on the other folds, and the held-out
 fold gets P(Positive) averaged over the photo and its mirror image (views 0 and 1: what flip averaging does).
 Prints pooled out-of-fold ROC AUC, balanced accuracy and average precision with the per-fold mean ± std, the
 balanced accuracy at a threshold chosen inside the training folds (the one that maximises it on the inner
@@ -31,13 +31,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from valence import params, runtime
+from valence import params, runtime, train_params
 from valence.data.audit import near_duplicate_pairs
 from valence.data.folds import MANIFEST_COLUMNS, assign_folds, fold_count, merge_groups
 from valence.data.images import load_images
 from valence.data.labels import targets
 from valence.files import atomic_path, read_csv, write_csv
-from valence.learn import features, logistic_head
+from valence.learn import features, heads
+from valence.learn.train_on_features import choose_c
 from valence.registry import BACKBONES
 from valence.report import evaluation
 
@@ -91,8 +92,9 @@ def out_of_fold(x, views, y, folds, groups, cs, seed):
     probability, chosen, threshold, inner_auc = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y)), {}
     for k in sorted(set(folds)):
         fit, held = folds != k, folds == k
-        c, scores, inner = logistic_head.choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=seed)
-        probability[held], chosen[held] = logistic_head.probability(logistic_head.fit(x[:views, fit], y[fit], c), x[:2, held]), c
+        c, scores, inner = choose_c(x[:views, fit], y[fit], groups[fit], cs, folds=5, seed=seed)
+        head = heads.logistic(x[:views, fit], y[fit], c, "p")
+        probability[held], chosen[held] = heads.score([head], x[:2, held])["p"], c
         threshold[held] = evaluation.balanced_threshold(y[fit], inner[c])
         inner_auc[k] = scores[c]
     return probability, chosen, threshold, inner_auc
@@ -118,7 +120,7 @@ def main():
                         "them with these seeds too (the features do not depend on the split)")
     args = parser.parse_args()
     runtime.configure(0)
-    train = params.load("train")
+    train = train_params.load()
     rows = read_csv("data/split/folds.csv", required=["path", "label", "group", "fold"])
     y = targets(rows).astype(int)
     valence = {r["path"]: r.get("valence") for r in read_csv("data/labels.csv", required=["path"])}

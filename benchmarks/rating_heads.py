@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from valence import params
+from valence import params, train_params
 from valence.data.audit import near_duplicate_pairs
 from valence.data.folds import assign_folds, fold_count, merge_groups
 from valence.data.labels import targets
@@ -52,8 +52,8 @@ def out_of_fold(rows, p, store="data/features"):
     scored = {}
     for k in np.unique(folds):
         used = store[k] if isinstance(store, dict) else store
-        heads = train_on_features.fit_heads(p, [r for r, f in zip(rows, folds) if f != k], used)
-        for column, values in train_on_features.score(heads, [r for r, f in zip(rows, folds) if f == k], used).items():
+        fitted, _ = train_on_features.fit_heads(p, [r for r, f in zip(rows, folds) if f != k], used)
+        for column, values in train_on_features.score_rows(fitted, [r for r, f in zip(rows, folds) if f == k], used).items():
             scored.setdefault(column, np.zeros(len(rows)))[folds == k] = values
     return scored
 
@@ -79,7 +79,7 @@ def main():
     parser.add_argument("--nested", action="store_true", help="data/split/folds.csv, each fold with the features it "
                         "picked in benchmarks/frozen_heads.py's nested comparison")
     args = parser.parse_args()
-    p, split = params.load("train"), params.load("split")
+    p, split = train_params.load(), params.load("split")
     p = dataclasses.replace(p, frozen=dataclasses.replace(p.frozen, combine_valence=True))
     if args.nested:
         rows = read_csv("data/split/folds.csv")

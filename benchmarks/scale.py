@@ -74,10 +74,10 @@ def feature_seconds_per_photo(photos=64):
     """The features stage's extractor on ``photos`` photos and their mirrors, after a warm-up: seconds per photo."""
     import numpy as np
 
-    from valence import params, runtime
+    from valence import runtime, train_params
     from valence.learn import features
 
-    p = params.load("train", ROOT / "params.yaml").frozen
+    p = train_params.load(ROOT / "params.yaml").frozen
     runtime.configure(0)
     extractor = features.combined_extractor(p.extractors())
     images = np.random.default_rng(0).integers(0, 256, (photos, p.image_height, p.image_width, 3), dtype=np.uint8)

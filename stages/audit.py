@@ -8,7 +8,7 @@ representative, distance), metrics/audit.json (counts) and plots/audit/near_dupl
 beside their representatives, label conflicts first). The split stage keeps each cluster in one group; nothing
 is dropped here. Memory stays bounded and no step compares every pair in Python: 100,000 photos are fine.
 """
-from valence import params
+from valence import config, params
 from valence.data import audit
 from valence.data.folds import MANIFEST_COLUMNS
 from valence.errors import run_stage
@@ -17,19 +17,19 @@ from valence.files import read_csv, write_csv, write_json
 
 def main():
     p = params.load("audit")
-    rows = read_csv("data/labels.csv", required=MANIFEST_COLUMNS)
+    rows = read_csv(config.LABELS, required=MANIFEST_COLUMNS)
     findings, cluster_rows = audit.audit(rows, p.near_duplicate_bits, p.dark_below, p.blurry_below, p.min_side,
                                          p.max_aspect)
-    write_json("data/audit.json", findings)
-    write_csv("data/near_duplicates.csv", cluster_rows, audit.CLUSTER_COLUMNS)
+    write_json(config.AUDIT, findings)
+    write_csv(config.NEAR_DUPLICATES, cluster_rows, audit.CLUSTER_COLUMNS)
     counts = audit.counts(findings)
-    write_json("metrics/audit.json", counts)
+    write_json(config.AUDIT_METRICS, counts)
     from valence.report import figures  # matplotlib loads only after the findings are safe on disk
 
     conflicts = {tuple(n["paths"]) for n in findings["label_conflicts"]}
     pairs = findings["label_conflicts"] + [n for n in findings["near_duplicates"] if tuple(n["paths"]) not in conflicts]
     figures.image_pairs(pairs, f"near-duplicates at ≤ {p.near_duplicate_bits} pHash bits from their representative "
-                               "(label conflicts first)", "plots/audit/near_duplicates.png",
+                               "(label conflicts first)", config.NEAR_DUPLICATES_PLOT,
                         total=counts["near_duplicate_pairs"])
     for n in findings["near_duplicates"][:10]:
         print(f"near-duplicate ({n['distance']} bits): {n['paths'][0]} ({n['labels'][0]}) ~ {n['paths'][1]} ({n['labels'][1]})")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from valence import params
 from valence.errors import PipelineError, run_stage
-from valence.params import DOWNLOADED as OUT_DIR
+from valence.config import RAW as OUT_DIR
 
 
 def main():

@@ -18,36 +18,35 @@ ratings holds, for each, Pearson's r, Spearman's ρ and the mean absolute error 
 mean and std over the folds; roc_auc_by_score the ROC AUC of ranking the labels by each score P(Positive) is made
 from (the classifier's own and, where rated, the valence head's: the default combines them, train.frozen);
 photo_check (with the frozen model's photo check) the share of labelled photos it flags out of fold at
-evaluate.photo_threshold and, for each generated kind of non-photo (data/oof/fold*/non_photos.csv), the share
+the photo score's line, 0.5 (P(photo) = evaluate.photo_threshold, folded into the heads) and, for each generated kind of non-photo (data/oof/fold*/non_photos.csv), the share
 flagged by a check that never saw that kind; plots/custom/ratings_*.json
 the predicted-against-rated scatter (empty without ratings). Under plots/eval/: predictions.csv (a row per
 labelled image, calibrated P(Positive); the mistakes stage draws the worst of them) and the ROC,
 precision–recall, confusion and reliability PNGs. Needs no TensorFlow: seconds.
 """
-from pathlib import Path
 
 import numpy as np
 
-from valence import params
+from valence import config, params, train_params
+from valence.config import CLASSIFIER_PROBABILITY, PHOTO_SCORE, PROBABILITY, predicted_column
 from valence.data.folds import FOLD_COLUMNS
 from valence.data.labels import RATINGS, ratings, targets
 from valence.errors import run_stage
 from valence.files import read_csv, write_csv, write_json
 from valence.report import evaluation
 
-LIVE = "dvclive/evaluate"
-PLOTS = "plots/eval"
+LIVE, PLOTS = config.EVALUATE_LIVE, config.EVAL_PLOTS
 
 
 def main():
-    p, calibrate = params.load("evaluate"), params.load("train").calibrate
-    rows = evaluation.out_of_fold_rows(read_csv("data/split/folds.csv", required=FOLD_COLUMNS))
+    p, calibrate = params.load("evaluate"), train_params.load().calibrate
+    rows = evaluation.out_of_fold_rows(read_csv(config.FOLDS, required=FOLD_COLUMNS))
     from dvclive import Live
 
     from valence.learn import calibration
     from valence.report import figures
 
-    y, raw = targets(rows), np.array([r["probability"] for r in rows])
+    y, raw = targets(rows), np.array([r[PROBABILITY] for r in rows])
     folds = np.array([int(r["fold"]) for r in rows])
     # what the release gives, measured honestly: each fold mapped by the Platt map of the other folds' predictions
     probability = calibration.cross_fitted(y, raw, folds)[0] if calibrate else raw
@@ -59,21 +58,21 @@ def main():
                     "mean_probability": round(float(raw.mean()), 6)}
     fold_curves = {f"fold {k}": (y[folds == k], raw[folds == k]) for k in np.unique(folds)}  # ranking curves: raw
     per_fold = result.pop("folds")  # each metric's mean and std over the folds; beside them each fold's ROC AUC
-    rated = {name: (ratings(rows, name), np.array([r[f"predicted_{name}"] for r in rows])) for name in RATINGS}
+    rated = {name: (ratings(rows, name), np.array([r[predicted_column(name)] for r in rows])) for name in RATINGS}
     rating_scores = {name: evaluation.rating_scores(*pair, folds) for name, pair in rated.items()}
     rating_scores = {name: scores for name, scores in rating_scores.items() if scores is not None}
     # the ROC AUC on the labels of each score P(Positive) can be made from: the classifier's own, the valence head's
-    sources = {"classifier": np.array([r["classifier_probability"] for r in rows]),
+    sources = {"classifier": np.array([r[CLASSIFIER_PROBABILITY] for r in rows]),
                **({"valence_head": rated["valence"][1]} if "valence" in rating_scores else {})}
     by_score = {name: evaluation.binary_metrics(y, raw, p.threshold, scores)["roc_auc"]
                 for name, scores in sources.items()}
-    non_photos = [r for file in sorted(Path("data/oof").glob("fold*/non_photos.csv"))
-                  for r in read_csv(file, required=["path", "kind", "photo_score"])]
-    photo_check = evaluation.photo_check_scores([r["photo_score"] for r in rows], non_photos, p.photo_threshold)
+    non_photos = [r for file in sorted(config.OOF.glob(f"fold*/{config.UNSEEN_KINDS_CSV}"))
+                  for r in read_csv(file, required=["path", "kind", PHOTO_SCORE])]
+    photo_check = evaluation.photo_check_scores([r[PHOTO_SCORE] for r in rows], non_photos, p.photo_threshold)
     predictions = [{**row, "fold": r["fold"]} for row, r in
                    zip(evaluation.prediction_rows([r["path"] for r in rows], y, probability, p.threshold), rows)]
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
-    with Live(LIVE, dvcyaml=False, save_dvc_exp=False) as live:
+    with Live(str(LIVE), dvcyaml=False, save_dvc_exp=False) as live:
         live.summary.update(out_of_fold=result, uncalibrated=uncalibrated, per_fold=per_fold, roc_auc_by_score=by_score,
                             **({"ratings": rating_scores} if rating_scores else {}),
                             **({"photo_check": photo_check} if photo_check else {}))
@@ -89,15 +88,15 @@ def main():
             live.log_sklearn_plot("calibration", y, scores, name=f"calibration/{name}", n_bins=10)
         live.log_sklearn_plot("confusion_matrix", [r["actual"] for r in predictions],
                               [r["predicted"] for r in predictions], name="confusion_matrix/out_of_fold")
-    write_json(f"{LIVE}/per_class.json", {"out_of_fold": evaluation.per_class(y, probability, p.threshold)})
-    write_csv(f"{PLOTS}/predictions.csv", predictions, ["path", "fold", "actual", "predicted", "probability"])
-    figures.roc({"all images, out-of-fold": (y, raw), **fold_curves}, f"{PLOTS}/roc.png")
-    figures.precision_recall(y, raw, f"{PLOTS}/precision_recall.png")
-    figures.confusion_matrix(evaluation.confusion(y, probability, p.threshold), f"{PLOTS}/confusion_matrix.png")
+    write_json(LIVE / "per_class.json", {"out_of_fold": evaluation.per_class(y, probability, p.threshold)})
+    write_csv(config.EVAL_PREDICTIONS, predictions, ["path", "fold", "actual", "predicted", PROBABILITY])
+    figures.roc({"all images, out-of-fold": (y, raw), **fold_curves}, PLOTS / "roc.png")
+    figures.precision_recall(y, raw, PLOTS / "precision_recall.png")
+    figures.confusion_matrix(evaluation.confusion(y, probability, p.threshold), PLOTS / "confusion_matrix.png")
     name = "calibrated, cross-fitted" if calibrate else "P(Positive)"
     figures.reliability({f"{name} (ECE {result['ece']:.3f})": calibration.reliability(y, probability),
                          **({f"uncalibrated (ECE {uncalibrated['ece']:.3f})": calibration.reliability(y, raw)}
-                            if calibrate else {})}, f"{PLOTS}/reliability.png")
+                            if calibrate else {})}, PLOTS / "reliability.png")
     print(f"out-of-fold ({len(rows)} images in {len(fold_curves)} folds): "
           + ", ".join(f"{k} {v}" for k, v in result.items()))
     print(f"calibration ({'cross-fitted Platt' if calibrate else 'none'}): Brier {result['brier']:.4f}, ECE "
@@ -107,7 +106,8 @@ def main():
     print("ROC AUC by score: " + ", ".join(f"{k} {v:.4f}" for k, v in by_score.items())
           + f"; P(Positive) {result['roc_auc']:.4f}")
     if photo_check:
-        print(f"photo check (P(photo) below {p.photo_threshold}): {photo_check['photos_flagged']} of "
+        print(f"photo check (photo score below {config.PHOTO_LINE}: P(photo) below {p.photo_threshold}): "
+              f"{photo_check['photos_flagged']} of "
               f"{photo_check['photos']} labelled photos flagged out of fold; each generated kind, by a check that "
               "never saw it: " + ", ".join(f"{k} {v:.2f}" for k, v in photo_check["kinds_flagged"].items()))
     print("per fold: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in per_fold.items() if "mean" in v))

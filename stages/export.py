@@ -5,7 +5,9 @@
 Reads models/model.keras and fold 0's images (data/split/test.csv, a fifth of the labelled images: enough to
 compare, quicker than all); writes models/model.tflite and metrics/export.json: the largest difference between
 the two models' P(Positive) over those images (and, for a model with rating heads, each rating's, which may
-differ by export.tolerance × its scale's width), and both file sizes. The file is renamed into place only when
+differ by export.tolerance × its scale's width), the largest difference between the Keras model and its own
+heads (models/heads.json) scored on the stored features of the same photos (max_abs_difference_scorer: the
+folds score those heads, so what they measured is what ships), and both file sizes. The file is renamed into place only when
 every difference is within its tolerance.
 """
 import time
@@ -13,20 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
-from valence import params
+from valence import config, params, train_params
+from valence.config import PHOTO, PROBABILITY
 from valence.data.folds import MANIFEST_COLUMNS
-from valence.data.labels import PHOTO
 from valence.errors import PipelineError, run_stage
 from valence.files import atomic_path, read_csv, write_json
+from valence.registry import FROZEN_MODEL
 
-KERAS, LITERT = "models/model.keras", "models/model.tflite"
+KERAS, LITERT = config.MODEL, config.LITERT
 
 
 def main():
     p = params.load("export")
-    rows = read_csv("data/split/test.csv", required=MANIFEST_COLUMNS)
+    rows = read_csv(config.TEST_SPLIT, required=MANIFEST_COLUMNS)
     from valence.data.images import load_images
-    from valence.learn import models
+    from valence.learn import features, heads, models
     from valence.use import classifier  # TensorFlow loads only after the inputs are checked
     from valence.use.predict import score_all
 
@@ -43,17 +46,27 @@ def main():
             started = time.perf_counter()
             batches = [score_all(model, pixels[i:i + p.batch_size]) for i in range(0, len(pixels), p.batch_size)]
             scored[name] = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}, time.perf_counter() - started
-        widths = {"probability": 1.0, **{k: high - low for k, (low, high) in keras_model.ratings.items()},
+        widths = {PROBABILITY: 1.0, **{k: high - low for k, (low, high) in keras_model.ratings.items()},
                   **({PHOTO: 1.0} if keras_model.photo_check else {})}
         differences = {k: float(abs(scored["keras"][0][k] - scored["litert"][0][k]).max()) for k in widths}
         for output, difference in differences.items():
             if difference > p.tolerance * widths[output]:
                 raise PipelineError(f"{LITERT}: LiteRT and Keras differ by up to {difference:.2e} in "
-                                    f"{'P(Positive)' if output == 'probability' else output} on the test images, "
+                                    f"{'P(Positive)' if output == PROBABILITY else output} on the test images, "
                                     f"over export.tolerance ({p.tolerance:g}) × {widths[output]:g}; not written")
-        difference = differences.pop("probability")
+        difference = differences.pop(PROBABILITY)
+        # what the folds measured is what ships: the release's own heads on the stored features of the same photos
+        # (view 0, the photo itself, as the Keras model saw it) give every output the model gives
+        if train_params.load().model == FROZEN_MODEL:  # other models' heads sit on their own layers
+            stored = features.load(config.FEATURES, [r["path"] for r in rows])[:config.views_scored(False)]
+            by_heads = classifier.named_scores(heads.score(heads.load(config.HEADS), stored))[0]
+            differences["scorer"] = max(float(abs(by_heads[k] - scored["keras"][0][k]).max()) for k in widths)
+            if differences["scorer"] > p.tolerance:
+                raise PipelineError(f"{config.HEADS}: the heads scored on {config.FEATURES} differ from {KERAS} by "
+                                    f"up to {differences['scorer']:.2e} on the test images, over export.tolerance "
+                                    f"({p.tolerance:g}): the release is not the model the folds measured; not written")
         litert_mb = tmp.stat().st_size / 2**20
-    write_json("metrics/export.json", {"n_test": len(rows), "max_abs_difference": float(f"{difference:.3g}"),
+    write_json(config.EXPORT_METRICS, {"n_test": len(rows), "max_abs_difference": float(f"{difference:.3g}"),
                                        **{f"max_abs_difference_{k}": float(f"{v:.3g}") for k, v in differences.items()},
                                        "keras_mb": round(Path(KERAS).stat().st_size / 2**20, 2),
                                        "litert_mb": round(litert_mb, 2)})

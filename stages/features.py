@@ -14,19 +14,18 @@ With DASK_SCHEDULER_ADDRESS set, the photo and mirror views are computed in shar
 """
 import os
 
-from valence import params
+from valence import config, train_params
 from valence.data.folds import MANIFEST_COLUMNS
 from valence.errors import run_stage
 from valence.files import atomic_dir, read_csv, write_csv
 from valence.registry import FROZEN_MODEL
 
-OUT = "data/features"
-NON_PHOTOS = "data/non_photos/index.csv"
+OUT, NON_PHOTOS = config.FEATURES, config.NON_PHOTOS_INDEX
 
 
 def main():
-    p = params.load("train")
-    rows = read_csv("data/split/folds.csv", required=MANIFEST_COLUMNS) + read_csv(NON_PHOTOS, required=["path", "kind"])
+    p = train_params.load()
+    rows = read_csv(config.FOLDS, required=MANIFEST_COLUMNS) + read_csv(NON_PHOTOS, required=["path", "kind"])
     if p.model != FROZEN_MODEL:  # without TensorFlow: an empty paths.csv, so the stage has its output
         with atomic_dir(OUT) as tmp:
             write_csv(tmp / "paths.csv", [], ["path"])
@@ -39,7 +38,7 @@ def main():
     runtime.configure(p.seed)
     f = p.frozen
     extractor = features.combined_extractor(f.extractors())
-    address = os.environ.get("DASK_SCHEDULER_ADDRESS")  # Dask's own setting: where, not what (README: On a cluster)
+    address = os.environ.get("DASK_SCHEDULER_ADDRESS")  # Dask's own setting: where, not what (docs/guide.md: On a cluster)
     if address:
         from valence.learn.features_cluster import extract_on_cluster
 

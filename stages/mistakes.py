@@ -9,22 +9,21 @@ regions push P(Positive) up, red, or down, blue), scored as predict scores (eval
 probabilities are the fold models'; the maps are the released model's (the fold models are not kept), which
 learnt from these photos too, so a map shows what the shipped model looks at, not why a fold model erred.
 """
-from pathlib import Path
 
-from valence import params
+from valence import config, params
 from valence.errors import PipelineError, run_stage
 from valence.files import read_csv
 
-PREDICTIONS, MODEL, OUT = "plots/eval/predictions.csv", "models/model.keras", "plots/eval/mistakes.png"
+PREDICTIONS, MODEL, OUT = config.EVAL_PREDICTIONS, config.MODEL, config.MISTAKES
 
 
 def main():
     p = params.load("evaluate")
-    rows = read_csv(PREDICTIONS, required=["path", "actual", "predicted", "probability"])
-    labels = Path("data/labels.csv")
+    rows = read_csv(PREDICTIONS, required=["path", "actual", "predicted", config.PROBABILITY])
+    labels = config.LABELS
     valence = {r["path"]: r.get("valence") for r in read_csv(labels, required=["path"])} if labels.exists() else {}
     try:
-        rows = [{**r, "probability": float(r["probability"]), "valence": valence.get(r["path"])} for r in rows]
+        rows = [{**r, config.PROBABILITY: float(r[config.PROBABILITY]), "valence": valence.get(r["path"])} for r in rows]
     except ValueError:
         raise PipelineError(f"{PREDICTIONS}: a probability is not a number; run evaluate again") from None
     from valence.report import figures

@@ -5,14 +5,14 @@
 Draws non_photos.per_kind images of each of non_photos.kinds (documents, charts, interface screenshots, flat
 colours, noise, line art …), seeded by non_photos.seed, and writes data/non_photos/: <kind>/<kind> <index>.png and
 index.csv (path, kind). The features stage computes their features beside the photos'; the fold stages and the
-release train the photo check on them (README: Not a photo?). per_kind 0 writes an empty index: no photo check.
+release train the photo check on them (docs/model-card.md: Not a photo?). per_kind 0 writes an empty index: no photo check.
 """
-from valence import params
+from valence import config, params
 from valence.data import non_photos
 from valence.errors import PipelineError, run_stage
 from valence.files import atomic_dir, write_csv
 
-OUT = "data/non_photos"
+OUT = config.NON_PHOTOS
 
 
 def main():

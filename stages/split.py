@@ -14,7 +14,7 @@ near_duplicate_pairs_across_folds, groups_in_both_splits and near_duplicate_pair
 may not hold a group larger than 1 / k + split.tolerance of the images (no split could then be even): such a
 group stops the stage, named; folds uneven for smaller groups are reported (printed and in fold_shares).
 """
-from valence import params
+from valence import config, params
 from valence.data.audit import near_duplicate_pairs
 from valence.data.labels import RATINGS, class_counts
 from valence.errors import PipelineError, run_stage
@@ -23,7 +23,7 @@ from valence.data.folds import (FOLD_COLUMNS, MANIFEST_COLUMNS, OUTPUT_COLUMNS, 
                                 fold_count, fold_shares, groups_in_several_folds, merge_groups, pairs_across,
                                 shared_groups)
 
-AUDIT = "data/near_duplicates.csv"
+AUDIT = config.NEAR_DUPLICATES
 
 
 def counts(part):
@@ -32,12 +32,12 @@ def counts(part):
 
 def main():
     p = params.load("split")
-    rows = read_csv("data/labels.csv", required=MANIFEST_COLUMNS)
+    rows = read_csv(config.LABELS, required=MANIFEST_COLUMNS)
     pairs = near_duplicate_pairs(AUDIT)
     rows = merge_groups(rows, pairs)
     grouped = p.group_by == "concept"
     n_folds = fold_count(p.test_size)
-    rows = assign_folds(rows, n_folds, p.seed, what="data/labels.csv", grouped=grouped)
+    rows = assign_folds(rows, n_folds, p.seed, what=str(config.LABELS), grouped=grouped)
     train, test = [r for r in rows if r["fold"] != 0], [r for r in rows if r["fold"] == 0]
     fold_of = {r["path"]: r["fold"] for r in rows}
     spanning = groups_in_several_folds(rows)
@@ -51,9 +51,9 @@ def main():
         print(f"note: folds hold {min(shares.values()):.1%}–{max(shares.values()):.1%} of the images, not "
               f"{1 / n_folds:.0%} ± {p.tolerance:.0%}: whole groups of few images cannot be spread more evenly")
     keep = (lambda r: r) if grouped else (lambda r: {**r, "group": ""})  # none: validation splits image by image too
-    write_csv("data/split/folds.csv", [keep(r) for r in rows], FOLD_COLUMNS + list(RATINGS))
-    write_csv("data/split/train.csv", [keep(r) for r in train], OUTPUT_COLUMNS)
-    write_csv("data/split/test.csv", [keep(r) for r in test], OUTPUT_COLUMNS)
+    write_csv(config.FOLDS, [keep(r) for r in rows], FOLD_COLUMNS + list(RATINGS))
+    write_csv(config.TRAIN_SPLIT, [keep(r) for r in train], OUTPUT_COLUMNS)
+    write_csv(config.TEST_SPLIT, [keep(r) for r in test], OUTPUT_COLUMNS)
     summary = {"train": counts(train), "test": counts(test),
                "folds": {str(k): counts([r for r in rows if r["fold"] == k]) for k in range(n_folds)}}
     summary.update(fold_shares=shares, largest_group=largest)
@@ -62,7 +62,7 @@ def main():
                    groups_in_both_splits=len(crossing_groups),
                    test_images_with_group_in_train=sum(r["group"] in set(crossing_groups) for r in test),
                    near_duplicate_pairs_across_splits=len(crossing_pairs))
-    write_json("metrics/split.json", summary)
+    write_json(config.SPLIT_METRICS, summary)
     print(summary)
 
 

@@ -11,12 +11,12 @@ the reason: undecodable, unrated, duplicate, label conflict, …) and metrics/da
 """
 from pathlib import Path
 
-from valence import params
+from valence import config, params
 from valence.data.layouts import LABEL_COLUMNS, build_image_set
 from valence.errors import run_stage
 from valence.files import atomic_dir, write_csv, write_json
 
-IMAGES_DIR = Path("data/images")
+IMAGES_DIR = config.IMAGES
 
 
 def main():
@@ -28,9 +28,9 @@ def main():
                                                  p.arousal_column)
     for row in rows:  # the images now live at their final place
         row["path"] = (IMAGES_DIR / Path(row["path"]).relative_to(tmp)).as_posix()
-    write_csv("data/labels.csv", rows, LABEL_COLUMNS)
-    write_csv("data/skipped.csv", [{"name": n, "reason": r} for n, r in skipped], ["name", "reason"])
-    write_json("metrics/data.json", summary)
+    write_csv(config.LABELS, rows, LABEL_COLUMNS)
+    write_csv(config.SKIPPED, [{"name": n, "reason": r} for n, r in skipped], ["name", "reason"])
+    write_json(config.DATA_METRICS, summary)
     for name, reason in skipped[:10]:
         print(f"skipped {name}: {reason}")
     if len(skipped) > 10:

@@ -33,49 +33,37 @@ def tiny_models(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_rating_models(tmp_path_factory, tiny_models):
     """(.keras, .tflite, heads): the tiny classifier with rating heads (valence 1–7, arousal 1–7) on the features
-    its head reads, as the train stage adds them; heads: {rating: the fitted ridge head}."""
-    import keras
+    its last unit reads, released as the train stage releases heads; heads: {rating: the fitted ridge head}."""
     import numpy as np
 
-    from valence.learn import models, rating_heads
+    from valence.config import output_name
+    from valence.learn import heads, models
 
-    layers = models.load(tiny_models[0]).layers
-    inputs = features_out = keras.Input((24, 32, 3))
-    for layer in layers[:-1]:
-        features_out = layer(features_out)
-    head = keras.layers.Dense(1, activation="sigmoid", name="head")  # called once, as with_head's is
-    model = keras.Model(inputs, head(features_out))  # functional, as the released frozen model is
-    head.set_weights(layers[-1].get_weights())
-    features = keras.Model(inputs, features_out)
+    extractor, [probability] = heads.of_last_unit(models.load(tiny_models[0]), "probability")
     batch = np.random.default_rng(1).integers(0, 256, (64, 24, 32, 3)).astype("float32")
-    x = np.asarray(features(batch))[None]
-    heads = {"valence": rating_heads.fit(x, 4 + 40 * x[0, :, 0] - 30 * x[0, :, 1], 1e-3),
-             "arousal": rating_heads.fit(x, 3 + 50 * x[0, :, 2], 1e-3)}
-    rated = rating_heads.with_ratings(model, heads, {"valence": (1.0, 7.0), "arousal": (1.0, 7.0)})
+    x = np.asarray(extractor(batch))[None]
+    ratings = {"valence": heads.ridge(x, 4 + 40 * x[0, :, 0] - 30 * x[0, :, 1], 1e-3, output_name("valence", (1, 7)), (1.0, 7.0)),
+               "arousal": heads.ridge(x, 3 + 50 * x[0, :, 2], 1e-3, output_name("arousal", (1, 7)), (1.0, 7.0))}
     folder = tmp_path_factory.mktemp("tiny-rating-model")
-    rated.save(folder / "model.keras")
+    heads.to_keras(extractor, [probability, *ratings.values()]).save(folder / "model.keras")
     models.export_litert(models.load(folder / "model.keras"), folder / "model.tflite")
-    return folder / "model.keras", folder / "model.tflite", heads
+    return folder / "model.keras", folder / "model.tflite", ratings
 
 
 @pytest.fixture(scope="session")
-def tiny_checked_models(tmp_path_factory, tiny_rating_models):
-    """(.keras, .tflite): the tiny rated classifier with a photo check (photo_check.with_photo_check) that
-    scores dark images as photos and bright ones as not, its threshold 0.5 (so "photo" is P(photo))."""
+def tiny_checked_models(tmp_path_factory, tiny_models, tiny_rating_models):
+    """(.keras, .tflite): the tiny rated classifier with a photo check that scores dark images as photos and
+    bright ones as not, its line at P(photo) 0.5 (so "photo" is P(photo))."""
     import numpy as np
 
-    from valence.learn import models, photo_check
+    from valence.learn import heads, models
 
-    rated = models.load(tiny_rating_models[0])
-    features = rated.get_layer("head").input
-    import keras
-
-    extract = keras.Model(rated.input, features)
+    extractor, [probability] = heads.of_last_unit(models.load(tiny_models[0]), "probability")
     rng = np.random.default_rng(2)
-    dark, bright = (np.asarray(extract(rng.integers(lo, hi, (64, 24, 32, 3)).astype("float32")))[None]
+    dark, bright = (np.asarray(extractor(rng.integers(lo, hi, (64, 24, 32, 3)).astype("float32")))[None]
                     for lo, hi in ((0, 100), (156, 256)))
-    checked = photo_check.with_photo_check(rated, photo_check.fit(dark, bright, 1.0), threshold=0.5)
+    check = heads.logistic(np.concatenate([dark, bright], axis=1), np.r_[np.ones(64), np.zeros(64)], 1.0, "photo")
     folder = tmp_path_factory.mktemp("tiny-checked-model")
-    checked.save(folder / "model.keras")
+    heads.to_keras(extractor, [probability, *tiny_rating_models[2].values(), heads.threshold(check, 0.5)]).save(folder / "model.keras")
     models.export_litert(models.load(folder / "model.keras"), folder / "model.tflite")
     return folder / "model.keras", folder / "model.tflite"

@@ -138,10 +138,10 @@ def project_params(changes):
 
 
 def repo_params(section):
-    """One section of the project's params.yaml, typed (valence.params)."""
-    from valence import params
+    """One section of the project's params.yaml, typed (valence.params; train: valence.train_params)."""
+    from valence import params, train_params
 
-    return params.load(section, ROOT / "params.yaml")
+    return train_params.load(ROOT / "params.yaml") if section == "train" else params.load(section, ROOT / "params.yaml")
 
 
 def run_stage(name, cwd, params_text=None, args=(), **env):

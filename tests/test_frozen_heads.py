@@ -10,7 +10,8 @@ from PIL import Image
 from helpers import ROOT, project_params
 from valence.data.folds import FOLD_COLUMNS, assign_folds
 from valence.files import write_csv
-from valence.learn import logistic_head
+from valence.learn import heads
+from valence.learn.train_on_features import choose_c
 
 
 def tiny_labels(work, concepts=12, photos=3):
@@ -53,7 +54,7 @@ def test_each_image_is_scored_by_the_head_of_the_other_folds(tmp_path):
     folds = np.array([r["fold"] for r in folded])
     for k in range(5):  # the same C on the other folds' features gives the held-out fold's probabilities
         c = float(scored[int(np.flatnonzero(folds == k)[0])]["C"])
-        expected = logistic_head.probability(logistic_head.fit(views[:, folds != k], y[folds != k], c), views[:, folds == k])
+        expected = heads.score([heads.logistic(views[:, folds != k], y[folds != k], c, "p")], views[:, folds == k])["p"]
         np.testing.assert_allclose([float(r["probability"]) for r, held in zip(scored, folds == k) if held], expected,
                                    atol=2e-6)
     stale = [{**r, "fold": (r["fold"] + 1) % 5} for r in folded]
@@ -80,7 +81,7 @@ def test_nested_comparison_scores_each_fold_by_the_pick_of_its_training_folds(tm
     folds, groups = np.array([r["fold"] for r in folded]), np.array([r["group"] for r in folded])
     for k in range(5):
         fit = folds != k
-        inner = {name: max(logistic_head.choose_c(views[:n, fit], y[fit], groups[fit], [0.001, 0.01], folds=5, seed=21)[1]
+        inner = {name: max(choose_c(views[:n, fit], y[fit], groups[fit], [0.001, 0.01], folds=5, seed=21)[1]
                            .values()) for name, n in (("lite2", 2), ("lite2_photo_only", 1))}
         expected = max(inner, key=inner.get)
         held = [i for i, f in enumerate(folds) if f == k]

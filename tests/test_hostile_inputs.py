@@ -3,7 +3,7 @@ a one-line `error: …` naming the file and the problem (exit 1, no traceback), 
 file is skipped and listed in data/skipped.csv, or converted) — and a failed stage writes nothing and loses
 nothing: the project folder is byte-for-byte what it was.
 
-Numbers in the test ids are the cases of the issue that asked for this corpus (README: Troubleshooting).
+Numbers in the test ids are the cases of the issue that asked for this corpus (docs/guide.md: Troubleshooting).
 """
 import io
 import json

@@ -167,7 +167,7 @@ def s3_server():
 
 @pytest.mark.parametrize("kind", ["folder", "s3"])
 def test_push_then_a_fresh_clone_pulls_the_model_and_has_nothing_to_run(project, kind, tmp_path, request):
-    """README "Share data and models": a remote in .dvc/config (credentials only in config.local or the
+    """docs/guide.md "Share data and models": a remote in .dvc/config (credentials only in config.local or the
     environment, never in git), `dvc push`; a teammate's `git clone` + `dvc pull` gets every output of the
     committed run, and `dvc repro` finds nothing to do."""
     work, env, dvc, _ = project

@@ -109,7 +109,7 @@ def test_kill_9_during_download_unzip_and_train_then_repro_recovers(tmp_path, se
 
 
 def test_a_failed_stage_under_dvc_repro_leaves_no_output_and_dvc_checkout_restores_it(tmp_path):
-    """README Troubleshooting: `dvc repro` removes a stage's outputs before running it (none is `persist`), so
+    """docs/guide.md, Troubleshooting: `dvc repro` removes a stage's outputs before running it (none is `persist`), so
     a stage that fails leaves nothing — no half-written file, and not the previous one either — and
     `dvc checkout` brings back the last run's outputs from DVC's cache."""
     work = tmp_path

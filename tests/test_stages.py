@@ -372,3 +372,28 @@ def test_every_committed_metric_and_plot_file_is_a_stages_output():
     outputs = declared_outputs()
     stale = [f for f in tracked if not any(fnmatch.fnmatch(f, out) or f.startswith(out.rstrip("/") + "/") for out in outputs)]
     assert tracked and not stale, f"tracked in git but written by no stage in dvc.yaml: {stale}"
+
+
+def test_every_path_valence_config_names_is_a_dvc_output():
+    """valence.config names the paths; dvc.yaml tells DVC about them: each config path is a stage's out or metric,
+    a folder of them, or lies inside one (data/oof inside the fold matrix's data/oof/fold${item.fold}), so they cannot drift apart."""
+    from pathlib import Path, PurePosixPath
+
+    from valence import config
+
+    declared = set()
+    for spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values():
+        for entry in spec.get("outs", []) + spec.get("metrics", []):
+            out = next(iter(entry)) if isinstance(entry, dict) else entry
+            declared.add(PurePosixPath(out.replace("${item.fold}", "0")))
+    named = {name: PurePosixPath(value.as_posix()) for name, value in vars(config).items() if isinstance(value, Path)}
+    assert len(named) > 20
+    for name, path in {**named, "OOF": PurePosixPath(config.fold_dir(0).as_posix())}.items():
+        assert any(path == out or out in path.parents or path in out.parents for out in declared), \
+            f"config.{name} = {path}: no stage writes it"
+
+
+@pytest.mark.parametrize("stage", ["download", "unzip", "audit", "split", "non_photos", "plots_page"])
+def test_the_stages_before_features_do_not_run_the_model_registry(stage):
+    """Adding a backbone (valence/registry.py and its pin) re-runs nothing that does not use models."""
+    assert "valence/registry.py" not in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]

@@ -9,4 +9,4 @@
 """
 from valence.runtime import quiet_tensorflow_import
 
-quiet_tensorflow_import()  # TensorFlow's C++ start-up notes, once per process: README, Troubleshooting
+quiet_tensorflow_import()  # TensorFlow's C++ start-up notes, once per process: docs/guide.md, Troubleshooting

@@ -13,7 +13,7 @@ serve its limits from the serve section; the flags override them. ``--model`` ma
 import argparse
 import sys
 
-from valence import params
+from valence import config, params
 from valence.errors import PipelineError, run_stage
 
 
@@ -27,7 +27,7 @@ def predict(args):
     batch_size = args.batch_size or p.batch_size
     threshold = p.threshold if args.threshold is None else args.threshold
     flip_average = p.flip_average if args.flip_average is None else args.flip_average
-    if args.scheduler:  # README: On a cluster
+    if args.scheduler:  # docs/guide.md: On a cluster
         from valence.files import digest_of
         from valence.use import predict_cluster
 
@@ -100,7 +100,7 @@ def explain_files(classifier, files, out, threshold=0.5, flip_average=False):
         while name in used:  # photos of one name from several folders
             name += "_"
         used.add(name)
-        row = {"path": str(file), "probability": round(probability, 6), "label": label_of(probability, threshold),
+        row = {"path": str(file), config.PROBABILITY: round(probability, 6), "label": label_of(probability, threshold),
                "method": METHOD, "map": np.round(heat.astype(float), 6).tolist()}
         with atomic_path(out / f"{name}.png", suffix=".png") as tmp:
             captioned(pixels, heat, f"P(Positive) {probability:.3f}: {row['label']}   red: pushes toward Positive, "
@@ -142,7 +142,7 @@ def photo_command(commands, name, help, out, out_help, run):
     c = commands.add_parser(name, help=help)
     c.add_argument("paths", nargs="+", help="image files and folders")
     c.add_argument("--out", default=out, help=out_help)
-    c.add_argument("--model", default="models/model.keras", help=".keras, or .tflite from the export stage")
+    c.add_argument("--model", default=str(config.MODEL), help=".keras, or .tflite from the export stage")
     c.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
                    help="default: evaluate.flip_average")
     c.set_defaults(run=run)
@@ -157,13 +157,13 @@ def parser():
     p.add_argument("--batch-size", type=int, default=None, help="default: evaluate.batch_size")
     p.add_argument("--threshold", type=float, default=None, help="default: evaluate.threshold")
     p.add_argument("--scheduler", default=None, help="a Dask scheduler (tcp://host:8786), or local:N for N worker "
-                   "processes here: score in shards on a cluster, resumable (README: On a cluster)")
+                   "processes here: score in shards on a cluster, resumable (docs/guide.md: On a cluster)")
     p.add_argument("--shard-size", type=int, default=None, help="photos a cluster task (default 256)")
     photo_command(commands, "explain", "a heatmap per image of what pushes P(Positive) up or down → PNG + JSON",
                   "explained", "folder for <photo>.png and <photo>.json", explain)
     s = commands.add_parser("serve", help="an HTTP service: GET / (a page to try it), POST /predict, /explain, "
                                           "GET /healthz, /readyz, /docs")
-    s.add_argument("--model", default="models/model.keras", help=".keras, or .tflite (served without TensorFlow)")
+    s.add_argument("--model", default=str(config.MODEL), help=".keras, or .tflite (served without TensorFlow)")
     s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(run=serve)

@@ -1,4 +1,4 @@
-"""Map a model over photos in shards on a Dask cluster (README: On a cluster).
+"""Map a model over photos in shards on a Dask cluster (docs/guide.md: On a cluster).
 
     client = cluster.connect("tcp://10.0.0.5:8786")   # or "local:4": four worker processes on this machine
     model = cluster.send_model(client, "models/model.tflite")  # on every worker, once

@@ -3,7 +3,7 @@ runs on (`strategy`).
 
 One inter-op thread and one intra-op thread per core keep both cores on the one op that runs. With two
 inter-op threads on 2 cores, MobileNetV2's forward pass dipped to half speed on ~100 % CPU more often in short
-probes; the dips still happen with one (README: Performance, cause not yet found). Results do not change.
+probes; the dips still happen with one (docs/performance.md, cause not yet found). Results do not change.
 """
 import contextlib
 import importlib.abc

@@ -1,4 +1,3 @@
-import keras
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -45,19 +44,3 @@ def test_cross_fitting_maps_each_fold_by_the_other_folds_only():
     y_changed = y.copy()
     y_changed[folds == 0] = 1 - y_changed[folds == 0]  # fold 0's own labels never reach fold 0's map
     assert calibration.cross_fitted(y_changed, low, folds)[1][0] == maps[0]
-
-
-def test_the_map_folds_into_the_models_last_dense_layer():
-    inputs = keras.Input((3,))
-    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Dense(4)(inputs)))
-    x = np.random.default_rng(2).normal(size=(20, 3)).astype(np.float32)
-    before = model.predict(x, verbose=0)[:, 0]
-    calibration.fold_into(model, (1.3, 0.4))
-    np.testing.assert_allclose(model.predict(x, verbose=0)[:, 0], calibration.apply((1.3, 0.4), before), atol=1e-5)
-
-
-def test_a_model_without_a_sigmoid_dense_end_is_refused():
-    inputs = keras.Input((3,))
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs), name="softmax_model")
-    with pytest.raises(ValueError, match="softmax_model: its last layer"):
-        calibration.fold_into(model, (1.0, 0.5))

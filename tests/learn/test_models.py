@@ -1,10 +1,13 @@
 
+import re
+
 import keras
 import numpy as np
 import pytest
 
 from valence.errors import PipelineError
 from valence.learn import models
+from valence.registry import BACKBONES, MODEL_NAMES
 from helpers import MOBILENET_WEIGHTS as SHARED_WEIGHTS, repo_params, require_shared
 
 
@@ -83,6 +86,18 @@ def test_unfreeze_top_blocks_of_efficientnet_lite(blocks):
     assert "top_conv" in trainable and not any(name.endswith("_bn") for name in trainable)
 
 
+@pytest.mark.parametrize("name", BACKBONES)
+def test_the_most_fine_tune_blocks_params_allows_unfreezes_the_top_blocks_all_but_block_0(name):
+    """params lets fine_tune_blocks reach the registry's last_block: that many must exist, and be the top ones."""
+    facts = BACKBONES[name]
+    model = models.build(params(name, 64, 64), weights=None)
+    models.unfreeze_top_blocks(model, facts.last_block)
+    numbers = {int(m.group(1)) for layer in model.layers[2].layers if layer.trainable and layer.weights
+               and (m := re.match(facts.block_pattern, layer.name))}
+    assert numbers == set(range(1, facts.last_block + 1))  # MobileNetV2 numbers from 1, Lite's block 0 stays
+    models.split_frozen(model, facts.last_block)  # the cut below the lowest of them exists
+
+
 @pytest.mark.parametrize("blocks", [1, 3])
 def test_unfreeze_top_blocks_keeps_batch_norm_frozen(blocks):
     model = models.build(params("mobilenet_v2", 96, 96), weights=None)
@@ -135,7 +150,7 @@ def test_too_small_images_are_a_clear_error():
         models.build(params("seed_baseline", 48, 60))
 
 
-@pytest.mark.parametrize("name", ["seed_baseline", "small_cnn", "mobilenet_v2", "efficientnet_lite0"])
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_saved_model_is_self_contained(tmp_path, name):
     """Scaling lives inside: the reloaded file alone maps raw 0–255 pixels to the same probabilities."""
     model = models.build(params(name, 96, 112), weights=None)

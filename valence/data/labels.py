@@ -1,12 +1,9 @@
 """The two classes and their 0/1 targets, and the ratings beside them: the facts every stage, predict and serve
 share."""
-import re
-
 import numpy as np
 
 CLASSES = ("Negative", "Positive")  # index = the model's target: 1 means Positive
 RATINGS = ("valence", "arousal")  # rated dimensions a dataset may carry beside its labels (OASIS: means of 1–7)
-PHOTO = "photo"  # the released model's photo check output: below 0.5, not like the photos it learnt from
 
 
 def label_of(probability, threshold):
@@ -29,17 +26,16 @@ def class_counts(rows):
     return {c: sum(r["label"] == c for r in rows) for c in CLASSES}
 
 
-def output_name(rating, scale):
-    """The released model's output for ``rating`` names it and its scale: "valence_1_to_7" ("m" for minus)."""
-    def number(value):
-        return f"{value:g}".replace("-", "m").replace(".", "p")
-    return f"{rating}_{number(scale[0])}_to_{number(scale[1])}"
+def scale_of(rating, declared=(), name="the rating"):
+    """The rating scale a model records: ``declared`` (unzip.rating_scale), which every rating must lie in, or
+    without it the rated training images' range widened to whole numbers (1.3–6.6 → 1–7)."""
+    from valence.errors import PipelineError
 
-
-def parse_output_name(name):
-    """(rating, (low, high)) of an ``output_name``; None for any other output."""
-    match = re.fullmatch(r"([a-z]+)_(m?[\dp]+)_to_(m?[\dp]+)", name)
-    if not match:
-        return None
-    low, high = (float(part.replace("m", "-").replace("p", ".")) for part in match.groups()[1:])
-    return match.group(1), (low, high)
+    low, high = float(np.nanmin(rating)), float(np.nanmax(rating))
+    if not declared:
+        return float(np.floor(low)), float(np.ceil(high))
+    if low < declared[0] or high > declared[1]:
+        raise PipelineError(f"{name} ratings run from {low:g} to {high:g}, outside unzip.rating_scale "
+                            f"[{declared[0]:g}, {declared[1]:g}]; set the questionnaire's scale, or [] to take "
+                            "the rated range")
+    return float(declared[0]), float(declared[1])

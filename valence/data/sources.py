@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from valence.data.safe_zip import check_sizes, extract_member, is_symlink, open_zip, read_member, safe_member_path
 from valence.errors import PipelineError
 from valence.files import digest_of
-from valence.params import DOWNLOADED
+from valence.config import RAW as DOWNLOADED
 
 
 def is_junk(path):

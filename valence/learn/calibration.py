@@ -4,27 +4,22 @@ The heads weigh the classes as balanced, so on OASIS their probabilities run low
 a base rate of 0.657). Platt scaling maps a probability p to sigmoid(slope · logit(p) + intercept), fit by
 logistic regression on out-of-fold predictions — as scikit-learn's CalibratedClassifierCV(ensemble=False) fits
 its map on cross-validated predictions and applies it to the model fit on everything. One increasing map keeps
-every ranking (ROC AUC) and folds into the released model's sigmoid Dense layer, so model.keras, model.tflite,
+every ranking (ROC AUC) and, being affine in the logit, is one more map of the P(Positive) head (heads.affine), so model.keras, model.tflite,
 `valence predict` and the page all give calibrated probabilities with no extra file. Its own effect is measured
 by cross-fitting: each fold's predictions are mapped by the map fit on the other folds' (``cross_fitted``).
 """
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
-EPSILON = 1e-7  # keeps logit finite at probabilities of exactly 0 or 1
+from valence.learn.heads import logit, stack
+
 IDENTITY = (1.0, 0.0)  # (slope, intercept) of no calibration
-
-
-def logit(probability):
-    p = np.clip(np.asarray(probability, dtype=np.float64), EPSILON, 1 - EPSILON)
-    return np.log(p / (1 - p))
 
 
 def fit(y_true, probability):
     """(slope, intercept) of the Platt map from ``probability`` to the labels ``y_true`` (0/1): an unpenalised
-    logistic regression on the logit."""
-    regression = LogisticRegression(C=np.inf).fit(logit(probability)[:, None], np.asarray(y_true))
-    return float(regression.coef_[0, 0]), float(regression.intercept_[0])
+    logistic regression on the logit (``heads.affine`` applies it to a head)."""
+    (slope,), intercept = stack(y_true, [logit(probability)])
+    return slope, intercept
 
 
 def apply(mapping, probability):
@@ -61,17 +56,3 @@ def expected_calibration_error(y_true, probability, bins=10):
 def gap_of(rows):
     """The expected calibration error of ``reliability`` rows."""
     return sum(r["images"] * abs(r["predicted"] - r["observed"]) for r in rows) / sum(r["images"] for r in rows)
-
-
-def fold_into(model, mapping):
-    """``model`` with the Platt map folded into its last layer, a one-unit sigmoid Dense: logit · slope +
-    intercept. Raises ValueError for a model that does not end in one."""
-    import keras
-
-    slope, intercept = mapping
-    last = model.layers[-1]
-    if not (isinstance(last, keras.layers.Dense) and last.units == 1 and last.activation is keras.activations.sigmoid):
-        raise ValueError(f"{model.name}: its last layer, {last.name}, is not a one-unit sigmoid Dense layer")
-    kernel, bias = last.get_weights()
-    last.set_weights([kernel * slope, bias * slope + intercept])
-    return model

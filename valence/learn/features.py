@@ -2,7 +2,7 @@
 
 A feature extractor is a pretrained backbone, frozen, that global-average-pools its last feature map and, if
 asked, the outputs of earlier blocks, and concatenates them: RGB 0–255 in, one vector out. The heads that train
-on these vectors are tiny (valence.learn.logistic_head), so the forward passes here are nearly all the cost of training.
+on these vectors are tiny (valence.learn.heads), so the forward passes here are nearly all the cost of training.
 
 Views: 0 is the photo, 1 its mirror image, 2 and up augmented copies (train.augment's random affine maps,
 seeded per view), so `views: 2` is what flip averaging at prediction time sees.
@@ -10,6 +10,8 @@ seeded per view), so `views: 2` is what flip averaging at prediction time sees.
 from pathlib import Path
 
 import numpy as np
+
+from valence.config import MIRROR_VIEW, PHOTO_VIEW
 
 BATCH = 32  # images per forward pass: inference only
 
@@ -62,9 +64,9 @@ def view_batches(images, view, augment=None, seed=0):
     from valence.learn.train_on_images import dataset
 
     labels = np.zeros(len(images), np.float32)
-    if view == 0:
+    if view == PHOTO_VIEW:
         return dataset(images, labels, BATCH, shuffle=False)
-    if view == 1:
+    if view == MIRROR_VIEW:
         return dataset(images[:, :, ::-1], labels, BATCH, shuffle=False)
     return dataset(images, labels, BATCH, seed=seed * 1000 + view, augment=augment, shuffle=False)
 

@@ -1,5 +1,5 @@
 """The Keras models train.model names (valence.registry): each builder returns a self-contained model from its
-own section of train params.
+settings (TrainParams.hyper: an own model's section, or train.fine_tune at a backbone's registry size).
 
 Self-contained means: RGB float32 images in 0–255 at the configured size in, P(Positive) out; any scaling
 happens inside, so the saved file is usable without this package.
@@ -94,7 +94,7 @@ def pretrained_backbone(name, height, width, weights="imagenet"):
                 raise
             raise PipelineError(f"cannot get MobileNetV2's ImageNet weights ({type(err).__name__}); without network, "
                                 f"put them at {Path(keras_home(), 'models', mobilenet_weights_file(height, width))} "
-                                "(README: Offline use)") from None
+                                "(docs/guide.md: Offline use)") from None
     else:
         backbone = efficientnet_lite.backbone(name, (height, width, 3))
         if weights == "imagenet":
@@ -189,14 +189,14 @@ def predictor(model, jit_compile=False):
 
 
 def build(p, weights="imagenet"):
-    """The model ``p.model`` built from its section ``p.hyper`` (``weights`` applies to pretrained backbones only)."""
+    """The model ``p.model`` built from its settings ``p.hyper`` (``weights`` applies to pretrained backbones only)."""
     h = p.hyper
     try:
         return MODELS[p.model](h, weights=weights)
     except ValueError as err:  # e.g. the image is too small for the strided convolutions
+        where = "its size in valence/registry.py" if p.model in BACKBONES else f"train.{p.model}.image_height/width"
         raise PipelineError(f"train.model {p.model} cannot take {h.image_height}×{h.image_width} images "
-                            f"(train.{p.model}.image_height/width): "
-                            f"{str(err).splitlines()[0]}") from None
+                            f"({where}): {str(err).splitlines()[0]}") from None
 
 
 def compile_model(model, learning_rate, decay="none", steps=None, jit_compile=False, weighted=False):

@@ -1,24 +1,27 @@
-"""train.model frozen: heads on the features stage's frozen ImageNet features, released as one Keras model.
+"""train.model frozen: heads on the features stage's frozen ImageNet features (valence.learn.heads).
 
-No backbone trains, so the features computed once (data/features) are all the images the heads ever need:
-C is chosen by grouped cross-validation inside the training images, the classifier is fit on all of them, and
-the released model is the same extractor that computed the features with the head as its sigmoid Dense layer.
-The history has one row per C candidate in ascending order (its "phase", "C=… (chosen)" for the released
-one, whose scores metrics.json keeps): the head fit on every training image scored on them (loss, accuracy, auc)
-and the inner folds' held-out predictions (val_loss, val_accuracy, val_auc). Where the labelled images carry
-ratings (valence, arousal: OASIS), a ridge head for each, its α chosen by the same grouped inner folds; with
-train.frozen.combine_valence, P(Positive) is the classifier and the valence head together
-(valence.learn.combined_score), their weights fit on the inner folds' held-out predictions. The fold stages use
-``fit_heads`` and ``score`` (scikit-learn on stored features, no TensorFlow), the release ``train``.
+No backbone trains, so the features computed once (data/features) are all the images the heads ever need. On a
+fold's training images (or, for the release, on all of them) ``fit_heads`` fits, each as a ``Head``:
+- the classifier, a standardised logistic regression, its C chosen by grouped inner cross-validation;
+- where the images carry ratings (valence, arousal: OASIS), a ridge per rating, its α chosen by the same inner
+  folds, kept within the rating's scale;
+- with train.frozen.combine_valence and a valence head, P(Positive) from both, sigmoid(a · classifier logit +
+  b · predicted valence + c), a, b, c fit on the inner folds' held-out predictions (else the classifier's own);
+- with generated non-photos, the photo check (photos against them), its line at evaluate.photo_threshold.
+The history has one row per C candidate in ascending order (its "phase", "C=… (chosen)" for the released one,
+whose scores metrics.json keeps): the classifier fit on every training image scored on them (loss, accuracy,
+auc) and the inner folds' held-out predictions (val_loss, val_accuracy, val_auc). The fold stages score the
+heads on stored features (``score_rows``), the release carries them (``release``): the same heads, two readers.
 """
-from typing import NamedTuple
-
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from valence import runtime
-from valence.data.labels import RATINGS, ratings, targets
-from valence.learn import combined_score, features, logistic_head, photo_check, rating_heads
+from valence.config import CLASSIFIER_PROBABILITY, FEATURES, PHOTO, PROBABILITY, column_of, output_name, views_scored
+from valence.data.folds import check_fillable
+from valence.data.labels import CLASSES, RATINGS, ratings, scale_of, targets
+from valence.errors import PipelineError
+from valence.learn import features, heads
 
 
 def scores(y, probability, prefix=""):
@@ -37,20 +40,54 @@ def log(live, row, plot=True):
                             f"{name.removeprefix('val_')}", value, plot=plot)
 
 
-def fit_head(p, rows, store="data/features", live=None, what="the training images"):
-    """The classifier of ``p.frozen`` fit on manifest ``rows``' stored features, C chosen by grouped inner CV:
-    (fitted head, history rows, each row's P(Positive) held out by the inner fold of the chosen C). Needs no
-    TensorFlow: every fold's head is a few seconds of scikit-learn."""
+def groups_of(rows):
+    return np.array([r.get("group") or r["path"] for r in rows])
+
+
+def pearson(a, b):
+    """Pearson's r, 0 where either side is constant (no linear relation to measure)."""
+    a, b = np.asarray(a, float) - np.mean(a), np.asarray(b, float) - np.mean(b)
+    norm = np.sqrt((a @ a) * (b @ b))
+    return float(a @ b / norm) if norm else 0.0
+
+
+def choose_c(x, y, groups, cs, folds, seed, class_weight="balanced", what="the training images"):
+    """The classifier's (best C, {C: mean ROC AUC over the inner folds}, {C: each image's held-out P(Positive)})
+    over ``folds`` stratified group folds. An inner fold holding one class has no ROC AUC: the mean is over those
+    that hold both; a one-line PipelineError when none does or the folds cannot be made."""
+    hint = "use more photos or a smaller train.frozen.inner_folds"
+    check_fillable([CLASSES[t] for t in y], groups, folds, what, hint)
+    splits = list(StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(x[0], y, groups))
+    scored = [i for i, (_, test) in enumerate(splits) if len(set(y[test])) == 2]
+    if not scored:
+        raise PipelineError(f"{what}: no inner fold of {folds} holds both classes, so no C can be scored; {hint}")
+    fit = lambda x, y, c: heads.logistic(x, y, c, CLASSIFIER_PROBABILITY, class_weight)  # noqa: E731
+    return heads.choose(fit, x, y, splits, cs, roc_auc_score, stronger=lambda c: -c, scored=scored)
+
+
+def choose_alpha(x, rating, groups, alphas, folds, seed, what="the training images"):
+    """A rating head's (best α, {α: mean Pearson r over the inner folds}, {α: each image's held-out prediction})
+    over ``folds`` shuffled group folds; ties go to the stronger α."""
+    if len(set(groups)) < folds:
+        raise PipelineError(f"{what}: {len(set(groups))} groups of rated images cannot fill {folds} inner "
+                            "folds; use more photos or a smaller train.frozen.inner_folds")
+    splits = list(GroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(rating, rating, groups))
+    fit = lambda x, t, alpha: heads.ridge(x, t, alpha, "rating")  # noqa: E731
+    return heads.choose(fit, x, rating, splits, alphas, lambda t, s: pearson(s, t), stronger=lambda a: a)
+
+
+def fit_classifier(p, rows, store=FEATURES, live=None, what="the training images"):
+    """(the classifier head, history rows, each row's P(Positive) held out by the inner fold of the chosen C)."""
     h = p.hyper
     x = features.load(store, [r["path"] for r in rows])[:h.views]
-    y, groups = targets(rows).astype(int), np.array([r.get("group") or r["path"] for r in rows])
+    y = targets(rows).astype(int)
     print(f"training a head on {x.shape[2]} frozen features of {len(rows)} images ({h.views} view(s)); "
           f"C from {list(h.regularization)} by {h.inner_folds} grouped inner folds")
-    best, chosen_by, held_out = logistic_head.choose_c(x, y, groups, h.regularization, h.inner_folds, p.seed,
-                                                       p.class_weight, what)
+    best, chosen_by, held_out = choose_c(x, y, groups_of(rows), h.regularization, h.inner_folds, p.seed,
+                                         p.class_weight, what)
     history = []
     for c in sorted(h.regularization):  # ascending C: the plots draw the candidates in order, the chosen one marked
-        fitted = logistic_head.probability(logistic_head.fit(x, y, c, p.class_weight), x)
+        fitted = heads.score([heads.logistic(x, y, c, PROBABILITY, p.class_weight)], x)[PROBABILITY]
         row = {"epoch": len(history) + 1, "phase": f"C={c:g}" + (" (chosen)" if c == best else ""), "C": c,
                **scores(y, fitted), **scores(y, held_out[c], "val_")}
         history.append({k: v if k in ("epoch", "phase", "C") else round(float(v), 6) for k, v in row.items()})
@@ -61,85 +98,96 @@ def fit_head(p, rows, store="data/features", live=None, what="the training image
         log(live, next(r for r in history if r["C"] == best), plot=False)
     print(f"C {best:g}: the best mean ROC AUC over the inner folds "
           f"({', '.join(f'C={c:g} {auc:.4f}' for c, auc in chosen_by.items())})")
-    return logistic_head.fit(x, y, best, p.class_weight), history, held_out[best]
+    return heads.logistic(x, y, best, CLASSIFIER_PROBABILITY, p.class_weight), history, held_out[best]
 
 
-def fit_rating_heads(p, rows, store="data/features", what="the training images"):
+def fit_ratings(p, rows, store=FEATURES, what="the training images", rating_scale=()):
     """({rating: ridge head}, {rating: each row's prediction held out by the inner fold of the chosen α, NaN where
-    unrated}) for each of RATINGS that ``rows`` carry (none for unrated data), each head fit on the rows rated, its
-    α chosen by grouped inner CV among ``p.frozen.rating_alphas``."""
-    h, heads, held_out = p.hyper, {}, {}
+    unrated}) for each of RATINGS that ``rows`` carry (none for unrated data), each head fit on the rows rated
+    and kept within the rating's scale (``rating_scale``, unzip.rating_scale, or the rated range)."""
+    h, fitted, held_out = p.hyper, {}, {}
     for name in RATINGS:
         rating = ratings(rows, name)
         rated = ~np.isnan(rating)
         if not rated.any():
             continue
         x = np.asarray(features.load(store, [r["path"] for r, keep in zip(rows, rated) if keep])[:h.views])
-        groups = np.array([r.get("group") or r["path"] for r, keep in zip(rows, rated) if keep])
-        best, chosen_by, predicted = rating_heads.choose_alpha(x, rating[rated], groups, h.rating_alphas,
-                                                               h.inner_folds, p.seed, what)
+        best, chosen_by, predicted = choose_alpha(x, rating[rated], groups_of(rows)[rated], h.rating_alphas,
+                                                  h.inner_folds, p.seed, what)
         print(f"{name} head on {rated.sum()} rated images: α {best:g}, the best mean Pearson r over the inner folds "
               f"({', '.join(f'α={a:g} {r:.4f}' for a, r in chosen_by.items())})")
-        heads[name] = rating_heads.fit(x, rating[rated], best)
+        scale = scale_of(rating, rating_scale, name)
+        fitted[name] = heads.ridge(x, rating[rated], best, output_name(name, scale), within=scale)
         held_out[name] = np.full(len(rows), np.nan)
         held_out[name][rated] = predicted[best]
-    return heads, held_out
+    return fitted, held_out
 
 
-class Heads(NamedTuple):
-    classifier: object  # logistic_head's standardised logistic regression
-    ratings: dict  # {rating: rating_heads' standardised ridge}, empty for unrated data
-    combiner: tuple  # combined_score's (logit weight, valence weight, intercept); None: P(Positive) is the classifier's
-    history: list  # a row per C candidate
-    photo: object = None  # photo_check's head (photos against generated non-photos); None without non-photos
+def fit_photo_check(p, photos, non_photos, threshold):
+    """The photo check on (views, images, features) of ``photos`` (label 1) and ``non_photos`` (label 0), its
+    line moved to 0.5 from P(photo) = ``threshold``."""
+    x = np.concatenate([photos, non_photos], axis=1)
+    y = np.r_[np.ones(photos.shape[1]), np.zeros(non_photos.shape[1])]
+    return heads.threshold(heads.logistic(x, y, p.hyper.photo_check_c, PHOTO), threshold)
 
 
-def fit_heads(p, rows, store="data/features", live=None, what="the training images", non_photos=()):
-    """The ``Heads`` of ``p.frozen`` fit on manifest ``rows``: the classifier, a head per rating the rows carry,
-    with ``combine_valence`` and a valence head the combiner fit on the rated rows' inner held-out predictions,
-    and with ``non_photos`` (rows of generated images in the same store) the photo check."""
-    classifier, history, held_out = fit_head(p, rows, store, live, what)
-    heads, rated_held_out = fit_rating_heads(p, rows, store, what)
-    combiner = None
-    if p.hyper.combine_valence and "valence" in heads:
+def fit_heads(p, rows, store=FEATURES, live=None, what="the training images", non_photos=(), rating_scale=(),
+              photo_threshold=0.5):
+    """(heads, history) of ``p.frozen`` fit on manifest ``rows``: P(Positive), the classifier's own, a head per
+    rating the rows carry and, with ``non_photos`` (rows of generated images in the same store), the photo check."""
+    classifier, history, held_out = fit_classifier(p, rows, store, live, what)
+    rating_heads, rated_held_out = fit_ratings(p, rows, store, what, rating_scale)
+    probability = heads.affine(classifier, 1.0, 0.0, PROBABILITY)  # the classifier's own, unless combined
+    if p.hyper.combine_valence and "valence" in rating_heads:
         rated = ~np.isnan(rated_held_out["valence"])
-        combiner = combined_score.fit(targets(rows)[rated], held_out[rated], rated_held_out["valence"][rated])
-        print(f"P(Positive) = sigmoid({combiner[0]:.3f} · classifier logit + {combiner[1]:.3f} · predicted valence "
-              f"+ {combiner[2]:.3f}), fit on the inner folds' held-out predictions of {rated.sum()} rated images")
-    photo = None
+        (a, b), c = heads.stack(targets(rows)[rated], [heads.logit(held_out[rated]), rated_held_out["valence"][rated]])
+        probability = heads.combine([(a, classifier), (b, rating_heads["valence"])], c, PROBABILITY)
+        print(f"P(Positive) = sigmoid({a:.3f} · classifier logit + {b:.3f} · predicted valence + {c:.3f}), fit on "
+              f"the inner folds' held-out predictions of {rated.sum()} rated images")
+    fitted = [probability, classifier, *rating_heads.values()]
     if non_photos:
-        photo = photo_check.fit(features.load(store, [r["path"] for r in rows])[:p.hyper.views],
-                                features.load(store, [r["path"] for r in non_photos])[:p.hyper.views], p.hyper.photo_check_c)
+        photos, generated = (features.load(store, [r["path"] for r in side])[:p.hyper.views] for side in (rows, non_photos))
+        fitted.append(fit_photo_check(p, photos, generated, photo_threshold))
         print(f"photo check: {len(rows)} photos against {len(non_photos)} generated non-photos, C {p.hyper.photo_check_c:g}")
-    return Heads(classifier, heads, combiner, history, photo)
+    return fitted, history
 
 
-def score(heads, rows, store="data/features", flip_average=True):
-    """{column: a value per manifest row}: P(Positive) ("probability"), the classifier's own
-    ("classifier_probability"), each rating ("predicted_valence", …) and the photo check's P(photo)
-    ("photo_score", with one), scored from the stored features as the
-    released model scores the images: view 0 is the photo, view 1 its mirror, and flip averaging takes the mean of
-    each output over both."""
-    views = features.load(store, [r["path"] for r in rows])[:2 if flip_average else 1]
-    classifier = [logistic_head.probability(heads.classifier, view[None]) for view in views]
-    predicted = {name: [rating_heads.predict(head, view[None]) for view in views] for name, head in heads.ratings.items()}
-    probability = classifier if heads.combiner is None else [
-        combined_score.apply(heads.combiner, p, v) for p, v in zip(classifier, predicted["valence"])]
-    return {"probability": np.mean(probability, axis=0), "classifier_probability": np.mean(classifier, axis=0),
-            **{f"predicted_{name}": np.mean(v, axis=0) for name, v in predicted.items()},
-            **({"photo_score": photo_check.probability(heads.photo, views)} if heads.photo is not None else {})}
+def released(fitted):
+    """The heads the release carries: all but the classifier's own P(Positive), which only the folds report."""
+    return [h for h in fitted if h.output != CLASSIFIER_PROBABILITY]
 
 
-def train(p, rows, store="data/features", live=None, weights="imagenet", what="all labelled images", non_photos=()):
-    """The released model, the heads fit on manifest ``rows`` (and ``non_photos``) joined to the extractor:
-    (model, ``Heads``). Its output is P(Positive), the combined score where the heads have a combiner; the rating
-    heads and the photo check are left to ``rating_heads.with_ratings`` and ``photo_check.with_photo_check``
-    (after calibration, which maps the last layer)."""
+def score_rows(fitted, rows, store=FEATURES, flip_average=True):
+    """{predictions.csv column: a value per manifest row} of ``fitted`` heads on the stored features, scored as
+    the released model scores the images: view 0 is the photo, view 1 its mirror, flip averaging the mean."""
+    views = features.load(store, [r["path"] for r in rows])[:views_scored(flip_average)]
+    return {column_of(output): values for output, values in heads.score(fitted, views).items()}
+
+
+def kinds_of_fold(kinds, fold, folds):
+    """The kinds (in their first-seen order in ``kinds``) fold ``fold`` of ``folds`` holds out: kind i goes to
+    fold i mod folds, so the fold stages share the leave-one-kind-out fits."""
+    return list(dict.fromkeys(kinds))[fold::folds]
+
+
+def kinds_never_seen(p, trained_on, non_photos, fold, folds, photo_threshold, store=FEATURES):
+    """Rows (path, kind, photo_score) of the generated kinds fold ``fold`` holds out, each scored by a photo check
+    trained on ``trained_on`` and every other kind: how the check does on a kind of non-photo it never saw."""
+    kinds = np.array([r["kind"] for r in non_photos])
+    photos, generated = (features.load(store, [r["path"] for r in side])[:p.hyper.views] for side in (trained_on, non_photos))
+    rows = []
+    for kind in kinds_of_fold(list(kinds), fold, folds):
+        check = fit_photo_check(p, photos, generated[:, kinds != kind], photo_threshold)
+        values = heads.score([check], generated[:, kinds == kind])[PHOTO]
+        rows += [{**r, column_of(PHOTO): round(float(v), 6)} for r, v in zip([r for r in non_photos if r["kind"] == kind], values)]
+    print(f"fold {fold}: the photo check on kinds it never saw: "
+          + ", ".join(f"{k} {int((kinds == k).sum())}" for k in kinds_of_fold(list(kinds), fold, folds)))
+    return rows
+
+
+def release(p, fitted, weights="imagenet"):
+    """The released model: the extractor that computed the features with ``fitted`` heads on it (``released``)."""
+    from valence import runtime
+
     runtime.configure(p.seed)  # threads; the extractor stays float32, as the features stage computed them
-    heads = fit_heads(p, rows, store, live, what, non_photos)
-    model = logistic_head.with_head(features.combined_extractor(p.hyper.extractors(), weights), heads.classifier, "frozen")
-    if heads.combiner is not None:
-        model.get_layer("head").set_weights(combined_score.dense_weights(
-            heads.combiner, logistic_head.dense_weights(heads.classifier),
-            logistic_head.dense_weights(heads.ratings["valence"])))
-    return model, heads
+    return heads.to_keras(features.combined_extractor(p.hyper.extractors(), weights), released(fitted), "frozen")

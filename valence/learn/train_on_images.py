@@ -1,7 +1,7 @@
 """Fit a registry model on the training manifest, reproducibly, with per-epoch learning curves: the tf.data
 input, its augmentation, the feature cache, the phases.
 
-The pretrained models (mobilenet_v2, efficientnet_lite0/2) train in two phases: the new head on the frozen
+The pretrained models (every backbone in valence/registry.py) train in two phases: the new head on the frozen
 backbone, then the top blocks fine-tuned at a low learning rate. The other models train in one phase. A phase
 stops early on the validation AUC when the model's patience is above 0.
 

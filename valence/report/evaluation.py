@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics
 
+from valence.config import (CLASSIFIER_PROBABILITY, FOLDS, OOF, PHOTO_LINE, PHOTO_SCORE, PREDICTIONS_CSV,
+                            PROBABILITY, predicted_column)
 from valence.data.folds import FOLD_COLUMNS
 from valence.data.labels import CLASSES, RATINGS, label_of
 from valence.errors import PipelineError
@@ -77,19 +79,20 @@ def rating_scores(rated, predicted, folds):
 
 
 def photo_check_scores(photo_scores, non_photos, threshold):
-    """The photo check out of fold: of the labelled photos (``photo_scores``, P(photo) from the fold that held
-    each out), the share and number flagged (below ``threshold``); of the generated non-photos (``non_photos``,
-    rows with kind and photo_score from a check that never saw their kind), the share of each kind flagged and
-    the least of them. None when nothing was scored (no photo check)."""
+    """The photo check out of fold: of the labelled photos (``photo_scores``, the photo score from the fold that
+    held each out), the share and number flagged (below PHOTO_LINE, 0.5, where the heads put P(photo) =
+    ``threshold``, evaluate.photo_threshold); of the generated non-photos (``non_photos``, rows with kind and
+    photo_score from a check that never saw their kind), the share of each kind flagged and the least of them.
+    None when nothing was scored (no photo check)."""
     photo_scores = np.asarray(photo_scores, float)
     if not len(photo_scores) or np.isnan(photo_scores).any() or not non_photos:
         return None
     kinds = {}
     for r in non_photos:
-        kinds.setdefault(r["kind"], []).append(float(r["photo_score"]) < threshold)
+        kinds.setdefault(r["kind"], []).append(float(r[PHOTO_SCORE]) < PHOTO_LINE)
     flagged = {kind: float(np.mean(values)) for kind, values in kinds.items()}
-    return _plain({"threshold": threshold, "photos": len(photo_scores), "photos_flagged": int((photo_scores < threshold).sum()),
-                   "photos_flagged_share": float(np.mean(photo_scores < threshold)), "kinds_flagged": flagged,
+    return _plain({"threshold": threshold, "photos": len(photo_scores), "photos_flagged": int((photo_scores < PHOTO_LINE).sum()),
+                   "photos_flagged_share": float(np.mean(photo_scores < PHOTO_LINE)), "kinds_flagged": flagged,
                    "kinds_flagged_least": min(flagged.values())})
 
 
@@ -135,7 +138,7 @@ def _plain(value):
 def prediction_rows(paths, y_true, probability, threshold):
     """One row per image: actual and predicted class names, P(Positive)."""
     return [{"path": path, "actual": CLASSES[int(t)], "predicted": label_of(p, threshold),
-             "probability": _plain(p)} for path, t, p in zip(paths, y_true, probability)]
+             PROBABILITY: _plain(p)} for path, t, p in zip(paths, y_true, probability)]
 
 
 def confusion(y_true, probability, threshold):
@@ -144,13 +147,14 @@ def confusion(y_true, probability, threshold):
     return metrics.confusion_matrix(y_true, y_pred, labels=[0, 1])
 
 
-def out_of_fold_rows(labelled, oof=Path("data/oof")):
+def out_of_fold_rows(labelled, oof=OOF):
     """The fold stages' predictions (``oof``/fold*/predictions.csv) in ``labelled``'s order, each row with its
-    float "probability", "classifier_probability" and predicted ratings (NaN where none); a one-line PipelineError unless every image was scored exactly once, in its own fold."""
-    files = sorted(oof.glob("fold*/predictions.csv"))
+    float P(Positive), the classifier's own, the photo score and predicted ratings (NaN where none); a one-line
+    PipelineError unless every image was scored exactly once, in its own fold."""
+    files = sorted(Path(oof).glob(f"fold*/{PREDICTIONS_CSV}"))
     predicted = {}
     for file in files:
-        for r in read_csv(file, required=FOLD_COLUMNS + ["probability", "classifier_probability"]):
+        for r in read_csv(file, required=FOLD_COLUMNS + [PROBABILITY, CLASSIFIER_PROBABILITY]):
             if r["path"] in predicted:
                 raise PipelineError(f"{file}: {r['path']} was already scored by {predicted[r['path']]['file']}")
             predicted[r["path"]] = {**r, "file": file}
@@ -163,16 +167,14 @@ def out_of_fold_rows(labelled, oof=Path("data/oof")):
     for r in labelled:
         if predicted[r["path"]]["fold"] != r["fold"]:
             raise PipelineError(f"{predicted[r['path']]['file']}: {r['path']} is in fold {r['fold']} of "
-                                "data/split/folds.csv; run the fold stages again (dvc repro)")
+                                f"{FOLDS}; run the fold stages again (dvc repro)")
     extra = predicted.keys() - {r["path"] for r in labelled}
     if extra:
-        raise PipelineError(f"{oof}: {len(extra)} prediction(s) of images not in data/split/folds.csv "
+        raise PipelineError(f"{oof}: {len(extra)} prediction(s) of images not in {FOLDS} "
                             f"(first {sorted(extra)[0]}); run the fold stages again (dvc repro)")
+    columns = [PROBABILITY, CLASSIFIER_PROBABILITY, PHOTO_SCORE, *map(predicted_column, RATINGS)]
     try:
-        return [{**r, "probability": float(predicted[r["path"]]["probability"]),
-                 "classifier_probability": float(predicted[r["path"]]["classifier_probability"]),
-                 "photo_score": float(predicted[r["path"]].get("photo_score") or "nan"),
-                 **{f"predicted_{name}": float(predicted[r["path"]].get(f"predicted_{name}") or "nan")
-                    for name in RATINGS}} for r in labelled]
+        return [{**r, **{column: float(predicted[r["path"]].get(column) or "nan") for column in columns}}
+                for r in labelled]
     except ValueError:
         raise PipelineError(f"{oof}: a probability is not a number; run the fold stages again (dvc repro)") from None

@@ -7,6 +7,7 @@ matplotlib.use("Agg")  # files only: no display on CI or servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from valence.config import PROBABILITY  # noqa: E402
 from valence.data.labels import CLASSES  # noqa: E402
 from valence.files import atomic_path  # noqa: E402
 
@@ -153,9 +154,9 @@ def worst_mistakes(rows, per_kind=8):
     actual, predicted, probability}; false positives (actually Negative) highest P(Positive) first, false
     negatives lowest first."""
     return {"false positive": sorted((r for r in rows if r["actual"] == CLASSES[0] and r["predicted"] == CLASSES[1]),
-                                     key=lambda r: -r["probability"])[:per_kind],
+                                     key=lambda r: -r[PROBABILITY])[:per_kind],
             "false negative": sorted((r for r in rows if r["actual"] == CLASSES[1] and r["predicted"] == CLASSES[0]),
-                                     key=lambda r: r["probability"])[:per_kind]}
+                                     key=lambda r: r[PROBABILITY])[:per_kind]}
 
 
 def mistakes(rows, path, per_kind=8, pictures=None, columns=4):

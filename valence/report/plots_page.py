@@ -10,10 +10,11 @@ at it (`plots.html_template`, relative to .dvc/), and `dvc repro` writes it like
 import sys
 from pathlib import Path
 
+from valence.config import PAGE_TEMPLATE
 from valence.errors import PipelineError, run_stage
 from valence.files import atomic_path
 
-TEMPLATE = Path("plots/page_template.html")
+TEMPLATE = PAGE_TEMPLATE
 VEGA_LITE = "5.20"  # DVC's plot templates are Vega-Lite 5 specifications
 PLACEHOLDERS = ("{plot_divs}", "{refresh_tag}", "{scripts}")  # what DVC substitutes in the template
 

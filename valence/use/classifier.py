@@ -16,25 +16,26 @@ from pathlib import Path
 
 import numpy as np
 
-from valence.data.labels import PHOTO, RATINGS, parse_output_name
+from valence.config import PHOTO, PROBABILITY, parse_output_name
+from valence.data.labels import RATINGS
 from valence.errors import PipelineError
 from valence.files import digest_of
 
 
 def named_scores(outputs):
     """A model's outputs as {"probability": (N,), rating: (N,) …, "photo": (N,)}, and its ratings' scales
-    {rating: (low, high)}: a single output is P(Positive); the ratings are named by ``rating_heads.output_name``,
+    {rating: (low, high)}: a single output is P(Positive); the ratings are named by ``config.output_name``,
     the photo check's score "photo" (below 0.5: not like the photos the model learnt from)."""
     if not isinstance(outputs, dict):
-        return {"probability": np.asarray(outputs, dtype=np.float32).reshape(-1)}, {}
+        return {PROBABILITY: np.asarray(outputs, dtype=np.float32).reshape(-1)}, {}
     scores, scales = {}, {}
     for key, value in outputs.items():
         rating = parse_output_name(key)
-        name = key if key == PHOTO else "probability" if rating is None else rating[0]
+        name = key if key == PHOTO else PROBABILITY if rating is None else rating[0]
         if rating is not None:
             scales[name] = rating[1]
         scores[name] = np.asarray(value, dtype=np.float32).reshape(-1)
-    if "probability" not in scores:
+    if PROBABILITY not in scores:
         raise PipelineError(f"a model output named 'probability' is missing (outputs: {', '.join(outputs)})")
     order = sorted(scales, key=lambda n: (RATINGS.index(n) if n in RATINGS else len(RATINGS), n))  # as labels.csv
     return scores, {name: scales[name] for name in order}
@@ -69,7 +70,7 @@ class KerasClassifier:
         return named_scores(self._step(np.asarray(batch, dtype=np.float32)))[0]
 
     def probabilities(self, batch):
-        return self.scores(batch)["probability"]
+        return self.scores(batch)[PROBABILITY]
 
 
 class LiteRTClassifier:
@@ -111,7 +112,7 @@ class LiteRTClassifier:
         return named_scores(outputs if len(outputs) > 1 else next(iter(outputs.values())))[0]
 
     def probabilities(self, batch):
-        return self.scores(batch)["probability"]
+        return self.scores(batch)[PROBABILITY]
 
 
 BACKENDS = {".keras": KerasClassifier.load, ".tflite": LiteRTClassifier}

@@ -20,19 +20,20 @@ import numpy as np
 from tqdm import tqdm
 
 from valence.data.images import decode, model_input
-from valence.data.labels import PHOTO, RATINGS, label_of
+from valence.config import PHOTO, PHOTO_LINE, PHOTO_SCORE, PROBABILITY
+from valence.data.labels import RATINGS, label_of
 from valence.errors import PipelineError, first_line
 from valence.runtime import cores
 
-COLUMNS = ["path", "probability", "label"]  # then the model's ratings, where it learnt some (``columns``)
-PHOTO_COLUMNS = ["photo_score", "photo"]  # the photo check's score and its verdict, where the model has one
+COLUMNS = ["path", PROBABILITY, "label"]  # then the model's ratings, where it learnt some (``columns``)
+PHOTO_COLUMNS = [PHOTO_SCORE, PHOTO]  # the photo check's score and its verdict, where the model has one
 
 
 def columns(rows):
     """The CSV's columns for ``rows``: COLUMNS, then the ratings they carry (a model without rating heads
     writes no rating columns rather than inventing numbers) and the photo check's (a model without one: none)."""
     return (COLUMNS + [name for name in RATINGS if any(name in r for r in rows)]
-            + (PHOTO_COLUMNS if any("photo" in r for r in rows) else []))
+            + (PHOTO_COLUMNS if any(PHOTO in r for r in rows) else []))
 
 
 def is_url(path):
@@ -110,7 +111,7 @@ def values_beside_probability(classifier, scores, i):
     photo = {}
     if classifier.photo_check:
         score = float(scores[PHOTO][i])
-        photo = {"photo_score": round(score, 4), "photo": "yes" if score >= 0.5 else "no"}
+        photo = {PHOTO_SCORE: round(score, 4), PHOTO: "yes" if score >= PHOTO_LINE else "no"}
     return {**{name: round(float(scores[name][i]), 4) for name in classifier.ratings}, **photo}
 
 
@@ -126,7 +127,7 @@ def score_all(classifier, batch, flip_average=False):
 
 def score_images(classifier, batch, flip_average=False):
     """P(Positive) for a uint8 batch; with ``flip_average``, the mean over each image and its mirror image."""
-    return score_all(classifier, batch, flip_average)["probability"]
+    return score_all(classifier, batch, flip_average)[PROBABILITY]
 
 
 def score_batches(classifier, images, batch_size, flip_average=False, desc="scoring"):
@@ -152,9 +153,9 @@ def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=
             skipped += [(str(f), reason) for f, (_, reason) in zip(chunk, loaded) if reason is not None]
             if good:
                 scores = score_all(classifier, np.stack([pixels for _, pixels in good]), flip_average)
-                rows += [{"path": str(f), "probability": round(float(p), 6), "label": label_of(p, threshold),
+                rows += [{"path": str(f), PROBABILITY: round(float(p), 6), "label": label_of(p, threshold),
                           **values_beside_probability(classifier, scores, i)}
-                         for i, ((f, _), p) in enumerate(zip(good, scores["probability"]))]
+                         for i, ((f, _), p) in enumerate(zip(good, scores[PROBABILITY]))]
             bar.update(len(chunk))
     return rows, skipped
 

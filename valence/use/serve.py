@@ -29,6 +29,7 @@ from fastapi import File, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 
+from valence.config import PROBABILITY
 from valence.data.images import NotAnImage, TooManyPixels, decode, model_input
 from valence.data.labels import label_of
 from valence.use.classifier import open_classifier
@@ -201,9 +202,9 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
         classifier, names, images = await uploaded(data)
         scores = await state["batcher"].score(np.stack(images))
         answer = {"model": classifier.version,
-                  "predictions": [{"filename": name, "probability": round(float(p), 6), "label": label_of(p, threshold),
+                  "predictions": [{"filename": name, PROBABILITY: round(float(p), 6), "label": label_of(p, threshold),
                                    **values_beside_probability(classifier, scores, i)}
-                                  for i, (name, p) in enumerate(zip(names, scores["probability"]))]}
+                                  for i, (name, p) in enumerate(zip(names, scores[PROBABILITY]))]}
         return {**answer, **scales(classifier)}
 
     @app.post("/explain")
@@ -215,9 +216,9 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
         for name, image in zip(names, images):  # one batch per photo: it and its covered copies
             covered, positions = occluded(image)
             scored = await state["batcher"].score(np.concatenate([image[None], covered]))
-            scores = np.asarray(scored["probability"], dtype=float)
+            scores = np.asarray(scored[PROBABILITY], dtype=float)
             heat = occlusion_map(scores[0], scores[1:], positions)
-            explanations.append({"filename": name, "probability": round(scores[0], 6),
+            explanations.append({"filename": name, PROBABILITY: round(scores[0], 6),
                                  "label": label_of(scores[0], threshold), "map": np.round(heat.astype(float), 6).tolist(),
                                  **values_beside_probability(classifier, scored, 0)})
         return {"model": classifier.version, "method": METHOD, "grid": GRID, "explanations": explanations,

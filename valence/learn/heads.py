@@ -1,0 +1,173 @@
+"""Heads: every output of the frozen model is one linear unit on the extracted features, held as a value.
+
+A ``Head`` is a kernel and a bias over the raw feature vector, an activation (sigmoid: a probability; linear: a
+rating), the output's name and the range a rating is kept within. Fitting returns one: ``logistic`` (the
+classifier, the photo check) and ``ridge`` (each rating), both standardised, the standardisation folded into
+the kernel; ``choose`` picks their regularisation by inner cross-validation. Combining, calibrating and
+thresholding are maps from heads to a head (``combine``, ``affine``, ``threshold``), so the combined P(Positive),
+its Platt map and the photo check's line at 0.5 are heads like the others.
+
+Two readers only: ``score`` (numpy, on stored features: the fold stages, evaluate's inputs, export's check) and
+``to_keras`` (the release; LiteRT follows from it). tests/learn/test_heads.py holds them equal on the same
+photos, so what the folds measure is what ships.
+"""
+import dataclasses
+import json
+import typing
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.preprocessing import StandardScaler
+
+EPSILON = 1e-7  # keeps logit finite at probabilities of exactly 0 or 1
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Head:
+    output: str  # the model output (and score) it gives: valence.config names them
+    kernel: np.ndarray  # (features,) float64, over the raw (unstandardised) features
+    bias: float
+    activation: str = "sigmoid"  # sigmoid: a probability; linear: a rating
+    within: typing.Optional[tuple] = None  # (low, high) a linear output is clipped to; None: unbounded
+
+    def logit(self, x):
+        """The unit's value before its activation (a logit, or the unclipped rating), for (…, features) ``x``."""
+        return np.asarray(x, dtype=np.float64) @ self.kernel + self.bias
+
+    def apply(self, x):
+        z = self.logit(x)
+        if self.activation == "sigmoid":
+            return 1 / (1 + np.exp(-z))
+        return z if self.within is None else np.clip(z, *self.within)
+
+
+def logit(probability):
+    p = np.clip(np.asarray(probability, dtype=np.float64), EPSILON, 1 - EPSILON)
+    return np.log(p / (1 - p))
+
+
+def score(heads, views):
+    """{head.output: (images,)} for (views, images, features) ``views``: each output on each view, then the mean
+    over the views, as flip averaging does with view 0 (the photo) and 1 (its mirror)."""
+    return {head.output: np.mean([head.apply(view) for view in views], axis=0) for head in heads}
+
+
+def _standardised(x):
+    scaler = StandardScaler().fit(x)
+    return scaler, scaler.transform(x)
+
+
+def _raw(scaler, coef, intercept):
+    """(kernel, bias) over raw features of a linear map fit on features standardised by ``scaler``."""
+    kernel = np.ravel(coef) / scaler.scale_
+    return kernel, float(np.ravel(intercept)[0] - kernel @ scaler.mean_)
+
+
+def logistic(view_features, y, c, output, class_weight="balanced"):
+    """A standardised logistic regression on (views, images, features), each image its views' mean."""
+    scaler, x = _standardised(np.mean(view_features, axis=0))
+    regression = LogisticRegression(C=c, max_iter=5000, class_weight=None if class_weight == "none" else "balanced")
+    regression.fit(x, y)
+    return Head(output, *_raw(scaler, regression.coef_, regression.intercept_))
+
+
+def ridge(view_features, rating, alpha, output, within=None):
+    """A standardised ridge regression on (views, images, features), each image its views' mean."""
+    scaler, x = _standardised(np.mean(view_features, axis=0))
+    regression = Ridge(alpha=alpha).fit(x, rating)
+    return Head(output, *_raw(scaler, regression.coef_, regression.intercept_), activation="linear", within=within)
+
+
+def choose(fit, view_features, target, splits, candidates, metric, stronger, scored=None):
+    """(best candidate, {candidate: mean ``metric`` over the inner folds}, {candidate: each image's score from the
+    inner fold that held it out}) for ``fit(view_features, target, candidate)`` → Head over ``splits`` [(train,
+    test)]; the mean is over the splits whose index is in ``scored`` (all by default); ties go to the ``stronger``
+    regularisation (a key: larger is stronger)."""
+    scored = range(len(splits)) if scored is None else scored
+    scores, held_out = {}, {}
+    for candidate in candidates:
+        held_out[candidate] = np.zeros(len(target))
+        for train, test in splits:
+            head = fit(view_features[:, train], target[train], candidate)
+            held_out[candidate][test] = score([head], view_features[:, test])[head.output]
+        scores[candidate] = float(np.mean([metric(target[splits[i][1]], held_out[candidate][splits[i][1]])
+                                           for i in scored]))
+    return max(candidates, key=lambda c: (scores[c], stronger(c))), scores, held_out
+
+
+def stack(y_true, columns):
+    """(weights, intercept) of an unpenalised logistic regression from ``columns`` (each a value per image) to
+    the labels (0/1): the Platt map (one column, a logit) and the combiner (a logit and a rating) are both this."""
+    regression = LogisticRegression(C=np.inf).fit(np.column_stack(columns), np.asarray(y_true))
+    return tuple(float(w) for w in regression.coef_[0]), float(regression.intercept_[0])
+
+
+def combine(terms, intercept, output, activation="sigmoid", within=None):
+    """One head computing activation(Σ weight · head's value before its activation + intercept), for ``terms``
+    [(weight, head)]: all are linear in the same features, so the sum is one kernel and one bias."""
+    kernel = sum(weight * head.kernel for weight, head in terms)
+    bias = sum(weight * head.bias for weight, head in terms) + intercept
+    return Head(output, kernel, float(bias), activation, within)
+
+
+def affine(head, slope, intercept, output=None):
+    """``head`` with its value before the activation mapped by slope · z + intercept (a Platt map)."""
+    return combine([(slope, head)], intercept, output or head.output, head.activation, head.within)
+
+
+def threshold(head, at):
+    """A sigmoid ``head`` shifted so that its probability ``at`` scores 0.5: the line sits in the head itself."""
+    return affine(head, 1.0, -float(logit(at)))
+
+
+def save(heads, path):
+    """``heads`` as JSON (kernels in full float64 precision), replaced whole at once."""
+    from valence.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps([{**dataclasses.asdict(h), "kernel": h.kernel.tolist()} for h in heads]))
+
+
+def load(path):
+    return [Head(**{**h, "kernel": np.asarray(h["kernel"]), "within": tuple(h["within"]) if h["within"] else None})
+            for h in json.loads(open(path).read())]
+
+
+def to_keras(extractor, heads, name=None):
+    """The one way heads enter Keras: ``extractor`` (image → features) with a Dense unit per head, each output
+    named as its head, ratings clipped to their range: {head.output: (N, 1)}."""
+    import keras  # here, not above: fitting and scoring heads needs no TensorFlow
+
+    features, outputs = extractor.output, {}
+    for head in heads:
+        dense = keras.layers.Dense(1, activation=head.activation, dtype="float32",
+                                   name=head.output if head.within is None else f"{head.output}_unclipped")
+        value = dense(features)
+        dense.set_weights([head.kernel[:, None].astype(np.float32), np.array([head.bias], np.float32)])
+        if head.within is not None:  # clip with layers safe-mode loading knows: shift, ReLU capped at the width, back
+            low, high = head.within
+            value = keras.layers.Rescaling(1.0, offset=-low, name=f"{head.output}_from_low")(value)
+            value = keras.layers.ReLU(max_value=high - low, name=f"{head.output}_within")(value)
+            value = keras.layers.Rescaling(1.0, offset=low, name=head.output)(value)
+        outputs[head.output] = value
+    return keras.Model(extractor.input, outputs, name=name or extractor.name)
+
+
+def of_last_unit(model, output):
+    """(extractor, [head]) of a Keras ``model`` that ends in one sigmoid Dense unit (the models trained on images):
+    the model up to that unit's input, and the unit as a head, so it is calibrated and released as ``to_keras``
+    releases the frozen heads. A ValueError for a model that does not end in one."""
+    import keras
+
+    last = model.layers[-1]
+    if not (isinstance(last, keras.layers.Dense) and last.units == 1 and last.activation is keras.activations.sigmoid):
+        raise ValueError(f"{model.name}: its last layer, {last.name}, is not a one-unit sigmoid Dense layer")
+    kernel, bias = last.get_weights()
+    if isinstance(model, keras.Sequential):  # a loaded Sequential model was never called: call its layers anew
+        inputs = features = keras.Input(model.input_shape[1:])
+        for layer in model.layers[:-1]:
+            features = layer(features)
+    else:
+        inputs, features = model.input, last.input
+    extractor = keras.Model(inputs, features, name=model.name)
+    return extractor, [Head(output, np.ravel(kernel).astype(np.float64), float(bias[0]))]
