@@ -42,7 +42,7 @@ def main():
                 p, rows, live=live, what="all labelled images", rating_scale=params.load("unzip").rating_scale,
                 non_photos=read_csv(config.NON_PHOTOS_INDEX, required=["path", "kind"]),
                 photo_threshold=params.load("evaluate").photo_threshold)
-            extractor, fitted = None, train_on_features.released(fitted)
+            extractor, fitted = train_on_features.extractor(p), train_on_features.released(fitted)
         else:
             model, history = train_on_images.train(p, rows, live=live)
             extractor, fitted = heads.of_last_unit(model, config.PROBABILITY)
@@ -54,8 +54,7 @@ def main():
         print(f"calibrated: P(Positive) = sigmoid({mapping[0]:.4f} · logit + {mapping[1]:.4f}), fit on the "
               f"out-of-fold predictions of {len(scored)} images")
     write_json(config.CALIBRATION, {"slope": round(mapping[0], 6), "intercept": round(mapping[1], 6), "images": len(scored)})
-    model = (train_on_features.release(p, fitted) if extractor is None
-             else heads.to_keras(extractor, fitted))  # the one way heads enter Keras
+    model = heads.to_keras(extractor, fitted, p.model)  # the one way heads enter Keras
     with atomic_path(config.MODEL, suffix=".keras") as tmp:
         model.save(tmp)
     heads.save(fitted, config.HEADS)

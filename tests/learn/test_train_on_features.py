@@ -74,7 +74,7 @@ def test_the_release_gives_what_its_heads_give_on_the_stored_features(tmp_path):
     assert [h.output for h in fitted] == ["probability", "classifier_probability", "valence_1_to_7", "arousal_1_to_7", "photo"]
     release = [heads.affine(h, 0.9, 0.1) if h.output == "probability" else h  # calibrated, as the train stage does
                for h in train_on_features.released(fitted)]
-    train_on_features.release(p, release).save(tmp_path / "model.keras")
+    heads.to_keras(train_on_features.extractor(p), release, "frozen").save(tmp_path / "model.keras")
     heads.save(release, tmp_path / "heads.json")
     models.export_litert(open_classifier(tmp_path / "model.keras").model, tmp_path / "model.tflite")
 

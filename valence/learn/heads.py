@@ -14,10 +14,13 @@ photos, so what the folds measure is what ships.
 import dataclasses
 import json
 import typing
+from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
+
+from valence.files import atomic_path
 
 EPSILON = 1e-7  # keeps logit finite at probabilities of exactly 0 or 1
 
@@ -122,15 +125,13 @@ def threshold(head, at):
 
 def save(heads, path):
     """``heads`` as JSON (kernels in full float64 precision), replaced whole at once."""
-    from valence.files import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps([{**dataclasses.asdict(h), "kernel": h.kernel.tolist()} for h in heads]))
 
 
 def load(path):
     return [Head(**{**h, "kernel": np.asarray(h["kernel"]), "within": tuple(h["within"]) if h["within"] else None})
-            for h in json.loads(open(path).read())]
+            for h in json.loads(Path(path).read_text())]
 
 
 def to_keras(extractor, heads, name=None):

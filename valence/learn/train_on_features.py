@@ -11,7 +11,8 @@ fold's training images (or, for the release, on all of them) ``fit_heads`` fits,
 The history has one row per C candidate in ascending order (its "phase", "C=… (chosen)" for the released one,
 whose scores metrics.json keeps): the classifier fit on every training image scored on them (loss, accuracy,
 auc) and the inner folds' held-out predictions (val_loss, val_accuracy, val_auc). The fold stages score the
-heads on stored features (``score_rows``), the release carries them (``release``): the same heads, two readers.
+heads on stored features (``score_rows``), the release carries them on the ``extractor``: the same heads, two
+readers.
 """
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
@@ -85,11 +86,11 @@ def fit_classifier(p, rows, store=FEATURES, live=None, what="the training images
           f"C from {list(h.regularization)} by {h.inner_folds} grouped inner folds")
     best, chosen_by, held_out = choose_c(x, y, groups_of(rows), h.regularization, h.inner_folds, p.seed,
                                          p.class_weight, what)
-    history = []
+    history, fits = [], {}
     for c in sorted(h.regularization):  # ascending C: the plots draw the candidates in order, the chosen one marked
-        fitted = heads.score([heads.logistic(x, y, c, PROBABILITY, p.class_weight)], x)[PROBABILITY]
+        fits[c] = heads.logistic(x, y, c, CLASSIFIER_PROBABILITY, p.class_weight)
         row = {"epoch": len(history) + 1, "phase": f"C={c:g}" + (" (chosen)" if c == best else ""), "C": c,
-               **scores(y, fitted), **scores(y, held_out[c], "val_")}
+               **scores(y, heads.score([fits[c]], x)[CLASSIFIER_PROBABILITY]), **scores(y, held_out[c], "val_")}
         history.append({k: v if k in ("epoch", "phase", "C") else round(float(v), 6) for k, v in row.items()})
         if live is not None:
             log(live, history[-1])
@@ -98,7 +99,7 @@ def fit_classifier(p, rows, store=FEATURES, live=None, what="the training images
         log(live, next(r for r in history if r["C"] == best), plot=False)
     print(f"C {best:g}: the best mean ROC AUC over the inner folds "
           f"({', '.join(f'C={c:g} {auc:.4f}' for c, auc in chosen_by.items())})")
-    return heads.logistic(x, y, best, CLASSIFIER_PROBABILITY, p.class_weight), history, held_out[best]
+    return fits[best], history, held_out[best]
 
 
 def fit_ratings(p, rows, store=FEATURES, what="the training images", rating_scale=()):
@@ -185,9 +186,10 @@ def kinds_never_seen(p, trained_on, non_photos, fold, folds, photo_threshold, st
     return rows
 
 
-def release(p, fitted, weights="imagenet"):
-    """The released model: the extractor that computed the features with ``fitted`` heads on it (``released``)."""
+def extractor(p, weights="imagenet"):
+    """The extractor that computed the stored features, for the release to carry the heads on
+    (``heads.to_keras``)."""
     from valence import runtime
 
     runtime.configure(p.seed)  # threads; the extractor stays float32, as the features stage computed them
-    return heads.to_keras(features.combined_extractor(p.hyper.extractors(), weights), released(fitted), "frozen")
+    return features.combined_extractor(p.hyper.extractors(), weights)
