@@ -46,7 +46,7 @@ def photos(folder, count):
 
 def timed_predict(folder, model, scheduler=None):
     args = [sys.executable, "-m", "valence", "predict", str(folder), "--out", str(folder.parent / "p.csv"),
-            "--model", model] + (["--scheduler", scheduler] if scheduler else [])
+            "--force", "--model", model] + (["--scheduler", scheduler] if scheduler else [])
     start = time.monotonic()
     subprocess.run(args, cwd=ROOT, env=environment(), check=True, capture_output=True)
     return time.monotonic() - start

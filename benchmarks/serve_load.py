@@ -3,15 +3,18 @@
     python benchmarks/serve_load.py                              # models/model.keras, 200 requests, 8 at a time
     python benchmarks/serve_load.py --model models/model.tflite  # the export stage's LiteRT file
     python benchmarks/serve_load.py --url http://host:8000       # a server already running
+    VALENCE_TOKEN=… python benchmarks/serve_load.py --url …       # one that needs its token (or --token-file PATH)
 
 Starts the server on a free localhost port (unless --url), waits for /readyz, sends one warm-up request,
 then --requests POST /predict requests, each one test-split photo (data/split/test.csv, in turn), at most
 --concurrency in flight. Reports requests/second over the whole run, p50/p95/max latency and the errors
-(any status other than 200); writes the same to --out.
+(any status other than 200); writes the same to --out. The token, where one is given (--token-file, else
+$VALENCE_TOKEN, as the server reads it), goes with every request, and to the server it starts.
 """
 import argparse
 import asyncio
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -33,16 +36,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(model):
+def start_server(model, token_file, headers):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "valence", "serve", "--model", model, "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "valence", "serve", "--model", model, "--port", str(port),
+                                *(["--token-file", token_file] if token_file else [])],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(1200):
         if process.poll() is not None:
             sys.exit(f"error: the server exited ({process.returncode}); run `python -m valence serve --model {model}`")
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=1, headers=headers).status_code == 200:
                 return process, url
         except httpx.TransportError:
             pass
@@ -51,7 +55,7 @@ def start_server(model):
     sys.exit("error: the model did not load within 5 minutes")
 
 
-async def load(url, photos, requests, concurrency):
+async def load(url, photos, requests, concurrency, headers):
     latencies, errors = [], []
     limit = asyncio.Semaphore(concurrency)
 
@@ -59,7 +63,8 @@ async def load(url, photos, requests, concurrency):
         path = photos[i % len(photos)]
         async with limit:
             started = time.perf_counter()
-            answer = await client.post(f"{url}/predict", files=[("data", (path.name, path.read_bytes()))])
+            answer = await client.post(f"{url}/predict", files=[("data", (path.name, path.read_bytes()))],
+                                       headers=headers)
             latencies.append(time.perf_counter() - started)
             if answer.status_code != 200:
                 errors.append(f"{path.name}: {answer.status_code} {answer.text[:200]}")
@@ -78,12 +83,15 @@ def main():
     parser.add_argument("--url", help="a running server instead of starting one")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--token-file", default=None, help="the server's bearer token (default: $VALENCE_TOKEN)")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/serve_load-<model suffix>.json")
     args = parser.parse_args()
     photos = [ROOT / r["path"] for r in read_csv(ROOT / "data/split/test.csv", required=["path"])]
-    process, url = (None, args.url) if args.url else start_server(args.model)
+    token = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get("VALENCE_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    process, url = (None, args.url) if args.url else start_server(args.model, args.token_file, headers)
     try:
-        seconds, latencies, errors = asyncio.run(load(url, photos, args.requests, args.concurrency))
+        seconds, latencies, errors = asyncio.run(load(url, photos, args.requests, args.concurrency, headers))
     finally:
         if process:
             process.terminate()

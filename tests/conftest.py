@@ -4,7 +4,7 @@ import os
 import pytest
 
 from browser import chromium_binary
-from helpers import save_tiny_model
+from helpers import save_tiny_model, valence_predict
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +67,12 @@ def tiny_checked_models(tmp_path_factory, tiny_models, tiny_rating_models):
     heads.to_keras(extractor, [probability, *tiny_rating_models[2].values(), heads.threshold(check, 0.5)]).save(folder / "model.keras")
     models.export_litert(models.load(folder / "model.keras"), folder / "model.tflite")
     return folder / "model.keras", folder / "model.tflite"
+
+@pytest.fixture(scope="module")
+def in_process(photos, tiny_models, tmp_path_factory):
+    """The CSV in-process `valence predict` writes for the module's ``photos`` with the tiny LiteRT model: what a
+    cluster run must write too."""
+    out = tmp_path_factory.mktemp("in-process") / "predictions.csv"
+    result = valence_predict([photos, "--out", out, "--model", tiny_models[1]], timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out

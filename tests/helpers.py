@@ -393,3 +393,22 @@ def s3_environment(endpoint):
     so an unreachable endpoint fails fast)."""
     return {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": endpoint, "AWS_MAX_ATTEMPTS": "1"}
+
+
+def noise_photos(folder, count):
+    """``count`` small noise photos (40 × 30 PNGs, photo00.png …) and one file that is not an image, in ``folder``:
+    what the cluster tests predict on."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(
+            folder / f"photo{i:0{len(str(count - 1))}d}.png")
+    (folder / "notes.txt").write_text("not a photo")
+    return folder
+
+
+def valence_predict(args, env=None, **kwargs):
+    """`python -m valence predict ARGS` from the project root: the finished process, its output as text."""
+    return subprocess.run([sys.executable, "-m", "valence", "predict", *map(str, args)], cwd=ROOT,
+                          env=env or environment(), capture_output=True, text=True, **kwargs)

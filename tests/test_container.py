@@ -1,5 +1,6 @@
-"""The serving image (Dockerfile): built by a Docker daemon started here, run, asked /healthz and /predict; then
-run as a Dask worker that scores for `valence predict --scheduler` with LiteRT.
+"""The serving image (Dockerfile): built by a Docker daemon started here, run with a token (it binds 0.0.0.0, so
+it refuses to start without one), asked /healthz and /predict with and without the token; then run as a Dask
+worker that scores for `valence predict --scheduler` with LiteRT.
 
 Needs root, `dockerd` and `debootstrap` (Debian's docker.io and debootstrap packages; .ci/run installs them). No
 image registry is reachable, so the base image `debian:bookworm-slim` is made from Debian's packages
@@ -8,6 +9,7 @@ machine's pip has the CA bundle and mirrors the image would lack). The daemon's 
 ~/.cache/valence-docker, so a second run reuses the base image. Where no daemon can start, the test is skipped
 with the reason, unless VALENCE_REQUIRE_DOCKER is set (.ci/run sets it).
 """
+import contextlib
 import io
 import os
 import shutil
@@ -26,6 +28,7 @@ from helpers import ROOT, Cluster, environment, free_port, save_photos
 
 pytestmark = pytest.mark.slow  # a base image, a build and a container: minutes
 BASE = "debian:bookworm-slim"  # the Dockerfile's FROM
+TOKEN = "container-test-token-0123456789"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "valence-docker"
 
 
@@ -145,14 +148,18 @@ def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, image, ti
                       "cd /app && find valence -type f | sort").stdout.split()
     assert packaged == sorted(str(p.relative_to(ROOT)) for p in (ROOT / "valence").rglob("*")
                               if p.suffix in (".py", ".html") and "__pycache__" not in p.parts)  # the whole package
+    refused = docker("run", "--rm", "--network", "host", "-e", f"PORT={free_port()}", tag, check=False)
+    assert refused.returncode == 1 and refused.stderr.strip() == (  # no token: it never binds 0.0.0.0
+        "error: --host 0.0.0.0 is reachable from other machines: give a token (--token-file PATH or VALENCE_TOKEN), "
+        "or --insecure to serve without one"), refused.stderr
     port = free_port()
     name = f"valence-serve-test-{port}"
-    docker("run", "-d", "--network", "host", "-e", f"PORT={port}", "--name", name, tag)
-    url = f"http://127.0.0.1:{port}"
+    docker("run", "-d", "--network", "host", "-e", f"PORT={port}", "-e", f"VALENCE_TOKEN={TOKEN}", "--name", name, tag)
+    url, bearer = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {TOKEN}"}
     try:
         for _ in range(240):
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/readyz", timeout=2, headers=bearer).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -160,9 +167,13 @@ def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, image, ti
         else:
             logs = docker("logs", name, check=False)
             raise AssertionError((logs.stdout + logs.stderr)[-2000:])
-        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}  # open: the HEALTHCHECK and probes
         content = photo_bytes()
-        answer = httpx.post(f"{url}/predict", files=[("data", ("p.png", content, "image/png"))], timeout=30).json()
+        upload = [("data", ("p.png", content, "image/png"))]
+        refused = httpx.post(f"{url}/predict", files=upload, timeout=30)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", refused.text
+        assert httpx.get(f"{url}/readyz").status_code == 401
+        answer = httpx.post(f"{url}/predict", files=upload, timeout=30, headers=bearer).json()
         model = open_classifier(context / "models/model.tflite")
         pixels = model_input(decode(io.BytesIO(content)), model.height, model.width)
         expected = score_images(model, pixels[None], flip_average=True)[0]  # the repo's params.yaml: flip averaging
@@ -174,6 +185,23 @@ def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, image, ti
                 break
             time.sleep(1)
         assert health == "healthy"
+    finally:
+        docker("rm", "-f", name, check=False)
+    secret = context / "token"  # the secret-file form: Docker and Compose secrets mount at /run/secrets/<name>
+    secret.write_text(TOKEN + "\n")
+    secret.chmod(0o644)
+    docker("run", "-d", "--network", "host", "-e", f"PORT={port}", "-v", f"{secret}:/run/secrets/valence_token:ro",
+           "--name", name, tag)
+    try:
+        for _ in range(240):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=2, headers=bearer).status_code == 200:
+                    break
+            time.sleep(0.5)
+        else:
+            logs = docker("logs", name, check=False)
+            raise AssertionError((logs.stdout + logs.stderr)[-2000:])
+        assert httpx.get(f"{url}/readyz").status_code == 401
     finally:
         docker("rm", "-f", name, check=False)
 

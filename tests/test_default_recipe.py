@@ -67,7 +67,8 @@ def test_dvc_repro_with_the_shipped_params_learns_the_demo_faces_exports_and_pre
             new / f"{i} {'smiling' if smiling else 'frowning'}.jpg", quality=90)
     predicted = {}
     for model in ("models/model.keras", "models/model.tflite"):
-        run([sys.executable, "-m", "valence", "predict", "new photos", "--model", model, "--out", "p.csv"], work, env)
+        run([sys.executable, "-m", "valence", "predict", "new photos", "--model", model, "--out", "p.csv",
+             "--force"], work, env)
         rows = list(csv.DictReader((work / "p.csv").open()))
         assert sorted(r["path"] for r in rows) == sorted(f"new photos/{p.name}" for p in new.iterdir())
         assert all(r["label"] in ("Negative", "Positive") for r in rows)

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from valence.errors import PipelineError
-from valence.files import UMASK, atomic_dir, atomic_path, digest_of, read_csv, write_csv, write_json
+from valence.files import (UMASK, atomic_dir, atomic_path, digest_of, read_csv, refuse_replacing_inputs,
+                           write_csv, write_json)
 
 
 class Boom(Exception):
@@ -124,3 +125,30 @@ def test_a_killed_writes_leftover_goes_at_the_next_write_and_nothing_else(tmp_pa
     with atomic_path(tmp_path / name) as tmp:
         tmp.write_text("whole")
     assert (tmp_path / name).read_text() == "whole" and not leftover.exists() and other.exists()
+
+
+def test_an_output_that_would_replace_an_input_is_refused_and_any_other_is_not(tmp_path, monkeypatch):
+    """The guard behind predict's --out: the input files themselves (by any spelling or link) and any existing entry
+    inside an input folder (hidden ones too, which no listing shows) are refused; new names and other files are not."""
+    photos = tmp_path / "photos"
+    (photos / "deeper").mkdir(parents=True)
+    for name in ("a.jpg", "deeper/b.png", ".notes.csv"):
+        (photos / name).write_bytes(b"photo")
+    (tmp_path / "beach.jpg").write_bytes(b"photo")
+    (tmp_path / "old.csv").write_text("path\n")
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "beach.jpg")
+    inputs = [photos, tmp_path / "beach.jpg", "s3://bucket/photos/"]
+    for path in (tmp_path / "beach.jpg", photos / "../beach.jpg", tmp_path / "link.jpg"):
+        with pytest.raises(PipelineError, match=r"--out would replace the input file .*beach.jpg; choose another "):
+            refuse_replacing_inputs(path, inputs)
+    for path in (photos / "a.jpg", photos / "deeper/b.png", photos / ".notes.csv", photos, photos / "deeper"):
+        with pytest.raises(PipelineError, match=f"--out would replace a file in the input folder {photos}; "):
+            refuse_replacing_inputs(path, inputs)
+    monkeypatch.chdir(photos)  # another spelling of the same names
+    with pytest.raises(PipelineError, match="a.jpg: --out would replace a file in the input folder ../photos"):
+        refuse_replacing_inputs("a.jpg", ["../photos"])
+    with pytest.raises(PipelineError, match="b.png: --out would replace the input file deeper/b.png"):
+        refuse_replacing_inputs("./deeper/../deeper/b.png", ["deeper/b.png"])
+    for path in (photos / "new.csv", tmp_path / "old.csv", tmp_path / "new.csv", "s3://bucket/photos/a.jpg"):
+        refuse_replacing_inputs(path, inputs)  # a new name, even in an input folder, or a file that is not an input
+    assert (photos / "a.jpg").read_bytes() == b"photo" and (tmp_path / "beach.jpg").read_bytes() == b"photo"

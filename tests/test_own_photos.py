@@ -137,7 +137,8 @@ def test_a_labels_csv_with_valence_and_arousal_learns_both_and_predict_gives_the
     export = json.loads((work / "metrics/export.json").read_text())
     assert {"max_abs_difference_valence", "max_abs_difference_arousal"} <= export.keys()
     for model in ("models/model.keras", "models/model.tflite"):
-        run([sys.executable, "-m", "valence", "predict", "rated", "--model", model, "--out", "p.csv"], work, env)
+        run([sys.executable, "-m", "valence", "predict", "rated", "--model", model, "--out", "p.csv",
+             "--force"], work, env)
         predicted = list(csv.DictReader((work / "p.csv").open()))
         assert list(predicted[0]) == ["path", "probability", "label", "valence", "arousal", "photo_score", "photo"]
         rated = {f"rated/{r['path']}": r for r in rows}

@@ -214,7 +214,8 @@ def test_predict_with_the_keras_and_the_litert_model_agree(project):
         (folder / "_".join(Path(row["path"]).parts[-2:])).symlink_to(work / row["path"])  # class_name: unique
     predicted = {}
     for model in ("models/model.keras", "models/model.tflite"):
-        run([sys.executable, "-m", "valence", "predict", "new photos", "--model", model, "--out", "p.csv"], work, env)
+        run([sys.executable, "-m", "valence", "predict", "new photos", "--model", model, "--out", "p.csv",
+             "--force"], work, env)
         predicted[model] = {Path(r["path"]).name: float(r["probability"]) for r in rows_of(work / "p.csv")}
     keras_scores, litert_scores = predicted.values()
     assert len(keras_scores) == 8 and keras_scores.keys() == litert_scores.keys()

@@ -2,7 +2,7 @@
 
     valence predict photos/ beach.jpg --out predictions.csv [--model models/model.keras] [--scheduler tcp://…:8786]
     valence explain photos/ beach.jpg --out explained/ [--model models/model.keras]
-    valence serve [--model models/model.keras] [--host 127.0.0.1] [--port 8000]
+    valence serve [--model models/model.keras] [--host 127.0.0.1] [--port 8000] [--token-file PATH]
 
 (`python -m valence …` is the same command without the install.)
 
@@ -18,19 +18,30 @@ from valence.errors import PipelineError, run_stage
 
 
 def predict(args):
-    from valence.files import write_csv
+    import os
+
+    from valence.files import refuse_replacing_inputs, write_csv
     from valence.use.classifier import open_classifier
     from valence.use.predict import columns, image_files, predict_files, report_skipped
 
+    refuse_replacing_inputs(args.out, args.paths)  # before any work, and even with --force
+    if os.path.isdir(args.out):
+        raise PipelineError(f"{args.out}: a folder; --out names the CSV file to write")
+    if os.path.lexists(args.out) and not args.force:
+        raise PipelineError(f"{args.out}: already exists; add --force to replace it")
     p = params.load("evaluate")
     files = image_files(args.paths)  # a missing path or an empty folder fails before the model loads
+    if os.path.isdir(f"{args.out}.parts"):  # a cluster run's parts inside a folder read are not photos
+        files = without_files_under(files, f"{args.out}.parts")
     batch_size = args.batch_size or p.batch_size
     threshold = p.threshold if args.threshold is None else args.threshold
     flip_average = p.flip_average if args.flip_average is None else args.flip_average
     if args.scheduler:  # docs/guide.md: On a cluster
+        from valence import cluster
         from valence.files import digest_of
         from valence.use import predict_cluster
 
+        cluster.use_tls(args.tls_ca_file, args.tls_cert, args.tls_key)  # the --tls-* flags into Dask's config
         rows, skipped, retried, parts = predict_cluster.predict_on_cluster(
             args.scheduler, args.model, files, args.out, batch_size, threshold, flip_average,
             args.shard_size or predict_cluster.SHARD_SIZE)
@@ -64,20 +75,122 @@ def explain(args):
     from valence.use.predict import image_files, report_skipped
 
     p = params.load("evaluate")
-    files = image_files(args.paths)
+    files, earlier = without_earlier_maps(image_files(args.paths), args.out)
+    if earlier:
+        print(f"{args.out}: {earlier} map file(s) an earlier explain wrote there left out", file=sys.stderr)
+    if not files:
+        raise PipelineError(f"{args.out}: every file given is a map an earlier explain wrote there; nothing to explain")
+    named, skipped = plan_maps(files, args.out)  # every map's name checked before the model loads
+    if not named:
+        report_skipped(skipped, len(files))
+        raise PipelineError(f"none of the {len(files)} files is an image; nothing written to {args.out}")
     classifier = open_classifier(args.model)
-    rows, skipped = explain_files(classifier, files, args.out, p.threshold,
-                                  p.flip_average if args.flip_average is None else args.flip_average)
-    report_skipped(skipped, len(files))
+    rows, unread = explain_files(classifier, named, args.out, p.threshold,
+                                 p.flip_average if args.flip_average is None else args.flip_average)
+    report_skipped(skipped + unread, len(files))
     if not rows:
         raise PipelineError(f"none of the {len(files)} files is an image; nothing written to {args.out}")
     print(f"{args.out}: a map (.png, .json) for each of {len(rows)} images, model {classifier.path} "
           f"(md5 {classifier.version})")
 
 
-def explain_files(classifier, files, out, threshold=0.5, flip_average=False):
-    """For each image file: ``out``/<name>.png (the photo beside its map, captioned) and <name>.json (path,
-    probability, label, method, the map as GRID rows). Returns (rows written, (path, reason) skipped)."""
+def without_files_under(files, folder):
+    """``files`` less those inside ``folder`` (URLs kept)."""
+    from pathlib import Path
+
+    from valence.use.predict import is_url
+
+    inside = Path(folder).resolve()
+    return [f for f in files if is_url(f) or inside not in Path(f).resolve().parents]
+
+
+def earlier_map(path):
+    """Whether ``path`` is a map file explain_files wrote: a PNG with explain's MARKER, or a JSON of exactly its
+    keys. Those it may write again; anything else in --out is the user's."""
+    import json
+
+    from valence.use.explain import marked
+
+    if str(path).endswith(".json"):
+        try:
+            with open(path, encoding="utf-8") as f:
+                found = json.load(f)
+        except (OSError, ValueError):
+            return False
+        return isinstance(found, dict) and set(found) == {"path", config.PROBABILITY, "label", "method", "map"}
+    return marked(path)
+
+
+def without_earlier_maps(files, out):
+    """(``files`` less the maps an earlier explain wrote straight into ``out``, how many were left out): with --out
+    inside a folder read, a map explained again would only be written over."""
+    from functools import lru_cache
+    from pathlib import Path
+
+    from valence.use.predict import is_url
+
+    if not Path(out).is_dir():
+        return files, 0
+    home, where = Path(out).resolve(), lru_cache(maxsize=None)(lambda folder: Path(folder).resolve())
+    kept = [f for f in files if is_url(f) or where(str(Path(f).parent)) != home or not earlier_map(f)]
+    return kept, len(files) - len(kept)
+
+
+def plan_maps(files, out):
+    """([(image file, the name of its map)], [(path, reason) skipped]): the <name>.png and <name>.json in ``out``
+    that explain_files writes, each checked before anything is: a one-line error names the first that would
+    replace one of the photos, or a file that is not one of explain's own maps (``earlier_map``)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+    from functools import lru_cache
+    from pathlib import Path
+
+    from valence.data.images import decode
+    from valence.runtime import cores
+    from valence.use.predict import is_url, read_url
+
+    def unusable(file):  # decoded in full as explain_files will, so only images get names, as they always did
+        try:
+            decode(read_url(file) if is_url(file) else file)
+        except ValueError as err:
+            return str(err)
+
+    with ThreadPoolExecutor(cores()) as pool:
+        reasons = list(pool.map(unusable, files))
+    named, skipped, used = [], [], set()
+    for file, reason in zip(files, reasons):
+        if reason is not None:
+            skipped.append((str(file), reason))
+            continue
+        name = Path(file).stem
+        while name in used:  # photos of one name from several folders
+            name += "_"
+        used.add(name)
+        named.append((file, name))
+    out = Path(out)
+    if os.path.lexists(out) and not out.is_dir():
+        raise PipelineError(f"{out}: not a folder; --out names the folder for the maps")
+    if not out.is_dir():
+        return named, skipped
+    where = lru_cache(maxsize=None)(lambda folder: Path(folder).resolve())
+    inputs = {where(str(Path(f).parent)) / Path(f).name for f in files if not is_url(f)}
+    for _, name in named:
+        for target in (out / f"{name}.png", out / f"{name}.json"):
+            if not os.path.lexists(target):
+                continue
+            if where(str(out)) / target.name in inputs:
+                raise PipelineError(f"{target}: --out would replace one of the photos to explain; choose another "
+                                    "--out")
+            if not earlier_map(target):
+                raise PipelineError(f"{target}: already there and not a map of valence explain; move it, or choose "
+                                    "another --out")
+    return named, skipped
+
+
+def explain_files(classifier, named, out, threshold=0.5, flip_average=False):
+    """For each (image file, name) of ``plan_maps``: ``out``/<name>.png (the photo beside its map, captioned,
+    marked as explain's) and <name>.json (path, probability, label, method, the map as GRID rows). Returns (rows
+    written, (path, reason) skipped: files no longer readable since plan_maps)."""
     from pathlib import Path
 
     import numpy as np
@@ -85,41 +198,44 @@ def explain_files(classifier, files, out, threshold=0.5, flip_average=False):
 
     from valence.data.labels import label_of
     from valence.files import atomic_path, write_json
-    from valence.use.explain import METHOD, captioned, explain as explain_photo
+    from valence.use.explain import METHOD, captioned, explain as explain_photo, map_info
     from valence.use.predict import load_photo, score_images
 
     out = Path(out)
-    rows, skipped, used = [], [], set()
-    for file in tqdm(files, desc="explaining", unit="img"):
+    rows, skipped = [], []
+    for file, name in tqdm(named, desc="explaining", unit="img"):
         pixels, reason = load_photo(file, classifier.height, classifier.width)
         if pixels is None:
             skipped.append((str(file), reason))
             continue
         probability, heat = explain_photo(lambda batch: score_images(classifier, batch, flip_average), pixels)
-        name = Path(file).stem
-        while name in used:  # photos of one name from several folders
-            name += "_"
-        used.add(name)
         row = {"path": str(file), config.PROBABILITY: round(probability, 6), "label": label_of(probability, threshold),
                "method": METHOD, "map": np.round(heat.astype(float), 6).tolist()}
         with atomic_path(out / f"{name}.png", suffix=".png") as tmp:
             captioned(pixels, heat, f"P(Positive) {probability:.3f}: {row['label']}   red: pushes toward Positive, "
-                                    "blue: toward Negative").save(tmp, format="PNG")
+                                    "blue: toward Negative").save(tmp, format="PNG", pnginfo=map_info())
         write_json(out / f"{name}.json", row)
         rows.append(row)
     return rows, skipped
 
 
 def serve(args):
+    import dataclasses
     import logging
 
     import uvicorn
 
     from valence.use.classifier import check_model_path
-    from valence.use.serve import create_app
+    from valence.use.serve import create_app, read_token, refuse_open_bind, server_config
 
     check_model_path(args.model)  # before the server starts; the model itself loads in the background
     evaluate, limits = params.load("evaluate"), params.load("serve")
+    if args.allowed_hosts:  # added to serve.allowed_hosts, checked as those are
+        extra = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
+        limits = dataclasses.replace(limits, allowed_hosts=limits.allowed_hosts + extra)
+        limits.check()
+    token = read_token(args.token_file)  # --token-file wins over $VALENCE_TOKEN
+    refuse_open_bind(args.host, token, args.insecure)  # before binding: nothing is exposed
     server = None
     failure = []
 
@@ -128,10 +244,9 @@ def serve(args):
         server.should_exit = True
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    app = create_app(args.model, max_request_mb=limits.max_request_mb, max_images=limits.max_images,
-                     max_batch=limits.max_batch, threshold=evaluate.threshold, flip_average=evaluate.flip_average,
-                     on_load_error=stop)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
+    app = create_app(args.model, limits, token=token, host=args.host, threshold=evaluate.threshold,
+                     flip_average=evaluate.flip_average, on_load_error=stop)
+    server = uvicorn.Server(server_config(app, args.host, args.port, limits))
     server.run()
     if failure:
         raise PipelineError(failure[0])
@@ -156,16 +271,26 @@ def parser():
                       "predictions.csv", "CSV written: path, probability, label", predict)
     p.add_argument("--batch-size", type=int, default=None, help="default: evaluate.batch_size")
     p.add_argument("--threshold", type=float, default=None, help="default: evaluate.threshold")
+    p.add_argument("--force", action="store_true", help="replace --out when it exists (never one of the inputs)")
     p.add_argument("--scheduler", default=None, help="a Dask scheduler (tcp://host:8786), or local:N for N worker "
                    "processes here: score in shards on a cluster, resumable (docs/guide.md: On a cluster)")
     p.add_argument("--shard-size", type=int, default=None, help="photos a cluster task (default 256)")
+    p.add_argument("--tls-ca-file", default=None, help="a tls:// scheduler: the CA that signed its certificate (PEM)")
+    p.add_argument("--tls-cert", default=None, help="a tls:// scheduler: this client's certificate (PEM)")
+    p.add_argument("--tls-key", default=None, help="a tls:// scheduler: the certificate's key (PEM), if not in it")
     photo_command(commands, "explain", "a heatmap per image of what pushes P(Positive) up or down → PNG + JSON",
                   "explained", "folder for <photo>.png and <photo>.json", explain)
     s = commands.add_parser("serve", help="an HTTP service: GET / (a page to try it), POST /predict, /explain, "
-                                          "GET /healthz, /readyz, /docs")
+                                          "GET /healthz, /readyz, /metrics, /docs")
     s.add_argument("--model", default=str(config.MODEL), help=".keras, or .tflite (served without TensorFlow)")
-    s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
+    s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface (needs a token, "
+                   "or --insecure)")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--token-file", default=None, help="a file holding the bearer token every route but /healthz and "
+                   "the static pages then needs (wins over the environment variable VALENCE_TOKEN)")
+    s.add_argument("--insecure", action="store_true", help="serve on a non-loopback --host without a token")
+    s.add_argument("--allowed-hosts", default=None, metavar="NAMES", help="Host names clients may use, comma-"
+                   "separated, added to serve.allowed_hosts (a public name: valence.example.com)")
     s.set_defaults(run=serve)
     return top
 

@@ -67,6 +67,30 @@ def atomic_dir(path):
             shutil.rmtree(tmp)
 
 
+def refuse_replacing_inputs(path, inputs, flag="--out"):
+    """A one-line PipelineError when writing ``path`` would replace one of ``inputs`` (the files and folders a
+    command reads): ``path`` is one of those files, or an existing entry inside one of those folders.
+
+    Work per input named, never per file under a folder, and none at all when ``path`` does not exist yet (it
+    can replace nothing): a run over a million photos pays one stat. URLs (scheme://) never collide.
+    """
+    if "://" in str(path) or not os.path.lexists(path):
+        return
+    path = Path(path)
+    entry = path.parent.resolve() / path.name  # the name a write replaces: a link itself, not what it points at
+    for given in inputs:
+        if "://" in str(given) or not os.path.exists(given):
+            continue
+        if os.path.isdir(given):
+            root = Path(given).resolve()
+            if entry == root or root in entry.parents:
+                raise PipelineError(f"{path}: {flag} would replace a file in the input folder {given}; "
+                                    f"choose another {flag}")
+        elif entry == Path(given).parent.resolve() / Path(given).name or (
+                os.path.exists(path) and os.path.samefile(path, given)):
+            raise PipelineError(f"{path}: {flag} would replace the input file {given}; choose another {flag}")
+
+
 def write_json(path, data):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -5,6 +5,7 @@ params.yaml is the one place values live (with a comment on each); these classes
 every key must be there, so no value hides in code.
 """
 import dataclasses
+import ipaddress
 import typing
 from pathlib import Path
 
@@ -142,14 +143,40 @@ class ExportParams:
 @dataclasses.dataclass(frozen=True)
 class ServeParams:
     max_request_mb: float  # larger request bodies are refused (413) before they are read
-    max_images: int  # images in one POST /predict
+    max_images: int  # images in one POST /predict or /explain
+    max_explain: int  # images in one POST /explain: each costs 50 forward passes (100 with flip averaging)
     max_batch: int  # images the inference thread scores at once, gathered from concurrent requests
+    max_concurrent: int  # /predict and /explain requests worked on at once (read, decoded, scored)
+    max_queued: int  # requests waiting for one of those slots; beyond, 503 with Retry-After at once
+    deadline_s: float  # a /predict or /explain taking longer (waiting included) is cancelled: 504
+    read_timeout_s: float  # a client has this long for a request's headers, and again for its body (408)
+    max_request_megapixels: float  # pixels of one request's images in all, read from their headers (413 beyond)
+    max_decoding_megapixels: float  # pixels being decoded at once, all requests together: bounds decoding memory
+    max_connections: int  # open connections (uvicorn's limit_concurrency); beyond, 503 even for /healthz
+    keep_alive_s: float  # an idle keep-alive connection is closed after this (uvicorn's timeout_keep_alive)
+    allowed_hosts: tuple[str, ...]  # Host header names besides localhost, 127.0.0.1, ::1 and --host; "*": any
+    allowed_origins: tuple[str, ...]  # web origins whose pages may call the service (CORS); []: same origin only
 
     def check(self):
-        if not self.max_request_mb > 0:
-            raise PipelineError(f"serve.max_request_mb must be > 0, got {self.max_request_mb}")
-        at_least("serve.max_images", self.max_images, 1)
-        at_least("serve.max_batch", self.max_batch, 1)
+        for name in ("max_request_mb", "deadline_s", "read_timeout_s", "max_request_megapixels",
+                     "max_decoding_megapixels", "keep_alive_s"):
+            if not getattr(self, name) > 0:
+                raise PipelineError(f"serve.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("max_images", "max_explain", "max_batch", "max_concurrent"):
+            at_least(f"serve.{name}", getattr(self, name), 1)
+        at_least("serve.max_queued", self.max_queued, 0)
+        if self.max_connections <= self.max_concurrent + self.max_queued:
+            raise PipelineError(f"serve.max_connections must be more than serve.max_concurrent + serve.max_queued ("
+                                f"{self.max_concurrent + self.max_queued}: room for /healthz), got {self.max_connections}")
+        for host in self.allowed_hosts:
+            if not host or any(c in host for c in "/[] \t") or ":" in host and not is_ip_address(host):
+                raise PipelineError(f"serve.allowed_hosts: {host!r} is not a host name (no scheme, port or path; "
+                                    "e.g. valence.example.com, or \"*\")")
+        for origin in self.allowed_origins:
+            scheme, _, rest = origin.partition("://")
+            if origin != "*" and (scheme not in ("http", "https") or not rest or "/" in rest):
+                raise PipelineError(f"serve.allowed_origins: {origin!r} is not an origin "
+                                    "(scheme://host[:port], e.g. https://app.example.com, or \"*\")")
 
 
 SECTIONS = {
@@ -162,6 +189,14 @@ SECTIONS = {
     "export": ExportParams,
     "serve": ServeParams,  # python -m valence serve (not a stage)
 }
+
+
+def is_ip_address(text):
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def one_of(name, value, allowed):

@@ -122,3 +122,61 @@ def test_explain_command_writes_a_png_and_a_json_per_photo_and_skips_the_rest(tm
     assert np.asarray(row["map"]).shape == (GRID, GRID)
     with Image.open(tmp_path / "maps/a.png") as sheet:
         assert sheet.size == (2 * 32 + 2, 24 + 24)  # photo, a gap and overlay at the model's 24 × 32, a caption line
+
+
+def run_explain(cwd, *args):
+    (cwd / "params.yaml").write_text(project_params({}))
+    return subprocess.run([sys.executable, "-m", "valence", "explain", *map(str, args)], cwd=cwd,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+
+
+def noise_photo(path, seed):
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)
+
+
+def contents(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else "folder"
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_explain_refuses_to_write_over_a_file_that_is_not_its_own_map_and_writes_nothing(tmp_path):
+    """photos/x.jpg's map would be photos/x.png, the user's own photo (sorted after x.jpg, so read after it was
+    written over): refused before the model loads (a missing one here), with nothing written; so is a file of the
+    user's in an output folder, though the maps before it in the listing would not touch it."""
+    photos, maps = tmp_path / "photos", tmp_path / "maps"
+    photos.mkdir()
+    maps.mkdir()
+    for name, seed in (("x.jpg", 0), ("x.png", 1), ("y.jpg", 2)):
+        noise_photo(photos / name, seed)
+    (maps / "y.json").write_text("the user's notes on y")
+    before = contents(photos), contents(maps)
+    result = run_explain(tmp_path, "photos", "--out", "photos", "--model", "nope.keras")
+    assert result.returncode == 1 and result.stderr.splitlines()[-1] == (
+        "error: photos/x.png: --out would replace one of the photos to explain; choose another --out"), result.stderr
+    result = run_explain(tmp_path, "photos", "--out", "maps", "--model", "nope.keras")
+    assert result.returncode == 1 and result.stderr.splitlines()[-1] == (
+        "error: maps/y.json: already there and not a map of valence explain; move it, or choose another --out")
+    assert "Traceback" not in result.stderr and (contents(photos), contents(maps)) == before
+
+
+def test_explain_writes_its_own_maps_again_and_does_not_explain_them(tmp_path, tiny_models):
+    """Run twice into one folder, explain rewrites the maps it wrote (marked: a PNG text chunk, the JSON's keys);
+    with --out among the folders it reads, its earlier maps are left out of the photos, said once."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, seed in (("a.jpg", 0), ("b.jpg", 1)):
+        noise_photo(photos / name, seed)
+    noise_photo(tmp_path / "plain.png", 2)
+    originals = contents(photos)
+    for _ in range(2):
+        result = run_explain(tmp_path, "photos", "--out", "maps", "--model", tiny_models[1])
+        assert result.returncode == 0, result.stderr
+    assert sorted(contents(tmp_path / "maps")) == ["a.json", "a.png", "b.json", "b.png"]
+    assert explain.marked(tmp_path / "maps/a.png") and not explain.marked(tmp_path / "plain.png")
+    for run in range(2):
+        result = run_explain(tmp_path, "photos", "--out", "photos", "--model", tiny_models[1])
+        assert result.returncode == 0, result.stderr
+        assert ("photos: 4 map file(s) an earlier explain wrote there left out" in result.stderr) == (run == 1)
+    assert sorted(contents(photos)) == ["a.jpg", "a.json", "a.png", "b.jpg", "b.json", "b.png"]
+    assert {name: contents(photos)[name] for name in originals} == originals
+    assert json.loads((photos / "b.json").read_text())["path"] == "photos/b.jpg"

@@ -197,7 +197,8 @@ def test_cli_predicts_on_s3_and_names_what_is_not_there(bucket, tmp_path, tiny_m
 def test_predict_writes_the_ratings_a_model_learnt_and_none_it_did_not(tmp_path, tiny_rating_models, tiny_model):
     photos = save_photos(tmp_path / "photos", 4)
     for model in tiny_rating_models[:2]:
-        result = run_cli("predict", tmp_path / "photos", "--model", model, "--out", "rated.csv", cwd=tmp_path)
+        result = run_cli("predict", tmp_path / "photos", "--model", model, "--out", "rated.csv", "--force",
+                         cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert "ratings: valence on 1–7, arousal on 1–7 (the training raters' scale)" in result.stdout
         rows = list(csv.DictReader((tmp_path / "rated.csv").open()))
@@ -226,7 +227,8 @@ def test_predict_flags_what_the_photo_check_rejects_and_an_older_model_says_it_h
     from valence.use.classifier import open_classifier
 
     for model in tiny_checked_models:
-        result = run_cli("predict", tmp_path / "photos", "--model", model, "--out", "checked.csv", cwd=tmp_path)
+        result = run_cli("predict", tmp_path / "photos", "--model", model, "--out", "checked.csv", "--force",
+                         cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         rows = {Path(r["path"]).name: r for r in csv.DictReader((tmp_path / "checked.csv").open())}
         assert list(rows["dark.png"]) == ["path", "probability", "label", "valence", "arousal", "photo_score", "photo"]
@@ -242,3 +244,36 @@ def test_predict_flags_what_the_photo_check_rejects_and_an_older_model_says_it_h
     result = run_cli("predict", tmp_path / "photos", "--model", tiny_model, "--out", "old.csv", cwd=tmp_path)
     assert result.returncode == 0 and result.stderr.count("has no photo check") == 1
     assert (tmp_path / "old.csv").read_text().splitlines()[0] == "path,probability,label"
+
+
+@pytest.mark.parametrize("out, inputs, message", [
+    ("photos/0.png", ["photos/0.png"], "photos/0.png: --out would replace the input file photos/0.png"),
+    ("photos/0.png", ["photos"], "photos/0.png: --out would replace a file in the input folder photos"),
+    ("photos/deeper/.old.csv", ["photos"],
+     "photos/deeper/.old.csv: --out would replace a file in the input folder photos"),
+])
+@pytest.mark.parametrize("force", [False, True])  # --force never reaches the inputs
+def test_predict_never_writes_over_its_inputs(tmp_path, out, inputs, message, force):
+    photos = save_photos(tmp_path / "photos", 2)
+    (tmp_path / "photos/deeper").mkdir()
+    (tmp_path / "photos/deeper/.old.csv").write_text("the user's own file")
+    before = {p: p.read_bytes() for p in (*photos, tmp_path / "photos/deeper/.old.csv")}
+    # a missing model: refused before the model loads (or any photo is read)
+    result = run_cli("predict", *inputs, "--out", out, "--model", "nope.keras", *(["--force"] if force else []),
+                     cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr == f"error: {message}; choose another --out\n", result.stderr
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_predict_replaces_an_existing_out_only_with_force(tmp_path, tiny_model):
+    save_photos(tmp_path / "photos", 2)
+    (tmp_path / "out.csv").write_text("a CSV of another day")
+    result = run_cli("predict", "photos", "--out", "out.csv", "--model", "nope.keras", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr == "error: out.csv: already exists; add --force to replace it\n"
+    assert (tmp_path / "out.csv").read_text() == "a CSV of another day"
+    result = run_cli("predict", "photos", "--out", "out.csv", "--model", tiny_model, "--force", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [r["path"] for r in csv.DictReader((tmp_path / "out.csv").open())] == ["photos/0.png", "photos/1.png"]
+    (tmp_path / "folder").mkdir()
+    result = run_cli("predict", "photos", "--out", "folder", "--model", tiny_model, "--force", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr == "error: folder: a folder; --out names the CSV file to write\n"

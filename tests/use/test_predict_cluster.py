@@ -1,18 +1,15 @@
 """`valence predict --scheduler` on a real Dask cluster: a `dask scheduler` and two `dask worker` processes
 started here on 127.0.0.1 (and stopped), the tiny model, 500 generated photos in shards of 20."""
 import csv
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from helpers import ROOT, Cluster, environment, free_port, s3_environment, s3_server
+from helpers import ROOT, Cluster, environment, free_port, noise_photos, s3_environment, s3_server, valence_predict
 
 SHARD = 20
 pytestmark = pytest.mark.slow  # a scheduler and workers as processes: a minute or two
@@ -20,13 +17,7 @@ pytestmark = pytest.mark.slow  # a scheduler and workers as processes: a minute 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    """500 small noise photos (PNG) and one file that is not an image, in one folder."""
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for i in range(500):
-        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(folder / f"photo{i:03d}.png")
-    (folder / "notes.txt").write_text("not a photo")
-    return folder
+    return noise_photos(tmp_path_factory.mktemp("photos"), 500)
 
 
 @pytest.fixture
@@ -36,23 +27,12 @@ def cluster():
     running.stop()
 
 
-def predict(args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "valence", "predict", *map(str, args)], cwd=ROOT,
-                          env=env or environment(), capture_output=True, text=True, **kwargs)
+predict = valence_predict
 
 
 def rows_of(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-@pytest.fixture(scope="module")
-def in_process(photos, tiny_models, tmp_path_factory):
-    """The CSV today's in-process path writes for the photos."""
-    out = tmp_path_factory.mktemp("in-process") / "predictions.csv"
-    result = predict([photos, "--out", out, "--model", tiny_models[1]])
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 def same_predictions(out, expected):
@@ -108,29 +88,13 @@ def test_a_killed_client_run_again_scores_only_the_missing_shards(cluster, photo
     wait_for_parts(parts, 10, client)
     client.send_signal(signal.SIGKILL)
     client.wait(30)
-    kept = {p.name: p.read_bytes() for p in parts.glob("[0-9]*.csv")}
-    assert not out.exists() and 10 <= len([k for k in kept if not k.endswith(".skipped.csv")]) < 101
+    done = len(list(parts.glob("[0-9]*.json")))  # a part is done once its manifest is written, after its CSVs
+    assert not out.exists() and 9 <= done < 101
     result = predict(args)
     assert result.returncode == 0, result.stderr
     same_predictions(out, in_process)
-    done = len([k for k in kept if not k.endswith(".skipped.csv")])
     assert f"resuming: {done} of 101 shards already done" in result.stdout
-
-
-def test_parts_of_another_run_are_an_error_not_a_mix(photos, tiny_models, tmp_path):
-    from valence.errors import PipelineError
-    from valence.files import write_json
-    from valence.use import predict_cluster
-
-    parts = tmp_path / "predictions.csv.parts"
-    wanted = predict_cluster.recipe("abc", ["a.png", "b.png"], 0.5, True, 20)
-    assert predict_cluster.open_parts(parts, wanted) == set()  # nothing there yet: nothing done
-    parts.mkdir()
-    write_json(parts / "recipe.json", wanted)
-    (parts / "0.csv").write_text("path,probability,label\n")
-    assert predict_cluster.open_parts(parts, wanted) == {0}
-    with pytest.raises(PipelineError, match=r"predictions.csv.parts: parts of another run \(its model, threshold "):
-        predict_cluster.open_parts(parts, dict(wanted, model="def", threshold=0.6))
+    assert not parts.exists()
 
 
 def test_an_unreachable_scheduler_is_one_line_and_leaves_nothing(photos, tiny_models, tmp_path):
@@ -147,7 +111,7 @@ def test_local_n_starts_worker_processes_here(photos, tiny_models, in_process, t
     result = predict([photos, "--out", out, "--model", tiny_models[1], "--scheduler", "local:2", "--shard-size", "100"])
     assert result.returncode == 0, result.stderr
     same_predictions(out, in_process)
-    refused = predict([photos, "--model", tiny_models[1], "--scheduler", "local:0"])
+    refused = predict([photos, "--out", tmp_path / "none.csv", "--model", tiny_models[1], "--scheduler", "local:0"])
     assert refused.returncode == 1 and refused.stderr.strip().endswith("needs a whole number of workers N ≥ 1")
 
 
@@ -215,3 +179,33 @@ def test_workers_read_photos_from_s3_and_skip_those_they_cannot_reach(photos, ti
     assert [r["path"] for r in rows_of(tmp_path / "cut-off.csv")] == [str(photos / "photo499.png")]
     assert "skipped 40 of 41 files:" in result.stderr
     assert "s3://photos/set/photo000.png: cannot read it (EndpointConnectionError: Could not connect" in result.stderr
+
+
+def test_a_forged_or_truncated_part_is_scored_again_on_resume(photos, tiny_models, in_process, tmp_path,
+                                                              monkeypatch):
+    """The parts of a local:2 run (6 shards of 100: 500 photos and a text file) as a crash leaves them, but part 1
+    forged (a consistent part, manifest and all, of other photos) and part 3's CSV truncated: the same command
+    scores those two again, says why, and writes in-process' CSV byte for byte."""
+    from valence import params
+    from valence.use import predict_cluster
+    from valence.use.predict import image_files
+
+    monkeypatch.chdir(ROOT)  # the project's params.yaml, as the command reads it
+    p = params.load("evaluate")
+    out = tmp_path / "predictions.csv"
+    files = image_files([str(photos)])
+    _, _, _, parts = predict_cluster.predict_on_cluster("local:2", tiny_models[1], files, out, p.batch_size,
+                                                        p.threshold, p.flip_average, 100)
+    assert sorted(x.name for x in parts.glob("*.json")) == [f"{i}.json" for i in range(6)] + ["recipe.json"]
+    elsewhere = [{"path": str(tmp_path / f"other{i}.png"), "probability": 0.5, "label": "Positive"} for i in range(100)]
+    predict_cluster.write_part(parts, 1, elsewhere, [], predict_cluster.stamps([str(f) for f in files[100:200]]))
+    data = (parts / "3.csv").read_bytes()
+    (parts / "3.csv").write_bytes(data[:len(data) // 2])
+    result = predict([photos, "--out", out, "--model", tiny_models[1], "--scheduler", "local:2", "--shard-size", 100])
+    assert result.returncode == 0, result.stderr
+    assert f"part 1: rows do not match its shard (100 of its photos missing, first {files[100]}; 100 paths not in " \
+           f"it, first {tmp_path}/other0.png); scoring it again" in result.stderr
+    assert "part 3: its CSVs are not the ones its manifest describes (truncated or edited); scoring it again" \
+           in result.stderr
+    assert "resuming: 4 of 6 shards already done" in result.stdout and "200/200" in result.stderr  # two shards ran
+    assert out.read_bytes() == in_process.read_bytes() and not parts.exists()

@@ -26,12 +26,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(model, cwd):
-    """The server process and its base URL once it answers /healthz."""
+def start(model, cwd, *args, env=None, log=subprocess.PIPE):
+    """The server process and its base URL once it answers /healthz; ``args``: more serve flags, ``env``: more
+    environment variables, ``log``: where its output goes (a file, for a server sent many requests)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "valence", "serve", "--model", str(model), "--port", str(port)],
-                               cwd=cwd, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "valence", "serve", "--model", str(model), "--port", str(port),
+                                *map(str, args)],
+                               cwd=cwd, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **(env or {})},
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         if process.poll() is not None:
@@ -45,9 +47,9 @@ def start(model, cwd):
     raise AssertionError("the server did not start")
 
 
-def wait_ready(url):
+def wait_ready(url, headers=None):
     for _ in range(600):
-        answer = httpx.get(f"{url}/readyz")
+        answer = httpx.get(f"{url}/readyz", headers=headers)
         if answer.status_code == 200:
             return answer.json()
         assert answer.json()["status"] == "loading", answer.text
@@ -84,7 +86,7 @@ def expected(model, *contents):
 def test_health_readiness_and_docs(server):
     url, model = server
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{url}/readyz").json()["model"] == model.version
+    assert httpx.get(f"{url}/readyz").json() == {"status": "ready", "model": model.version}  # no file path
     docs = httpx.get(f"{url}/docs")
     assets = re.findall(r"(?:href|src)=['\"]([^'\"]+)['\"]", docs.text)
     assert docs.status_code == 200 and any(a.endswith("swagger-ui-bundle.js") for a in assets)

@@ -17,6 +17,27 @@ import numpy as np
 GRID = 8  # cells per side of the map
 PATCH = 2  # cells per side of the covered patch
 METHOD = f"occlusion: {PATCH}×{PATCH}-cell patches of a {GRID}×{GRID} grid in the photo's mean colour, stride one cell"
+MARKER = "valence-explain"  # the PNG text chunk (its value: METHOD) that marks a map as explain's own to rewrite
+
+
+def map_info():
+    """The PNG text chunk that marks a sheet as one of explain's maps (``marked``)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(MARKER, METHOD)
+    return info
+
+
+def marked(path):
+    """Whether ``path`` is a PNG with MARKER: a map explain wrote, which it may write again; never another file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and MARKER in image.info  # written before the pixels: no decoding
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
 
 
 def cell_edges(size):

@@ -1,115 +1,526 @@
-"""The trained model over HTTP: FastAPI on uvicorn.
+"""The trained model over HTTP: FastAPI on uvicorn, fit to face a network.
 
-    python -m valence serve [--model models/model.keras] [--host 127.0.0.1] [--port 8000]
+    python -m valence serve [--model models/model.keras] [--host 127.0.0.1] [--port 8000] [--token-file PATH]
     curl -F data=@beach.jpg -F data=@crash.jpg http://127.0.0.1:8000/predict
+    curl -H "Authorization: Bearer $VALENCE_TOKEN" -F data=@beach.jpg http://valence.example.com:8000/predict
 
 POST /predict takes one or more images in the multipart field ``data`` (the seed's Flask server used that
 name) and answers ``{"model": <MD5 of the model file>, "predictions": [{"filename", "probability", "label"}]}``
 (plus "valence" and "arousal", on the training ratings' scale, from a model with rating heads; "ratings" gives
-their scales)
-in upload order. POST /explain takes the same and adds each photo's occlusion map (valence.use.explain): ``{"model",
-"method", "grid", "explanations": [{"filename", "probability", "label", "map"}]}``. GET / is a page to try it. GET /healthz says the process is up, GET /readyz that the model is loaded; /docs is the
-OpenAPI page (Swagger UI from the installed package: it works offline). A ``.tflite`` model (the export stage's) is served by LiteRT without importing TensorFlow.
+their scales) in upload order. POST /explain takes the same and adds each photo's occlusion map
+(valence.use.explain): ``{"model", "method", "grid", "explanations": [{"filename", "probability", "label",
+"map"}]}``. GET / is a page to try it. GET /healthz says the process is up, GET /readyz that the model is
+loaded (its md5, never a file path: no answer names a file of the server), GET /metrics counts requests,
+latency, queue depth and refusals in Prometheus' text format; /docs is the OpenAPI page (Swagger UI from the
+installed package: it works offline). A ``.tflite`` model (the export stage's) is served by LiteRT without
+importing TensorFlow.
 
-Bad requests stop before the model: a body over ``serve.max_request_mb`` is refused with 413 from its
-Content-Length, or as soon as the bytes read pass the cap; more than ``serve.max_images`` files is 413; a file
-that is not an image is 415, a damaged one 400, one with too many pixels 413, each with a one-line reason.
-Images from concurrent requests are decoded in threads and scored together: one inference thread takes every
-image waiting when it becomes free, so the event loop never blocks and a busy server runs larger batches.
+Who may ask. With a token (``--token-file PATH``, else the environment variable VALENCE_TOKEN: the file wins),
+every route needs ``Authorization: Bearer <token>`` but /healthz and the static pages (/, /docs and its
+assets, /openapi.json), which hold nothing of this server; the page asks for the token on a 401. Binding an
+address other than loopback without a token is refused unless ``--insecure``. A Host header outside
+serve.allowed_hosts (localhost, 127.0.0.1, ::1, --host and the names listed) is 400, so DNS rebinding cannot
+read answers; a request whose Origin is neither this server nor in serve.allowed_origins, or that a browser
+marks ``Sec-Fetch-Site: cross-site``, is 403 before its body is read (a multipart POST is a "simple" request
+browsers send from any page without asking first).
+
+How much. At most serve.max_concurrent /predict and /explain requests are worked on at once and
+serve.max_queued wait for a slot; beyond, 503 with Retry-After at once (/healthz keeps answering). A request
+is cancelled when serve.deadline_s pass (504) or its client goes away, and so is its work: the batcher drops it
+between chunks of serve.max_batch images, so an abandoned /explain stops costing forward passes within one
+chunk. A client has serve.read_timeout_s for a request's headers (else the connection is closed) and again for
+its body (408). Bad requests stop before the model: a body over serve.max_request_mb is 413 from its
+Content-Length, or as soon as the bytes read pass the cap; more than serve.max_images files, or more than
+serve.max_explain on /explain, 413; a file that is not an image is 415, a damaged one 400, one over
+Image.MAX_IMAGE_PIXELS 413, and images whose headers add up to more than serve.max_request_megapixels 413,
+each with a one-line reason, before anything is decoded.
+
+Memory. Decoding is the costly part: a decoded image takes up to ~21 bytes a pixel while it is converted and
+resized (peaks measured: 6 for greyscale, 12 for 8-bit RGB and JPEG, 14 for palette, 20 for RGBA, 21 for 16-bit
+PNG). Every decode, over all requests, first takes its pixels from one shared budget of
+serve.max_decoding_megapixels (an image larger than the budget takes all of it), and gives them back when its
+thread is done, even for a cancelled request; freed blocks go back to the system at once
+(``large_blocks_go_back``). So the decodes in flight hold at most max(serve.max_decoding_megapixels, 50) Mpx ×
+21 bytes ≈ 1 GB with the defaults (0.6 GB of JPEGs); besides that, the bodies of the requests at work hold at most serve.max_concurrent × serve.max_request_mb
+(80 MB) and their model inputs (an /explain photo's 51 covered copies at a time) a few MB each, on top of the
+model itself. Decoded images from concurrent requests are scored together: one inference thread takes the
+images waiting, up to serve.max_batch, whenever it becomes free, so the event loop never blocks and a busy
+server runs larger batches.
 """
 import asyncio
+import collections
 import contextlib
+import ctypes
+import hmac
 import io
 import logging
+import math
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from fastapi import File, HTTPException, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import Depends, File, HTTPException, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPBearer
 from fastapi_offline import FastAPIOffline
+from PIL import Image
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from valence.config import PROBABILITY
 from valence.data.images import NotAnImage, TooManyPixels, decode, model_input
 from valence.data.labels import label_of
+from valence.errors import PipelineError
+from valence.network import is_loopback
+from valence.runtime import cores
 from valence.use.classifier import open_classifier
 from valence.use.explain import GRID, METHOD, occluded, occlusion_map
 from valence.use.predict import score_all, values_beside_probability
 
 log = logging.getLogger("valence.use.serve")
 
+TOKEN_ENV = "VALENCE_TOKEN"
+MIN_TOKEN_LENGTH = 16  # a shorter token is guessable: refused
+WORK = ("/predict", "/explain")  # the routes that cost model time: slots, deadline, cancellation
+STATIC = "/static-offline-docs"  # fastapi_offline's Swagger UI assets
+# static pages and the probe: no token (they hold nothing of this server); /healthz skips the Host check too,
+# for probes that address the container by its IP
+PUBLIC = frozenset({"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+ROUTES = PUBLIC | {"/readyz", "/metrics", *WORK}  # metrics label every other path "other": bounded labels
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+LEFT = "499"  # status recorded for a request whose client left before its answer (nginx's convention)
 
-class LimitRequestSize:
-    """ASGI middleware: 413 for a body over ``max_bytes``, judged by Content-Length before any byte is read,
-    and by counting as it streams in (chunked uploads, or a Content-Length that lies)."""
 
-    def __init__(self, app, max_bytes):
-        self.app, self.max_bytes = app, max_bytes
+# --- who may ask: the token, the bind address, Host and Origin ---------------------------------------------
+
+def read_token(token_file=None, environ=os.environ):
+    """The bearer token: ``token_file``'s text (stripped), else $VALENCE_TOKEN, else None (no token needed).
+    A file that cannot be read, or a token that is empty, short or not printable, is a one-line error."""
+    if token_file is not None:
+        try:
+            token, source = Path(token_file).read_text(encoding="utf-8").strip(), str(token_file)
+        except (OSError, UnicodeDecodeError) as err:
+            raise PipelineError(f"{token_file}: cannot read the token file ({err.strerror or err})") from None
+    elif TOKEN_ENV in environ:
+        token, source = environ[TOKEN_ENV].strip(), TOKEN_ENV
+    else:
+        return None
+    if not token:
+        raise PipelineError(f"{source}: the token is empty; write one, e.g. "
+                            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    if len(token) < MIN_TOKEN_LENGTH or not all("!" <= c <= "~" for c in token):
+        raise PipelineError(f"{source}: the token must be at least {MIN_TOKEN_LENGTH} printable ASCII characters "
+                            "without spaces, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    return token
+
+
+def refuse_open_bind(host, token, insecure):
+    """A server other machines can reach answers only with a token, unless the user says ``--insecure``."""
+    if not token and not insecure and not is_loopback(host):
+        raise PipelineError(f"--host {host} is reachable from other machines: give a token (--token-file PATH or "
+                            f"{TOKEN_ENV}), or --insecure to serve without one")
+
+
+def host_name(value):
+    """The name in a Host header (bytes), lowercased, without its port or brackets."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:text.find("]")]
+    name = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+    return name.rstrip(".")
+
+
+def allowed_host_names(bound_host, extra):
+    """(exact names, suffixes of "*.example.com" patterns, any) a Host header may name."""
+    names = {*LOCAL_HOSTS, *(h.lower() for h in extra if not h.startswith("*"))}
+    if bound_host not in ("0.0.0.0", "::", ""):  # a wildcard bind is no name a client uses
+        names.add(bound_host.lower().strip("[]"))
+    suffixes = tuple(h[1:].lower() for h in extra if h.startswith("*."))
+    return frozenset(names), suffixes, "*" in extra
+
+
+def json_answer(status, detail, headers=None):
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own (tests run several apps in one process)."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("valence_requests", "HTTP requests answered, by route and status (499: the client "
+                                "left first)", ["route", "status"], registry=self.registry)
+        self.latency = Histogram("valence_request_seconds", "Time from a request's headers to its answer, by route",
+                                 ["route"], registry=self.registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+        self.rejections = Counter("valence_rejections", "Requests refused or cut short to protect the service, by "
+                                  "reason", ["reason"], registry=self.registry)
+        self.scored = Counter("valence_images_scored", "Images through the model (twice the forward passes with "
+                              "flip averaging)", registry=self.registry)
+        self.queued = Gauge("valence_queue_depth", "/predict and /explain requests waiting for a slot",
+                            registry=self.registry)
+        self.working = Gauge("valence_requests_working", "/predict and /explain requests being worked on",
+                             registry=self.registry)
+        self.decoding = Gauge("valence_decoding_megapixels", "Megapixels being decoded now, all requests together",
+                              registry=self.registry)
+
+    def reject(self, reason):
+        self.rejections.labels(reason).inc()
+
+
+class Gate:
+    """The service's first ASGI layer (inside Starlette's error handler), pure ASGI as it runs on every request:
+    counts each request (route, status, latency), and refuses a Host not allowed (400) and a cross-origin request
+    not allowed (403) before anything else."""
+
+    def __init__(self, app, metrics, hosts, origins):
+        self.app, self.metrics = app, metrics
+        self.names, self.suffixes, self.any_host = hosts
+        self.origins, self.any_origin = frozenset(o for o in origins if o != "*"), "*" in origins
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_large = f"request body over the {self.max_bytes / 2**20:g} MB limit (serve.max_request_mb)"
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = JSONResponse({"detail": too_large}, status_code=413, headers={"Connection": "close"})
-            return await response(scope, receive, send)
-        received = 0
+        path, started, status = scope["path"], time.perf_counter(), [LEFT]
 
-        async def counting_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise HTTPException(413, too_large, headers={"Connection": "close"})
-            return message
+        async def noting_send(message):
+            if message["type"] == "http.response.start":
+                status[0] = str(message["status"])
+            await send(message)
 
-        await self.app(scope, counting_receive, send)
+        try:
+            refusal = None if path == "/healthz" else self.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, noting_send)
+            else:
+                await self.app(scope, receive, noting_send)
+        except Exception:
+            status[0] = "500"  # Starlette's ServerErrorMiddleware, outside, answers it
+            raise
+        finally:
+            route = path if path in ROUTES else STATIC if path.startswith(STATIC + "/") else "other"
+            self.metrics.requests.labels(route, status[0]).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+    def refusal(self, scope):
+        """The answer refusing this request, or None to let it in."""
+        headers = dict(scope["headers"])
+        host = headers.get(b"host")
+        if host is None:
+            self.metrics.reject("host")
+            return json_answer(400, "no Host header")
+        name = host_name(host)
+        if not (self.any_host or name in self.names or self.suffixes and name.endswith(self.suffixes)):
+            self.metrics.reject("host")
+            return json_answer(400, f"Host {name!r} is not served here; add it to serve.allowed_hosts "
+                                    "(or --allowed-hosts)")
+        origin = headers.get(b"origin")
+        if origin is not None:
+            origin = origin.decode("latin-1")
+            scheme, _, netloc = origin.partition("://")
+            same = scheme in ("http", "https") and netloc.lower() == host.decode("latin-1").lower()
+            if not (same or self.any_origin or origin in self.origins):
+                self.metrics.reject("origin")
+                return json_answer(403, f"a page from {origin} may not call this service (serve.allowed_origins)")
+        elif headers.get(b"sec-fetch-site") in (b"cross-site", b"same-site") and not (
+                headers.get(b"sec-fetch-mode") == b"navigate" and scope["method"] in ("GET", "HEAD")):
+            self.metrics.reject("origin")  # a no-cors request from another site's page (no Origin header sent)
+            return json_answer(403, "a request from another site's page may not call this service")
+        return None
 
 
-def scales(classifier):
-    """{"ratings": {rating: {"low", "high"}}} of a model with rating heads, to sit beside its answers; {} without."""
-    if not classifier.ratings:
-        return {}
-    return {"ratings": {k: {"low": low, "high": high} for k, (low, high) in classifier.ratings.items()}}
+class Slots:
+    """At most ``working`` requests at work, at most ``waiting`` more in line (first come, first served)."""
 
+    class Full(Exception):
+        pass
 
-class Batcher:
-    """Scores uint8 batches from concurrent requests on one inference thread, several requests per batch."""
+    def __init__(self, working, waiting):
+        self.free, self.max_waiting, self.waiting = working, waiting, collections.deque()
+        self.working = 0
 
-    def __init__(self, classifier, flip_average, max_batch):
-        self.classifier, self.flip_average, self.max_batch = classifier, flip_average, max_batch
-        self.queue = asyncio.Queue()
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="inference")  # models run on one thread
-
-    async def score(self, images):
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put((images, future))
-        return await future
-
-    async def run(self):
-        loop = asyncio.get_running_loop()
-        while True:
-            waiting = [await self.queue.get()]
-            size = len(waiting[0][0])
-            while size < self.max_batch and not self.queue.empty():  # whatever queued while the last batch ran
-                waiting.append(self.queue.get_nowait())
-                size += len(waiting[-1][0])
+    async def enter(self):
+        if self.free > 0 and not self.waiting:
+            self.free -= 1
+        else:
+            if len(self.waiting) >= self.max_waiting:
+                raise Slots.Full
+            turn = asyncio.get_running_loop().create_future()
+            self.waiting.append(turn)
             try:
-                batch = np.concatenate([images for images, _ in waiting])
-                scores = await loop.run_in_executor(self.thread, score_all, self.classifier, batch,
-                                                    self.flip_average)
-            except Exception as err:  # noqa: BLE001 — every waiting request gets the failure, the loop goes on
-                log.exception("inference failed")
-                for _, future in waiting:
-                    if not future.done():
-                        future.set_exception(err)
-                continue
-            start = 0
-            for images, future in waiting:
-                if not future.done():  # a client that went away cancelled its future
-                    future.set_result({k: v[start:start + len(images)] for k, v in scores.items()})
-                start += len(images)
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():  # given a slot as it was cancelled: pass it on
+                    self.working += 1
+                    self.leave()
+                else:
+                    self.waiting.remove(turn)
+                raise
+        self.working += 1
+
+    def leave(self):
+        self.working -= 1
+        while self.waiting:
+            turn = self.waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot goes straight to the next in line
+                return
+        self.free += 1
+
+
+class Door:
+    """Inner ASGI layer (after CORS): the token, the body's size and read deadline, and for /predict and
+    /explain a slot, the request deadline and cancellation when the client leaves."""
+
+    def __init__(self, app, metrics, slots, token, limits):
+        self.app, self.metrics, self.slots, self.limits = app, metrics, slots, limits
+        self.token = token.encode() if token else None
+        self.max_bytes = int(limits.max_request_mb * 2**20)
+        self.typical_s = 1.0  # moving mean of a request's time at work: what Retry-After asks a client to wait
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path, headers = scope["path"], dict(scope["headers"])
+        if self.token and path not in PUBLIC and not path.startswith(STATIC + "/"):
+            scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
+            if not (scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)):
+                self.metrics.reject("token")
+                refused = "the token was refused" if given else "this service needs its token"
+                answer = json_answer(401, f"{refused}: send Authorization: Bearer <token>",
+                                     {"WWW-Authenticate": "Bearer" + (' error="invalid_token"' if given else "")})
+                return await answer(scope, receive, send)
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            self.metrics.reject("body_size")
+            return await json_answer(413, self.too_large(), {"Connection": "close"})(scope, receive, send)
+        exchange = Exchange(self, receive)
+        if path in WORK and scope["method"] == "POST":
+            return await self.work(scope, exchange, send)
+        await self.app(scope, exchange.receive, send)
+
+    def too_large(self):
+        return f"request body over the {self.max_bytes / 2**20:g} MB limit (serve.max_request_mb)"
+
+    async def work(self, scope, exchange, send):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.deadline_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self.slots.enter()
+        except Slots.Full:
+            self.metrics.reject("queue_full")
+            retry = math.ceil(self.typical_s * (1 + len(self.slots.waiting) / self.limits.max_concurrent))
+            answer = json_answer(503, f"busy: {self.limits.max_concurrent} requests at work and "
+                                      f"{self.limits.max_queued} waiting (serve.max_concurrent, serve.max_queued); "
+                                      "try again later", {"Retry-After": str(max(1, retry))})
+            return await answer(scope, exchange.receive, send)
+        except TimeoutError:
+            return await self.too_slow(scope, exchange, send)
+        started, answered = loop.time(), []
+
+        async def noting_send(message):
+            if message["type"] == "http.response.start":
+                answered.append(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                exchange.answered = True  # uvicorn reports a disconnect once the answer is out: not a client leaving
+            await send(message)
+
+        task = asyncio.create_task(self.app(scope, exchange.receive, noting_send))
+        exchange.task = task
+        try:
+            done, _ = await asyncio.wait({task}, timeout=max(0, deadline - loop.time()))
+            if not done:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                if not answered:
+                    return await self.too_slow(scope, exchange, send)
+            elif task.cancelled():
+                if not exchange.left:
+                    raise asyncio.CancelledError  # cancelled by no one here: pass it on
+            else:
+                task.result()  # an error in the handler: raised on, Starlette answers 500
+        except asyncio.CancelledError:
+            task.cancel()  # the server stops: the work stops with it
+            raise
+        finally:
+            exchange.close()
+            self.slots.leave()
+            self.typical_s += 0.2 * (loop.time() - started - self.typical_s)
+
+    async def too_slow(self, scope, exchange, send):
+        self.metrics.reject("deadline")
+        answer = json_answer(504, f"not done within {self.limits.deadline_s:g} s (serve.deadline_s); the work "
+                                  "was cancelled", {"Connection": "close"})
+        await answer(scope, exchange.receive, send)
+
+
+class Exchange:
+    """One request's receive channel: the body within serve.max_request_mb and serve.read_timeout_s, and once
+    it is read, a watch for the client leaving that cancels the request's task."""
+
+    def __init__(self, door, receive):
+        self.door, self._receive = door, receive
+        self.received, self.read_deadline, self.watcher, self.task = 0, None, None, None
+        self.left = self.answered = False  # the client went away first; the answer is all sent
+
+    async def receive(self):
+        if self.watcher is not None:  # the body is read: the watcher has the channel; share its message
+            return await asyncio.shield(self.watcher)
+        loop = asyncio.get_running_loop()
+        if self.read_deadline is None:
+            self.read_deadline = loop.time() + self.door.limits.read_timeout_s
+        try:
+            async with asyncio.timeout_at(self.read_deadline):
+                message = await self._receive()
+        except TimeoutError:
+            self.door.metrics.reject("read_timeout")
+            raise HTTPException(408, f"the request body did not arrive within {self.door.limits.read_timeout_s:g} "
+                                     "s (serve.read_timeout_s)", headers={"Connection": "close"}) from None
+        if message["type"] == "http.disconnect":
+            self.client_left()
+            return message
+        self.received += len(message.get("body", b""))
+        if self.received > self.door.max_bytes:
+            self.door.metrics.reject("body_size")
+            raise HTTPException(413, self.door.too_large(), headers={"Connection": "close"})
+        if not message.get("more_body", False) and self.task is not None:
+            self.watcher = asyncio.create_task(self.watch())
+        return message
+
+    async def watch(self):
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.task.done():
+            self.client_left()
+        return message
+
+    def client_left(self):
+        if self.task is not None and not self.task.done() and not self.left and not self.answered:
+            self.left = True
+            self.door.metrics.reject("client_left")
+            self.task.cancel()
+
+    def close(self):
+        if self.watcher is not None and not self.watcher.done():
+            self.watcher.cancel()
+
+
+class HeaderTimeout(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for a request's headers: uvicorn has none of its own, and its
+    keep-alive timer restarts with every byte, so a client sending a header a byte at a time would hold its
+    connection for ever. The connection is closed when the headers are not all there ``header_timeout``
+    seconds after it opened or after the last answer on it."""
+
+    header_timeout = 30.0
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._header_timer = None
+        self._arm()
+
+    def _arm(self):
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm(self):
+        if getattr(self, "_header_timer", None) is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self):
+        self._header_timer = None
+        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+            self.transport.close()
+
+    def handle_events(self):
+        super().handle_events()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._disarm()  # a request's headers are in: its body has serve.read_timeout_s of its own
+
+    def on_response_complete(self):
+        super().on_response_complete()
+        if self.cycle is None or self.cycle.response_complete:
+            self._arm()
+
+    def connection_lost(self, exc):
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def large_blocks_go_back():
+    """Have glibc return each freed block of 1 MB or more to the system at once. By default it keeps freed memory
+    in per-thread arenas and raises its mmap threshold after the first large free, so each decoding thread keeps
+    room for the largest image it decoded and the server's memory grows by threads × that, whatever the pixel
+    budget (measured: 1.1 GB either way for 16 flat 49 Mpx PNGs on 2 threads; 0.57 GB with this, 1.06 GB with it
+    and no budget). Pillow allocates a large image in 16 MB blocks: each is mapped and unmapped on its own."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator, its own ways
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
+
+
+def server_config(app, host, port, limits):
+    """uvicorn's settings for the service: its own limits from the serve section."""
+    import uvicorn
+
+    large_blocks_go_back()
+    protocol = type("HeaderTimeout", (HeaderTimeout,), {"header_timeout": limits.read_timeout_s})
+    return uvicorn.Config(app, host=host, port=port, log_level="info", http=protocol,
+                          limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive_s)
+
+
+# --- the work: decoding within a pixel budget, scoring in shared batches ----------------------------------
+
+class PixelBudget:
+    """A weighted semaphore of megapixels shared by every decode, first come first served; a decode larger than
+    the whole budget waits for all of it."""
+
+    def __init__(self, megapixels):
+        self.total = self.free = float(megapixels)
+        self.waiting = collections.deque()
+
+    def in_use(self):
+        return self.total - self.free
+
+    async def acquire(self, megapixels):
+        megapixels = min(megapixels, self.total)
+        if not self.waiting and self.free >= megapixels:
+            self.free -= megapixels
+            return megapixels
+        turn = asyncio.get_running_loop().create_future()
+        self.waiting.append((megapixels, turn))
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release(megapixels)
+            self._wake()
+            raise
+        return megapixels
+
+    def release(self, megapixels):
+        self.free += megapixels
+        self._wake()
+
+    def _wake(self):
+        while self.waiting and (self.waiting[0][1].done() or self.waiting[0][0] <= self.free):
+            megapixels, turn = self.waiting.popleft()
+            if not turn.done():
+                self.free -= megapixels
+                turn.set_result(None)
+
+
+def header_megapixels(content):
+    """Megapixels of an upload read from its header (nothing decoded); 0 where decode will refuse it before
+    decoding (not an image, unreadable header, over Image.MAX_IMAGE_PIXELS)."""
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            pixels = image.width * image.height
+    except Exception:  # noqa: BLE001 — decode_upload gives the reason, from the same header
+        return 0.0
+    return 0.0 if pixels > Image.MAX_IMAGE_PIXELS else pixels / 1e6
 
 
 def decode_upload(filename, content, height, width):
@@ -124,26 +535,111 @@ def decode_upload(filename, content, height, width):
         raise HTTPException(400, f"{filename}: {err}") from None
 
 
-def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, threshold=0.5,
-               flip_average=False, on_load_error=None):
-    """The service for ``model_path``; the model loads in the background once the server starts, so
-    /healthz answers at once and /readyz turns 200 when it is loaded. ``on_load_error(message)`` is called if
-    loading fails (the CLI stops the server then)."""
+def scales(classifier):
+    """{"ratings": {rating: {"low", "high"}}} of a model with rating heads, to sit beside its answers; {} without."""
+    if not classifier.ratings:
+        return {}
+    return {"ratings": {k: {"low": low, "high": high} for k, (low, high) in classifier.ratings.items()}}
+
+
+class Job:
+    """Images of one request waiting to be scored, and the scores of those done so far."""
+
+    __slots__ = ("images", "future", "done", "parts")
+
+    def __init__(self, images, future):
+        self.images, self.future, self.done, self.parts = images, future, 0, []
+
+
+class Batcher:
+    """Scores uint8 batches from concurrent requests on one inference thread: each batch takes up to
+    ``max_batch`` images from the requests waiting, in turn, so a large request (an /explain) goes in chunks,
+    others get their turn between them, and one whose client left is dropped before its next chunk."""
+
+    def __init__(self, classifier, flip_average, max_batch, scored=None):
+        self.classifier, self.flip_average, self.max_batch, self.scored = classifier, flip_average, max_batch, scored
+        self.jobs, self.ready = collections.deque(), asyncio.Event()
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="inference")  # models run on one thread
+
+    async def score(self, images):
+        job = Job(images, asyncio.get_running_loop().create_future())
+        self.jobs.append(job)
+        self.ready.set()
+        return await job.future  # a cancelled request cancels the future: run() drops the job
+
+    def take(self):
+        """[(job, start, stop)]: the next batch, the head job's images first, then the next job's."""
+        self.jobs = collections.deque(job for job in self.jobs if not job.future.done())
+        taken, size = [], 0
+        for job in self.jobs:
+            n = min(self.max_batch - size, len(job.images) - job.done)
+            if n <= 0:
+                break
+            taken.append((job, job.done, job.done + n))
+            size += n
+        return taken
+
+    async def run(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            while taken := self.take():
+                batch = np.concatenate([job.images[start:stop] for job, start, stop in taken])
+                try:
+                    scores = await loop.run_in_executor(self.thread, score_all, self.classifier, batch,
+                                                        self.flip_average)
+                except Exception as err:  # noqa: BLE001 — the requests in the batch get the failure, the loop goes on
+                    log.exception("inference failed")
+                    for job, _, _ in taken:
+                        if not job.future.done():
+                            job.future.set_exception(err)
+                    continue
+                if self.scored is not None:
+                    self.scored.inc(len(batch))
+                self.hand_out(taken, scores)
+
+    def hand_out(self, taken, scores):
+        at = 0
+        for job, start, stop in taken:
+            job.parts.append({k: v[at:at + stop - start] for k, v in scores.items()})
+            job.done, at = stop, at + stop - start
+            if stop == len(job.images) and not job.future.done():
+                job.future.set_result({k: np.concatenate([part[k] for part in job.parts]) for k in scores})
+        if self.jobs and 0 < self.jobs[0].done < len(self.jobs[0].images):
+            self.jobs.rotate(-1)  # the head job had a chunk and has more: the others go first next
+
+
+# --- the app ------------------------------------------------------------------------------------------------
+
+def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, flip_average=False,
+               on_load_error=None):
+    """The service for ``model_path`` under ``limits`` (valence.params.ServeParams); ``token``: the bearer token
+    every route but the public ones needs (None: none); ``host``: the address bound, a Host name allowed. The
+    model loads in the background once the server starts, so /healthz answers at once and /readyz turns 200 when
+    it is loaded. ``on_load_error(message)`` is called if loading fails (the CLI stops the server then)."""
     state = {"classifier": None, "error": None}
+    metrics, slots = Metrics(), Slots(limits.max_concurrent, limits.max_queued)
+    budget = PixelBudget(limits.max_decoding_megapixels)
+    decoders = ThreadPoolExecutor(cores(), thread_name_prefix="decode")
+    metrics.queued.set_function(lambda: len(slots.waiting))
+    metrics.working.set_function(lambda: slots.working)
+    metrics.decoding.set_function(budget.in_use)
 
     async def load():
         try:
             classifier = await asyncio.to_thread(open_classifier, model_path)
-        except Exception as err:  # noqa: BLE001 — reported on /readyz and to the caller, not raised into asyncio
-            state["error"] = str(err)
+        except Exception as err:  # noqa: BLE001 — reported to the log and the caller, not raised into asyncio
+            state["error"] = "the model could not be loaded (the server's log says why)"
             log.error("cannot serve %s: %s", model_path, err)
             if on_load_error:
                 on_load_error(str(err))
             return
-        batcher = Batcher(classifier, flip_average, max_batch)
+        batcher = Batcher(classifier, flip_average, limits.max_batch, metrics.scored)
         state["batcher_task"] = asyncio.create_task(batcher.run())
         state["classifier"], state["batcher"] = classifier, batcher
-        log.info("serving %s (md5 %s)", classifier.path, classifier.version)
+        log.info("serving %s (md5 %s)%s", classifier.path, classifier.version,
+                 "; every route but /healthz and the static pages needs the token" if token else "")
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -152,10 +648,13 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
         loading.cancel()
         if "batcher_task" in state:
             state["batcher_task"].cancel()
+        decoders.shutdown(wait=False, cancel_futures=True)
 
     # FastAPIOffline: /docs with Swagger UI served from the package, not from a CDN, so it works offline
     app = FastAPIOffline(title="valence", summary="Positive or negative: the emotion a photo evokes.",
                          lifespan=lifespan)
+    # with a token, the OpenAPI page lists it, so Swagger UI's Authorize button sends it (the Door checks it)
+    guarded = [Depends(HTTPBearer(auto_error=False))] if token else []
 
     page = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
 
@@ -169,33 +668,70 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", dependencies=guarded)
     async def readyz():
-        """The model is loaded: 200 with its version, else 503 (loading, or the reason it failed)."""
+        """The model is loaded: 200 with its version (md5), else 503 (loading, or failed)."""
         classifier = state["classifier"]
         if classifier is None:
             return JSONResponse({"status": "failed" if state["error"] else "loading", "detail": state["error"]},
                                 status_code=503)
-        return {"status": "ready", "model": classifier.version, "path": classifier.path}
+        return {"status": "ready", "model": classifier.version}
 
-    async def uploaded(data):
+    @app.get("/metrics", dependencies=guarded, response_class=Response)
+    async def prometheus_metrics():
+        """Requests by route and status, latency, queue depth, refusals by reason, images scored: Prometheus text."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def refuse(status, reason, detail):
+        metrics.reject(reason)
+        raise HTTPException(status, detail)
+
+    async def decoded(name, content, megapixels, height, width):
+        """One upload decoded in a thread once its pixels fit the shared budget; they go back to the budget when
+        the thread is done, even if the request is cancelled before (the thread cannot be stopped)."""
+        if not megapixels:  # decode refuses it from its header, before decoding: no budget needed
+            return decode_upload(name, content, height, width)
+        loop = asyncio.get_running_loop()
+        taken = await budget.acquire(megapixels)
+        try:
+            future = decoders.submit(decode_upload, name, content, height, width)
+        except BaseException:
+            budget.release(taken)
+            raise
+
+        def give_back(_):
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the server is gone anyway
+                loop.call_soon_threadsafe(budget.release, taken)
+
+        future.add_done_callback(give_back)
+        return await asyncio.wrap_future(future)
+
+    async def uploaded(data, most=None):
         """(classifier, names, model inputs) of a request's uploads; every refusal before the model runs."""
         classifier = state["classifier"]
         if classifier is None:
-            raise HTTPException(503, "the model is not loaded yet" if not state["error"] else state["error"])
-        if len(data) > max_images:
-            raise HTTPException(413, f"{len(data)} images in one request; at most {max_images} (serve.max_images)")
+            raise HTTPException(503, state["error"] or "the model is not loaded yet")
+        if len(data) > limits.max_images:
+            refuse(413, "too_many_images", f"{len(data)} images in one request; at most {limits.max_images} "
+                                           "(serve.max_images)")
+        if most is not None and len(data) > most:
+            refuse(413, "too_many_images", f"{len(data)} images in one /explain; at most {most} (serve.max_explain)")
         contents = [await upload.read() for upload in data]
         names = [upload.filename or f"file {i + 1}" for i, upload in enumerate(data)]
-        images = await asyncio.gather(*(asyncio.to_thread(decode_upload, name, content, classifier.height,
-                                                          classifier.width) for name, content in zip(names, contents)),
+        sizes = await asyncio.get_running_loop().run_in_executor(decoders, lambda: [header_megapixels(c)
+                                                                                    for c in contents])
+        if sum(sizes) > limits.max_request_megapixels:
+            refuse(413, "pixels", f"{sum(sizes):.0f} megapixels in one request; at most "
+                                  f"{limits.max_request_megapixels:g} (serve.max_request_megapixels)")
+        images = await asyncio.gather(*(decoded(name, content, megapixels, classifier.height, classifier.width)
+                                        for name, content, megapixels in zip(names, contents, sizes)),
                                       return_exceptions=True)
-        refused = next((err for err in images if isinstance(err, Exception)), None)
+        refused = next((err for err in images if isinstance(err, BaseException)), None)
         if refused is not None:  # the first bad file in upload order names the reason
             raise refused
         return classifier, names, images
 
-    @app.post("/predict")
+    @app.post("/predict", dependencies=guarded)
     async def predict(data: list[UploadFile] = File(..., description="one or more images")):
         """P(Positive) and the label for each uploaded image, in upload order, and the predicted ratings (valence,
         arousal) where the model learnt them."""
@@ -207,13 +743,13 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
                                   for i, (name, p) in enumerate(zip(names, scores[PROBABILITY]))]}
         return {**answer, **scales(classifier)}
 
-    @app.post("/explain")
+    @app.post("/explain", dependencies=guarded)
     async def explain(data: list[UploadFile] = File(..., description="one or more images")):
         """For each uploaded image, P(Positive), the label and its occlusion map (``grid`` rows of ``grid``
         values: how much each region pushes P(Positive) up, or down where negative), in upload order."""
-        classifier, names, images = await uploaded(data)
+        classifier, names, images = await uploaded(data, most=limits.max_explain)
         explanations = []
-        for name, image in zip(names, images):  # one batch per photo: it and its covered copies
+        for name, image in zip(names, images):  # one job per photo: it and its covered copies
             covered, positions = occluded(image)
             scored = await state["batcher"].score(np.concatenate([image[None], covered]))
             scores = np.asarray(scored[PROBABILITY], dtype=float)
@@ -224,5 +760,11 @@ def create_app(model_path, max_request_mb=10.0, max_images=16, max_batch=64, thr
         return {"model": classifier.version, "method": METHOD, "grid": GRID, "explanations": explanations,
                 **scales(classifier)}
 
-    app.add_middleware(LimitRequestSize, max_bytes=int(max_request_mb * 2**20))
+    # last added is outermost: Gate (Host, Origin, metrics), CORS for the allowed origins, Door (token, limits)
+    app.add_middleware(Door, metrics=metrics, slots=slots, token=token, limits=limits)
+    if limits.allowed_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(limits.allowed_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization"], max_age=600)
+    app.add_middleware(Gate, metrics=metrics, hosts=allowed_host_names(host, limits.allowed_hosts),
+                       origins=limits.allowed_origins)
     return app
