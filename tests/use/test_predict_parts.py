@@ -219,3 +219,19 @@ def test_cli_refuses_a_users_parts_folder_before_any_cluster(tmp_path, tiny_mode
         "error: p.csv.parts: not a parts folder of valence predict (no recipe.json), so it is left alone: move it, "
         "or use another --out"), result.stderr
     assert contents(parts) == {"mine.txt": b"the user's"} and not (tmp_path / "p.csv").exists()
+
+
+def test_a_parts_folder_inside_the_photos_folder_is_not_read_as_photos(tmp_path):
+    """`predict photos/ --out photos/p.csv --scheduler …` after a crash: its own parts are not inputs of the
+    resumed run (else the file list, and with it the recipe, would differ)."""
+    from valence.__main__ import without_files_under
+
+    save_photos(tmp_path / "photos", 2)
+    parts = tmp_path / "photos" / "p.csv.parts"
+    parts.mkdir()
+    (parts / "0.csv").write_text("path,probability,label\n")
+    (tmp_path / "photos" / "p.csv.partsx.png").write_bytes(b"a photo of its own")  # a name that only starts alike
+    files = sorted(f for f in (tmp_path / "photos").rglob("*") if f.is_file())
+    kept = without_files_under(files, parts)
+    assert parts / "0.csv" in files and parts / "0.csv" not in kept
+    assert kept == [f for f in files if f.parent != parts] and len(kept) == 3

@@ -141,7 +141,7 @@ def test_the_batcher_drops_a_cancelled_request_before_its_next_chunk():
 
 
 def test_slots_let_a_few_work_a_few_wait_and_refuse_the_rest_at_once():
-    from valence.use.serve import Slots
+    from valence.use.gate import Slots
 
     async def run():
         slots = Slots(working=1, waiting=1)
@@ -193,7 +193,7 @@ def test_the_pixel_budget_is_shared_first_come_first_served():
 
 
 def test_the_token_comes_from_the_file_before_the_environment_and_must_be_usable(tmp_path):
-    from valence.use.serve import read_token
+    from valence.use.gate import read_token
 
     path = tmp_path / "token"
     path.write_text(TOKEN + "\n")
@@ -212,7 +212,7 @@ def test_the_token_comes_from_the_file_before_the_environment_and_must_be_usable
 
 
 def test_a_bind_other_machines_reach_needs_a_token_or_insecure():
-    from valence.use.serve import refuse_open_bind
+    from valence.use.gate import refuse_open_bind
 
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         refuse_open_bind(host, None, insecure=False)
@@ -580,7 +580,7 @@ def test_sixteen_fifty_megapixel_photos_stay_within_the_pixel_budget(tiny_models
     """16 flat 7000 × 7000 PNGs (49 Mpx each, ~150 KB on the wire): 413 by serve.max_request_megapixels by
     default; allowed through, they decode one at a time under a 50 Mpx budget, so the server's memory grows by
     one decode (8-bit RGB: ~12 bytes a pixel at its peak), not by one per decoding thread (1.06 GB measured on 2
-    threads without the budget; 1.15 GB with it but glibc keeping freed blocks: serve.large_blocks_go_back)."""
+    threads without the budget; 1.15 GB with it but glibc keeping freed blocks: gate.large_blocks_go_back)."""
     bomb = flat_png(7000, 7000)
     with serving(tiny_models[1], tmp_path / "default", {}) as (url, _):
         refused = httpx.post(f"{url}/predict", files=files(*[bomb] * 16), timeout=60)
