@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import assert_one_line_error, environment, free_port, noise_photos, valence_predict
+from valence.errors import PipelineError
 
 DASK = Path(sys.executable).parent / "dask"  # the venv's own `dask` command
 
@@ -62,6 +63,7 @@ def certs(tmp_path_factory):
 def dask_config():
     """Dask's config as it was, again after the test (use_tls sets it for the whole process)."""
     import dask
+    import distributed  # noqa: F401 — its defaults join the config on import: in it before it is saved
 
     saved = copy.deepcopy(dask.config.config)
     yield dask.config
@@ -174,6 +176,57 @@ def test_tls_settings_are_checked_before_connecting(tmp_path, certs, dask_config
     security = cluster.client_security(address)
     assert (security.tls_ca_file, security.tls_client_cert, security.tls_client_key) == tuple(
         map(str, (ours.ca, ours.cert, ours.key)))
+
+
+@pytest.fixture
+def listener():
+    """A TCP port on 127.0.0.1 where something other than Dask listens: ``start(answer)`` serves ``answer`` (bytes)
+    to each connection, or with None accepts and never answers; its address."""
+    import socket
+    import threading
+
+    server, stop = socket.create_server(("127.0.0.1", 0)), threading.Event()
+    server.settimeout(0.1)
+
+    def serve(answer):
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            connection.sendall(answer)
+            connection.close()
+
+    def start(answer):
+        if answer is not None:
+            threading.Thread(target=serve, args=(answer,), daemon=True).start()  # None: the kernel accepts alone
+        return f"tcp://127.0.0.1:{server.getsockname()[1]}"
+
+    yield start
+    stop.set()
+    server.close()
+
+
+def test_a_service_that_is_not_dask_is_one_line_not_a_traceback(listener, dask_config):
+    """An HTTP answer read as a Dask frame asked for exabytes (MemoryError, a traceback) before this check."""
+    from valence import cluster
+
+    address = listener(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+    with pytest.raises(PipelineError, match=r"what answered there is not a Dask scheduler \(") as refused:
+        cluster.connect(address, timeout=2)
+    assert str(refused.value).startswith(f"scheduler {address}: ") and "\n" not in str(refused.value)
+
+
+def test_a_listener_that_never_answers_does_not_hold_the_command(listener, dask_config):
+    """Dask's handshake has no deadline: without one of ours, connect waited for ever."""
+    from valence import cluster
+
+    address = listener(None)
+    started = time.monotonic()
+    with pytest.raises(PipelineError, match="something accepted the connection but no Dask scheduler answered "
+                                            "within 2 s"):
+        cluster.connect(address, timeout=1)
+    assert time.monotonic() - started < 30  # 2 s here; the point is that it returns at all
 
 
 # ---- slow: real processes ----

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 from distributed import WorkerPlugin  # only the cluster paths import this module: Dask is theirs alone
@@ -137,13 +138,43 @@ def connect(address, timeout=CONNECT_TIMEOUT):
         return Client(cluster)  # with the cluster's security
     client_security(address)  # checked here; Client builds the same from Dask's config
     try:
-        return Client(address, timeout=f"{timeout}s")
+        return _client(address, timeout)
+    except PipelineError:
+        raise
     except (OSError, TimeoutError) as err:
         if _handshake_failed(err):
             raise PipelineError(f"scheduler {address}: TLS handshake failed ({first_line(err)[:160]}); the "
                                 "scheduler's certificate must be signed by the CA given, and this client's by the "
                                 "CA the scheduler trusts") from None
         raise PipelineError(f"scheduler {address}: no answer within {timeout} s ({first_line(err)[:120]})") from None
+    except Exception as err:  # a service that is not Dask: its bytes read as a frame (a MemoryError of EiB, …)
+        raise PipelineError(f"scheduler {address}: what answered there is not a Dask scheduler "
+                            f"({type(err).__name__}: {first_line(err)[:120]})") from None
+
+
+def _client(address, timeout):
+    """Client(address), with ``timeout`` seconds to connect and as many again for Dask's handshake, which has no
+    deadline of its own: a listener that accepts the connection but never answers (an HTTP server, say) would
+    hold the command for ever. The client is made in a daemon thread, left behind when it does not return."""
+    from distributed import Client
+
+    made = {}
+
+    def make():
+        try:
+            made["client"] = Client(address, timeout=f"{timeout}s")
+        except BaseException as err:  # noqa: BLE001 — handed to the caller's thread
+            made["error"] = err
+
+    thread = threading.Thread(target=make, name="valence-connect", daemon=True)
+    thread.start()
+    thread.join(2 * timeout)
+    if thread.is_alive():
+        raise PipelineError(f"scheduler {address}: something accepted the connection but no Dask scheduler answered "
+                            f"within {2 * timeout:g} s")
+    if "error" in made:
+        raise made["error"]
+    return made["client"]
 
 
 def _handshake_failed(err):
