@@ -190,43 +190,70 @@ class Gate:
         return None
 
 
+class Budget:
+    """A weighted semaphore, first come first served: ``acquire(amount)`` waits until ``amount`` is free and no
+    one is ahead in line; an amount larger than the whole budget waits for all of it. The server's slots (1 a
+    request) and its pixel budget (megapixels a decode, valence.use.serve) are both one."""
+
+    def __init__(self, total):
+        self.total = self.free = total
+        self.waiting = collections.deque()  # (amount, future) in line
+
+    def in_use(self):
+        return self.total - self.free
+
+    async def acquire(self, amount):
+        amount = min(amount, self.total)
+        if not self.waiting and self.free >= amount:
+            self.free -= amount
+            return amount
+        turn = asyncio.get_running_loop().create_future()
+        self.waiting.append((amount, turn))
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # granted as it was cancelled: pass it on
+                self.release(amount)
+            else:
+                self.waiting.remove((amount, turn))  # out of the line, wherever it stood
+                self._wake()
+            raise
+        return amount
+
+    def release(self, amount):
+        self.free += amount
+        self._wake()
+
+    def _wake(self):
+        while self.waiting and (self.waiting[0][1].done() or self.waiting[0][0] <= self.free):
+            amount, turn = self.waiting.popleft()
+            if not turn.done():
+                self.free -= amount
+                turn.set_result(None)
+
+
 class Slots:
-    """At most ``working`` requests at work, at most ``waiting`` more in line (first come, first served)."""
+    """At most ``working`` requests at work, at most ``waiting`` more in line (a Budget of one a request)."""
 
     class Full(Exception):
         pass
 
     def __init__(self, working, waiting):
-        self.free, self.max_waiting, self.waiting = working, waiting, collections.deque()
-        self.working = 0
+        self.line, self.max_waiting, self.working = Budget(working), waiting, 0
+
+    @property
+    def waiting(self):
+        return self.line.waiting
 
     async def enter(self):
-        if self.free > 0 and not self.waiting:
-            self.free -= 1
-        else:
-            if len(self.waiting) >= self.max_waiting:
-                raise Slots.Full
-            turn = asyncio.get_running_loop().create_future()
-            self.waiting.append(turn)
-            try:
-                await turn
-            except asyncio.CancelledError:
-                if turn.done() and not turn.cancelled():  # given a slot as it was cancelled: pass it on
-                    self.working += 1
-                    self.leave()
-                else:
-                    self.waiting.remove(turn)
-                raise
+        if (self.line.waiting or self.line.free < 1) and len(self.line.waiting) >= self.max_waiting:
+            raise Slots.Full
+        await self.line.acquire(1)
         self.working += 1
 
     def leave(self):
         self.working -= 1
-        while self.waiting:
-            turn = self.waiting.popleft()
-            if not turn.done():
-                turn.set_result(None)  # the slot goes straight to the next in line
-                return
-        self.free += 1
+        self.line.release(1)
 
 
 class Door:

@@ -52,7 +52,7 @@ from valence.data.labels import label_of
 from valence.runtime import cores
 from valence.use.classifier import open_classifier
 from valence.use.explain import GRID, METHOD, occluded, occlusion_map
-from valence.use.gate import Door, Gate, Metrics, Slots, allowed_host_names
+from valence.use.gate import Budget, Door, Gate, Metrics, Slots, allowed_host_names
 from valence.use.predict import score_all, values_beside_probability
 
 log = logging.getLogger("valence.use.serve")
@@ -60,43 +60,7 @@ log = logging.getLogger("valence.use.serve")
 
 # --- the work: decoding within a pixel budget, scoring in shared batches ----------------------------------
 
-class PixelBudget:
-    """A weighted semaphore of megapixels shared by every decode, first come first served; a decode larger than
-    the whole budget waits for all of it."""
-
-    def __init__(self, megapixels):
-        self.total = self.free = float(megapixels)
-        self.waiting = collections.deque()
-
-    def in_use(self):
-        return self.total - self.free
-
-    async def acquire(self, megapixels):
-        megapixels = min(megapixels, self.total)
-        if not self.waiting and self.free >= megapixels:
-            self.free -= megapixels
-            return megapixels
-        turn = asyncio.get_running_loop().create_future()
-        self.waiting.append((megapixels, turn))
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self.release(megapixels)
-            self._wake()
-            raise
-        return megapixels
-
-    def release(self, megapixels):
-        self.free += megapixels
-        self._wake()
-
-    def _wake(self):
-        while self.waiting and (self.waiting[0][1].done() or self.waiting[0][0] <= self.free):
-            megapixels, turn = self.waiting.popleft()
-            if not turn.done():
-                self.free -= megapixels
-                turn.set_result(None)
+PixelBudget = Budget  # megapixels being decoded, over all requests (a decode larger than it waits for all)
 
 
 def header_megapixels(content):
@@ -207,7 +171,7 @@ def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, 
     it is loaded. ``on_load_error(message)`` is called if loading fails (the CLI stops the server then)."""
     state = {"classifier": None, "error": None}
     metrics, slots = Metrics(), Slots(limits.max_concurrent, limits.max_queued)
-    budget = PixelBudget(limits.max_decoding_megapixels)
+    budget = PixelBudget(float(limits.max_decoding_megapixels))
     decoders = ThreadPoolExecutor(cores(), thread_name_prefix="decode")
     metrics.queued.set_function(lambda: len(slots.waiting))
     metrics.working.set_function(lambda: slots.working)
