@@ -4,10 +4,11 @@
     python benchmarks/serve_load.py --model models/model.tflite  # the export stage's LiteRT file
     python benchmarks/serve_load.py --url http://host:8000       # a server already running
     VALENCE_TOKEN=… python benchmarks/serve_load.py --url …       # one that needs its token (or --token-file PATH)
+    python benchmarks/serve_load.py --route explain --photos-per-request 16 --concurrency 1 --requests 10
 
 Starts the server on a free localhost port (unless --url), waits for /readyz, sends one warm-up request,
-then --requests POST /predict requests, each one test-split photo (data/split/test.csv, in turn), at most
---concurrency in flight. Reports requests/second over the whole run, p50/p95/max latency and the errors
+then --requests POST /predict (or --route explain) requests, each --photos-per-request test-split photos
+(data/split/test.csv, in turn), at most --concurrency in flight. Reports requests/second over the whole run, p50/p95/max latency and the errors
 (any status other than 200); writes the same to --out. The token, where one is given (--token-file, else
 $VALENCE_TOKEN, as the server reads it), goes with every request, and to the server it starts.
 """
@@ -55,19 +56,19 @@ def start_server(model, token_file, headers):
     sys.exit("error: the model did not load within 5 minutes")
 
 
-async def load(url, photos, requests, concurrency, headers):
+async def load(url, photos, requests, concurrency, headers, route="predict", per_request=1):
     latencies, errors = [], []
     limit = asyncio.Semaphore(concurrency)
 
     async def one(client, i):
-        path = photos[i % len(photos)]
+        chosen = [photos[(i * per_request + j) % len(photos)] for j in range(per_request)]
         async with limit:
             started = time.perf_counter()
-            answer = await client.post(f"{url}/predict", files=[("data", (path.name, path.read_bytes()))],
+            answer = await client.post(f"{url}/{route}", files=[("data", (p.name, p.read_bytes())) for p in chosen],
                                        headers=headers)
             latencies.append(time.perf_counter() - started)
             if answer.status_code != 200:
-                errors.append(f"{path.name}: {answer.status_code} {answer.text[:200]}")
+                errors.append(f"{chosen[0].name}: {answer.status_code} {answer.text[:200]}")
 
     async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=concurrency)) as client:
         await one(client, 0)  # warm-up: the first batch traces the model
@@ -83,6 +84,8 @@ def main():
     parser.add_argument("--url", help="a running server instead of starting one")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--route", choices=["predict", "explain"], default="predict")
+    parser.add_argument("--photos-per-request", type=int, default=1)
     parser.add_argument("--token-file", default=None, help="the server's bearer token (default: $VALENCE_TOKEN)")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/serve_load-<model suffix>.json")
     args = parser.parse_args()
@@ -91,13 +94,15 @@ def main():
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     process, url = (None, args.url) if args.url else start_server(args.model, args.token_file, headers)
     try:
-        seconds, latencies, errors = asyncio.run(load(url, photos, args.requests, args.concurrency, headers))
+        seconds, latencies, errors = asyncio.run(load(url, photos, args.requests, args.concurrency, headers,
+                                                         args.route, args.photos_per_request))
     finally:
         if process:
             process.terminate()
             process.wait(30)
     ms = np.array(latencies) * 1000
-    result = {"model": args.model, "requests": args.requests, "concurrency": args.concurrency,
+    result = {"model": args.model, "route": args.route, "photos_per_request": args.photos_per_request,
+              "requests": args.requests, "concurrency": args.concurrency,
               "requests_per_s": round(args.requests / seconds, 2), "p50_ms": round(float(np.percentile(ms, 50))),
               "p95_ms": round(float(np.percentile(ms, 95))), "max_ms": round(float(ms.max())),
               "errors": len(errors), "seconds": round(seconds, 1), "cpu": platform.processor() or platform.machine()}

@@ -2,13 +2,14 @@
 
     python -m stages.export
 
-Reads models/model.keras and fold 0's images (data/split/test.csv, a fifth of the labelled images: enough to
-compare, quicker than all); writes models/model.tflite and metrics/export.json: the largest difference between
-the two models' P(Positive) over those images (and, for a model with rating heads, each rating's, which may
-differ by export.tolerance × its scale's width), the largest difference between the Keras model and its own
-heads (models/heads.json) scored on the stored features of the same photos (max_abs_difference_scorer: the
-folds score those heads, so what they measured is what ships), and both file sizes. The file is renamed into place only when
-every difference is within its tolerance.
+Reads models/model.keras and the first export.photos of fold 0's images (data/split/test.csv): a conversion
+error shows on any photo, so a few are enough. Writes models/model.tflite and metrics/export.json: the largest
+difference between the two models' P(Positive) on those photos (and, for a model with rating heads, each rating's,
+which may differ by export.tolerance × its scale's width; the map of why, LOGIT_MAP, cell by cell), the largest
+difference between the Keras model and its own heads (models/heads.json) scored on the stored features of the
+same photos (max_abs_difference_scorer: the folds score those heads, so what they measured is what ships), and
+both file sizes. The file is renamed into place only when every difference is within its tolerance. Prints
+where the time went (load, convert, each reader).
 """
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from valence import config, params, train_params
-from valence.config import PHOTO, PROBABILITY
+from valence.config import LOGIT_MAP, PHOTO, PROBABILITY
 from valence.data.folds import MANIFEST_COLUMNS
 from valence.errors import PipelineError, run_stage
 from valence.files import atomic_path, read_csv, write_json
@@ -27,28 +28,36 @@ KERAS, LITERT = config.MODEL, config.LITERT
 
 def main():
     p = params.load("export")
-    rows = read_csv(config.TEST_SPLIT, required=MANIFEST_COLUMNS)
+    rows = read_csv(config.TEST_SPLIT, required=MANIFEST_COLUMNS)[:p.photos]
     from valence.data.images import load_images
     from valence.learn import features, heads, models
     from valence.use import classifier  # TensorFlow loads only after the inputs are checked
     from valence.use.predict import score_all
 
+    seconds, started = {}, time.perf_counter()
+
+    def took(phase):
+        nonlocal started
+        seconds[phase], started = time.perf_counter() - started, time.perf_counter()
+
     keras_model = classifier.open_classifier(KERAS)
     pixels = load_images([r["path"] for r in rows], keras_model.height, keras_model.width, desc="test")
+    took("load")
     with atomic_path(LITERT, suffix=".tflite") as tmp:
         models.export_litert(keras_model.model, tmp)
         litert_model = classifier.LiteRTClassifier(tmp)
+        took("convert")
         if litert_model.ratings != keras_model.ratings:
             raise PipelineError(f"{LITERT}: the LiteRT model's ratings {litert_model.ratings} are not the Keras "
                                 f"model's {keras_model.ratings}; not written")
         scored = {}
         for name, model in (("keras", keras_model), ("litert", litert_model)):
-            started = time.perf_counter()
             batches = [score_all(model, pixels[i:i + p.batch_size]) for i in range(0, len(pixels), p.batch_size)]
-            scored[name] = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}, time.perf_counter() - started
+            scored[name] = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+            took(name)
         widths = {PROBABILITY: 1.0, **{k: high - low for k, (low, high) in keras_model.ratings.items()},
-                  **({PHOTO: 1.0} if keras_model.photo_check else {})}
-        differences = {k: float(abs(scored["keras"][0][k] - scored["litert"][0][k]).max()) for k in widths}
+                  **({PHOTO: 1.0} if keras_model.photo_check else {}), **({LOGIT_MAP: 1.0} if keras_model.logit_map else {})}
+        differences = {k: float(abs(scored["keras"][k] - scored["litert"][k]).max()) for k in widths}
         for output, difference in differences.items():
             if difference > p.tolerance * widths[output]:
                 raise PipelineError(f"{LITERT}: LiteRT and Keras differ by up to {difference:.2e} in "
@@ -60,19 +69,19 @@ def main():
         if train_params.load().model == FROZEN_MODEL:  # other models' heads sit on their own layers
             stored = features.load(config.FEATURES, [r["path"] for r in rows])[:config.views_scored(False)]
             by_heads = classifier.named_scores(heads.score(heads.load(config.HEADS), stored))[0]
-            differences["scorer"] = max(float(abs(by_heads[k] - scored["keras"][0][k]).max()) for k in widths)
+            differences["scorer"] = max(float(abs(by_heads[k] - scored["keras"][k]).max()) for k in by_heads)
             if differences["scorer"] > p.tolerance:
                 raise PipelineError(f"{config.HEADS}: the heads scored on {config.FEATURES} differ from {KERAS} by "
                                     f"up to {differences['scorer']:.2e} on the test images, over export.tolerance "
                                     f"({p.tolerance:g}): the release is not the model the folds measured; not written")
+            took("scorer")
         litert_mb = tmp.stat().st_size / 2**20
     write_json(config.EXPORT_METRICS, {"n_test": len(rows), "max_abs_difference": float(f"{difference:.3g}"),
                                        **{f"max_abs_difference_{k}": float(f"{v:.3g}") for k, v in differences.items()},
                                        "keras_mb": round(Path(KERAS).stat().st_size / 2**20, 2),
                                        "litert_mb": round(litert_mb, 2)})
-    for name, (_, took) in scored.items():
-        print(f"{name}: {len(rows) / took:.1f} images/s on the test images")
-    print(f"wrote {LITERT} ({litert_mb:.1f} MB); largest difference from Keras {difference:.2e}")
+    print("seconds: " + ", ".join(f"{phase} {s:.1f}" for phase, s in seconds.items()))
+    print(f"wrote {LITERT} ({litert_mb:.1f} MB); largest difference from Keras {difference:.2e} on {len(rows)} photos")
 
 
 if __name__ == "__main__":

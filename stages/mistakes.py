@@ -1,20 +1,23 @@
-"""Stage 9: the most confident out-of-fold mistakes, each beside the released model's occlusion map.
+"""Stage 9: the most confident out-of-fold mistakes, each beside the released model's map of why.
 
     python -m stages.mistakes
 
 Reads plots/eval/predictions.csv (evaluate: every labelled image's out-of-fold P(Positive)), data/labels.csv
-(the rated valence, where there is one) and models/model.keras. Writes plots/eval/mistakes.png: up to 8 false
-positives and 8 false negatives, most confident first, each photo beside its map (valence.use.explain: which
-regions push P(Positive) up, red, or down, blue), scored as predict scores (evaluate.flip_average). The
+(the rated valence, where there is one) and models/model.tflite (the release as export checked it: its maps
+are the Keras file's within 1e-5, and it loads in a second without TensorFlow). Writes plots/eval/mistakes.png: up to 8 false
+positives and 8 false negatives, most confident first, each photo beside its map (valence.use.explain: the frozen
+model's class activation map, from the pass that scores the photos; an occlusion map for other models), scored as
+predict scores (evaluate.flip_average). The
 probabilities are the fold models'; the maps are the released model's (the fold models are not kept), which
 learnt from these photos too, so a map shows what the shipped model looks at, not why a fold model erred.
 """
+import numpy as np
 
 from valence import config, params
 from valence.errors import PipelineError, run_stage
 from valence.files import read_csv
 
-PREDICTIONS, MODEL, OUT = config.EVAL_PREDICTIONS, config.MODEL, config.MISTAKES
+PREDICTIONS, MODEL, OUT = config.EVAL_PREDICTIONS, config.LITERT, config.MISTAKES  # LiteRT: no TensorFlow to load
 
 
 def main():
@@ -27,21 +30,24 @@ def main():
     except ValueError:
         raise PipelineError(f"{PREDICTIONS}: a probability is not a number; run evaluate again") from None
     from valence.report import figures
-    from valence.use import explain  # TensorFlow loads only after the inputs are checked
+    from valence.use import explain
     from valence.use.classifier import open_classifier
-    from valence.use.predict import load_photo, score_images
+    from valence.use.predict import load_photo
 
     chosen = [r for kind in figures.worst_mistakes(rows).values() for r in kind]
     classifier = open_classifier(MODEL)
-    maps = {}
+    photos = []
     for r in chosen:
         pixels, reason = load_photo(r["path"], classifier.height, classifier.width)
         if pixels is None:
             raise PipelineError(f"{r['path']}: {reason}")
-        _, heat = explain.explain(lambda batch: score_images(classifier, batch, p.flip_average), pixels)
-        maps[r["path"]] = explain.side_by_side(pixels, heat)
-    figures.mistakes(rows, OUT, pictures=maps)
-    print(f"wrote {OUT}: {len(chosen)} mistakes with the released model's maps ({explain.METHOD})")
+        photos.append(pixels)
+    how = explain.method(classifier)
+    _, heats = explain.explain_batch(classifier, np.stack(photos), p.flip_average) if photos else ({}, [])
+    maps = {r["path"]: explain.side_by_side(pixels, explain.drawn(heat, how))
+            for r, pixels, heat in zip(chosen, photos, heats)}
+    figures.mistakes(rows, OUT, pictures=maps, legend=explain.LEGEND[how])
+    print(f"wrote {OUT}: {len(chosen)} mistakes with the released model's maps ({how})")
 
 
 if __name__ == "__main__":

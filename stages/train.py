@@ -30,7 +30,7 @@ def main():
     rows = read_csv(config.FOLDS, required=FOLD_COLUMNS)
     from dvclive import Live  # TensorFlow and dvclive load only after params and inputs are checked
 
-    from valence.learn import calibration, heads, train_on_features, train_on_images
+    from valence.learn import calibration, heads, models, train_on_features, train_on_images
     from valence.report import figures
     from valence.report.evaluation import out_of_fold_rows
 
@@ -54,9 +54,9 @@ def main():
         print(f"calibrated: P(Positive) = sigmoid({mapping[0]:.4f} · logit + {mapping[1]:.4f}), fit on the "
               f"out-of-fold predictions of {len(scored)} images")
     write_json(config.CALIBRATION, {"slope": round(mapping[0], 6), "intercept": round(mapping[1], 6), "images": len(scored)})
-    model = heads.to_keras(extractor, fitted, p.model)  # the one way heads enter Keras
+    release = heads.to_keras(extractor, fitted, p.model)  # the one way heads enter Keras
     with atomic_path(config.MODEL, suffix=".keras") as tmp:
-        model.save(tmp)
+        models.save(release, tmp)  # byte-identical for the same inputs
     heads.save(fitted, config.HEADS)
     write_csv(config.TRAINED_ON, rows, FOLD_COLUMNS)
     figures.learning_curves(history, config.LEARNING_CURVES)

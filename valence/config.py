@@ -49,6 +49,8 @@ CLASSIFIER_PROBABILITY = "classifier_probability"  # the classifier's own P(Posi
 PHOTO = "photo"  # the photo check's output: its line at 0.5 (evaluate.photo_threshold folded in)
 PHOTO_SCORE = "photo_score"  # the column of PHOTO's score: the same number in data/oof, predict and /predict
 PHOTO_LINE = 0.5  # a photo score below it: not like the photos the model learnt from
+POOLED = "pooled_{}"  # the i-th average-pooling layer of a frozen extractor (valence.learn.features): its input is a feature map
+LOGIT_MAP = "logit_map"  # the frozen release's P(Positive) logit cell by cell (valence.learn.heads.logit_map): it sums to the logit
 
 # Views of an image in data/features: 0 the photo, 1 its mirror image (what flip averaging scores), 2 and up
 # augmented copies (the heads train on the mean of train.frozen.views of them)

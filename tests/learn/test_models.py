@@ -164,6 +164,31 @@ def test_saved_model_is_self_contained(tmp_path, name):
     assert ((expected >= 0) & (expected <= 1)).all()
 
 
+def test_the_same_model_saves_to_the_same_bytes_at_another_time(tmp_path):
+    """Keras writes the time (metadata.json, the weights' zip entry) and memory addresses (config.json's
+    shared_object_id) into the file: the same model built twice, as two train runs build it, and saved 2 s apart
+    (the zip clock's step), gives Keras' own files that differ, ``models.save``'s that do not, loading as the model."""
+    import time
+
+    def built():
+        keras.backend.clear_session()  # layer names counted afresh, as in a new process
+        return models.build(params("small_cnn", 48, 60), weights=None)
+
+    first = built()
+    first.save(tmp_path / "keras_a.keras")
+    models.save(first, tmp_path / "ours_a.keras")
+    time.sleep(2.1)
+    second = built()
+    second.set_weights(first.get_weights())
+    second.save(tmp_path / "keras_b.keras")
+    models.save(second, tmp_path / "ours_b.keras")
+    read = lambda name: (tmp_path / f"{name}.keras").read_bytes()  # noqa: E731
+    assert read("keras_a") != read("keras_b")  # the clock and the addresses are in Keras' own file: seen here
+    assert read("ours_a") == read("ours_b")
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 48, 60, 3)).astype("float32")
+    np.testing.assert_array_equal(models.load(tmp_path / "ours_b.keras")(pixels), first(pixels))
+
+
 @pytest.mark.parametrize("content", [None, b"not a keras file"])
 def test_loading_a_missing_or_corrupt_model_is_a_clear_error(tmp_path, content):
     path = tmp_path / "model.keras"

@@ -74,7 +74,7 @@ def test_the_release_gives_what_its_heads_give_on_the_stored_features(tmp_path):
     assert [h.output for h in fitted] == ["probability", "classifier_probability", "valence_1_to_7", "arousal_1_to_7", "photo"]
     release = [heads.affine(h, 0.9, 0.1) if h.output == "probability" else h  # calibrated, as the train stage does
                for h in train_on_features.released(fitted)]
-    heads.to_keras(train_on_features.extractor(p), release, "frozen").save(tmp_path / "model.keras")
+    models.save(heads.to_keras(train_on_features.extractor(p), release, "frozen"), tmp_path / "model.keras")
     heads.save(release, tmp_path / "heads.json")
     models.export_litert(open_classifier(tmp_path / "model.keras").model, tmp_path / "model.tflite")
 
@@ -85,6 +85,9 @@ def test_the_release_gives_what_its_heads_give_on_the_stored_features(tmp_path):
     # scale's width by themselves (OASIS: 1.3e-5 on 1–7), so it is held to export.tolerance (1e-4) of the width
     for model, tolerance in ((open_classifier(tmp_path / "model.keras"), 1e-5), (LiteRTClassifier(tmp_path / "model.tflite"), 1e-4)):
         scored = score_all(model, pixels, flip_average=True)
+        # the map of why: its cells add up to the released P(Positive) head's logit, the mean over the two views
+        logit = np.mean([release[0].logit(stored[v, :len(rows)]) for v in (0, 1)], axis=0)
+        np.testing.assert_allclose(scored.pop("logit_map").sum(axis=(1, 2)), logit, atol=1e-4, rtol=0)
         assert sorted(scored) == sorted(by_heads)
         for output, values in by_heads.items():
             width = model.ratings[output][1] - model.ratings[output][0] if output in model.ratings else 1.0

@@ -118,10 +118,37 @@ def test_explain_command_writes_a_png_and_a_json_per_photo_and_skips_the_rest(tm
     assert "skipped 1 of 3 files" in result.stderr and "notes.txt" in result.stderr
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
     row = json.loads((tmp_path / "maps/a.json").read_text())
-    assert row["path"] == "photos/a.png" and row["label"] in ("Positive", "Negative") and row["method"] == explain.METHOD
+    assert row["path"] == "photos/a.png" and row["label"] in ("Positive", "Negative") and row["method"] == explain.OCCLUSION
     assert np.asarray(row["map"]).shape == (GRID, GRID)
     with Image.open(tmp_path / "maps/a.png") as sheet:
         assert sheet.size == (2 * 32 + 2, 24 + 24)  # photo, a gap and overlay at the model's 24 × 32, a caption line
+
+
+@pytest.mark.parametrize("suffix", [0, 1])  # .keras, .tflite
+def test_explain_command_gives_a_frozen_release_its_own_map_summing_to_the_logit(tmp_path, tiny_mapped_models, suffix):
+    """A model with LOGIT_MAP is explained by it, in the scoring pass: the JSON names the method and its cells
+    add up to the mean of the photo's and its mirror's logits (flip averaging, as params.yaml says)."""
+    from valence.use.classifier import open_classifier
+
+    (tmp_path / "params.yaml").write_text(project_params({}))
+    (tmp_path / "photos").mkdir()
+    pictures = {"dark.png": 40, "bright.png": 210}
+    for name, level in pictures.items():
+        pixels = np.random.default_rng(level).integers(level - 40, level + 40, (64, 80, 3)).astype(np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "photos" / name)
+    model = tiny_mapped_models[suffix]
+    result = run_explain(tmp_path, "photos", "--model", model, "--out", "maps")
+    assert result.returncode == 0, result.stderr
+    classifier = open_classifier(model)
+    for name in pictures:
+        row = json.loads((tmp_path / "maps" / name.replace(".png", ".json")).read_text())
+        assert row["method"] == explain.CLASS_ACTIVATION and np.asarray(row["map"]).shape == (2, 3)
+        pixels = np.asarray(Image.open(tmp_path / "photos" / name))[None]
+        logits = [np.log(p / (1 - p)) for p in (classifier.probabilities(v)[0] for v in (pixels, pixels[:, :, ::-1]))]
+        assert np.sum(row["map"]) == pytest.approx(np.mean(logits), abs=1e-4)
+        assert explain.marked(tmp_path / "maps" / name.replace(".json", ".png"))
+    assert json.loads((tmp_path / "maps/bright.json").read_text())["probability"] > 0.5 > json.loads(
+        (tmp_path / "maps/dark.json").read_text())["probability"]
 
 
 def run_explain(cwd, *args):

@@ -113,15 +113,39 @@ def test_predict_answers_each_image_in_upload_order(server):
     assert "ratings" not in body and all(p.keys() == {"filename", "probability", "label"} for p in body["predictions"])
 
 
+@pytest.mark.parametrize("suffix", [0, 1])  # .keras, .tflite
+def test_explain_of_a_frozen_release_is_its_own_map_for_as_many_photos_as_predict_takes(tmp_path, tiny_mapped_models, suffix):
+    """A model with LOGIT_MAP: /explain scores every photo in one job, its map from the same pass (not capped by
+    serve.max_explain, which bounds occlusion's 50 passes a photo), equal to valence.use.explain's."""
+    from valence.use.explain import CLASS_ACTIVATION, explain_batch
+
+    (tmp_path / "params.yaml").write_text(project_params(LIMITS + "  max_explain: 1\n"))
+    process, url = start(tiny_mapped_models[suffix], tmp_path)
+    try:
+        wait_ready(url)
+        images = [photo(seed, (80, 64)) for seed in range(4)]
+        answer = httpx.post(f"{url}/explain", files=[("data", (f"{i}.png", c, "image/png")) for i, c in enumerate(images)])
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["method"] == CLASS_ACTIVATION and body["grid"] == [2, 3] and len(body["explanations"]) == 4
+        model = open_classifier(tiny_mapped_models[suffix])
+        scores, maps = explain_batch(model, np.stack([model_input(decode(io.BytesIO(c)), 64, 80) for c in images]), True)
+        np.testing.assert_allclose([e["map"] for e in body["explanations"]], maps, atol=1e-5)
+        np.testing.assert_allclose([e["probability"] for e in body["explanations"]], scores["probability"], atol=1e-5)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
 def test_explain_gives_each_image_the_map_valence_explain_computes(server):
-    from valence.use.explain import GRID, explain
+    from valence.use.explain import GRID, OCCLUSION, explain
 
     url, model = server
     images = [photo(4), photo(5)]
     answer = httpx.post(f"{url}/explain", files=[("data", (f"{n}.png", c, "image/png")) for n, c in zip("xy", images)])
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["model"] == model.version and body["grid"] == GRID and body["method"].startswith("occlusion")
+    assert body["model"] == model.version and body["grid"] == [GRID, GRID] and body["method"] == OCCLUSION
     for item, content, p in zip(body["explanations"], images, expected(model, *images)):
         pixels = model_input(decode(io.BytesIO(content)), model.height, model.width)
         probability, heat = explain(lambda batch: score_images(model, batch, flip_average=True), pixels)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from valence.config import MIRROR_VIEW, PHOTO_VIEW
+from valence.config import MIRROR_VIEW, PHOTO_VIEW, POOLED
 
 BATCH = 32  # images per forward pass: inference only
 
@@ -25,10 +25,9 @@ def block_output(backbone, number, pattern):
     return backbone.get_layer(names[-1]).output
 
 
-def extractor(name, height, width, blocks=(), weights="imagenet"):
-    """Pretrained ``name`` at height × width as image → [pooled last feature map, pooled block outputs …]."""
-    import keras  # in the functions that build models: loading stored features needs no TensorFlow
-    from keras import layers
+def backbone_maps(name, height, width, blocks=(), weights="imagenet"):
+    """Pretrained ``name`` at height × width as a model image → [its last feature map, each asked block's output]."""
+    import keras
 
     from valence.learn.models import pretrained_backbone
     from valence.registry import BACKBONES
@@ -38,25 +37,31 @@ def extractor(name, height, width, blocks=(), weights="imagenet"):
     outputs = [backbone.output] + [block_output(backbone, n, BACKBONES[name].block_pattern) for n in blocks]
     inner = keras.Model(backbone.input, outputs, name=f"{name}_features")
     image = keras.Input((height, width, 3))
-    maps = inner(rescaling(image), training=False)
-    pooled = [layers.GlobalAveragePooling2D()(m) for m in maps]
-    return keras.Model(image, layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0], name=f"{name}_pooled")
+    return keras.Model(image, inner(rescaling(image), training=False), name=f"{name}_maps")
 
 
 def combined_extractor(specs, weights="imagenet"):
-    """One model for several extractors, ``specs`` [(name, height, width, blocks)]: it takes images at the
-    first one's size and resizes them inside (bilinear) for the others, so the features a head trains on are
-    computed exactly as the released model computes them."""
+    """One extractor for several backbones, ``specs`` [(name, height, width, blocks)]: image → every map of each
+    (``backbone_maps``) average-pooled (layers named config.POOLED) and concatenated. It takes images at the first one's
+    size and resizes them inside (bilinear) for the others, so the features a head trains on are computed exactly
+    as the released model computes them; ``heads.feature_maps`` finds the maps behind the features again."""
     import keras
     from keras import layers
 
-    extractors = [extractor(*spec, weights=weights) for spec in specs]
-    if len(extractors) == 1:
-        return extractors[0]
-    image = keras.Input(extractors[0].input_shape[1:])
-    parts = [e(image if e.input_shape == extractors[0].input_shape else layers.Resizing(*e.input_shape[1:3])(image))
-             for e in extractors]
-    return keras.Model(image, layers.Concatenate()(parts), name="_".join(e.name for e in extractors))
+    image = keras.Input((specs[0][1], specs[0][2], 3))
+    maps = []
+    for name, height, width, blocks in specs:
+        seen = image if (height, width) == tuple(image.shape[1:3]) else layers.Resizing(height, width)(image)
+        found = backbone_maps(name, height, width, blocks, weights)(seen)
+        maps += list(found) if isinstance(found, (list, tuple)) else [found]
+    pooled = [layers.GlobalAveragePooling2D(name=POOLED.format(i))(m) for i, m in enumerate(maps)]
+    return keras.Model(image, layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0],
+                       name="_".join(f"{name}_pooled" for name, *_ in specs))
+
+
+def extractor(name, height, width, blocks=(), weights="imagenet"):
+    """Pretrained ``name`` at height × width as image → [pooled last feature map, pooled block outputs …]."""
+    return combined_extractor([(name, height, width, blocks)], weights)
 
 
 def view_batches(images, view, augment=None, seed=0):

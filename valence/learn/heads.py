@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
+from valence.config import LOGIT_MAP, POOLED, PROBABILITY
 from valence.files import atomic_path
 
 EPSILON = 1e-7  # keeps logit finite at probabilities of exactly 0 or 1
@@ -134,9 +135,60 @@ def load(path):
             for h in json.loads(Path(path).read_text())]
 
 
+def cell_shares(source, target):
+    """(source, target): the share of each of ``source`` equal cells along a side that falls in each of
+    ``target`` equal cells of the same side (each row sums to 1, so spreading a map by it keeps its sum)."""
+    edges, onto = np.linspace(0, 1, source + 1), np.linspace(0, 1, target + 1)
+    overlap = np.minimum(edges[1:, None], onto[None, 1:]) - np.maximum(edges[:-1, None], onto[None, :-1])
+    return np.clip(overlap, 0, None) * source
+
+
+def feature_maps(extractor):
+    """The feature maps (N, h, w, c) whose averages are an extractor's output, in order; [] for a model whose
+    output is not those averages as ``features.combined_extractor`` concatenates them (a later layer, another model)."""
+    import keras
+
+    pooling = []
+    while any(layer.name == POOLED.format(len(pooling)) for layer in extractor.layers):
+        pooling.append(extractor.get_layer(POOLED.format(len(pooling))))
+    if not pooling:
+        return []
+    last, pooled = extractor.layers[-1], [id(layer.output) for layer in pooling]
+    ends_in_them = last is pooling[0] if len(pooling) == 1 else (
+        isinstance(last, keras.layers.Concatenate) and [id(t) for t in last.input] == pooled)
+    return [layer.input for layer in pooling] if ends_in_them else []
+
+
+def logit_map(maps, head):
+    """Keras layers giving ``head``'s logit cell by cell, for a head on the average-pooled ``maps`` (N, h, w, c)
+    concatenated (``feature_maps``): the logit is Σ_maps kernel slice · mean over cells + bias, so each
+    cell's term is kernel slice · cell / cells (a class activation map, Zhou et al. 2016). Each map's terms are
+    spread onto the first map's grid by area (``cell_shares``) and added, the bias shared evenly: (N, rows,
+    columns) whose sum is the logit, computed in the pass that scores the photo."""
+    import keras
+
+    rows, columns = maps[0].shape[1:3]
+    terms, start = [], 0
+    for i, feature_map in enumerate(maps):
+        height, width, channels = feature_map.shape[1:]
+        per_cell = keras.layers.Dense(1, use_bias=False, dtype="float32", name=f"{LOGIT_MAP}_{i}_cells")
+        term = keras.layers.Reshape((height * width,))(per_cell(feature_map))
+        per_cell.set_weights([(head.kernel[start:start + channels] / (height * width))[:, None].astype(np.float32)])
+        to_grid = keras.layers.Dense(rows * columns, use_bias=False, dtype="float32", name=f"{LOGIT_MAP}_{i}_grid")
+        terms.append(to_grid(term))
+        to_grid.set_weights([np.kron(cell_shares(height, rows), cell_shares(width, columns)).astype(np.float32)])
+        start += channels
+    if start != len(head.kernel):
+        raise ValueError(f"the maps have {start} channels, the head {len(head.kernel)} features")
+    total = keras.layers.Add()(terms) if len(terms) > 1 else terms[0]
+    total = keras.layers.Rescaling(1.0, offset=head.bias / (rows * columns))(total)
+    return keras.layers.Reshape((rows, columns), name=LOGIT_MAP)(total)
+
+
 def to_keras(extractor, heads, name=None):
     """The one way heads enter Keras: ``extractor`` (image → features) with a Dense unit per head, each output
-    named as its head, ratings clipped to their range: {head.output: (N, 1)}."""
+    named as its head, ratings clipped to their range: {head.output: (N, 1)}; on an extractor of pooled maps
+    (``features.combined_extractor``) also LOGIT_MAP, P(Positive)'s logit cell by cell (``logit_map``)."""
     import keras  # here, not above: fitting and scoring heads needs no TensorFlow
 
     features, outputs = extractor.output, {}
@@ -151,6 +203,10 @@ def to_keras(extractor, heads, name=None):
             value = keras.layers.ReLU(max_value=high - low, name=f"{head.output}_within")(value)
             value = keras.layers.Rescaling(1.0, offset=low, name=head.output)(value)
         outputs[head.output] = value
+    maps = feature_maps(extractor)
+    for head in heads:
+        if head.output == PROBABILITY and maps:
+            outputs[LOGIT_MAP] = logit_map(maps, head)
     return keras.Model(extractor.input, outputs, name=name or extractor.name)
 
 

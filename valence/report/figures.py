@@ -159,14 +159,15 @@ def worst_mistakes(rows, per_kind=8):
                                      key=lambda r: r[PROBABILITY])[:per_kind]}
 
 
-def mistakes(rows, path, per_kind=8, pictures=None, columns=4):
+def mistakes(rows, path, per_kind=8, pictures=None, columns=4,
+             legend="red pushes toward Positive, blue toward Negative"):
     """``worst_mistakes`` of ``rows`` (with valence where rated) as a grid, ``columns`` a row. ``pictures``:
-    {path: uint8 image} to draw instead of the photo (the mistakes stage: the photo beside its occlusion map,
-    valence.use.explain)."""
+    {path: uint8 image} to draw instead of the photo (the mistakes stage: the photo beside its map,
+    valence.use.explain, whose colours ``legend`` explains)."""
     wrong = worst_mistakes(rows, per_kind)
     title = "Most confident mistakes (out-of-fold P(Positive))"
     if pictures:
-        title += "\nbeside each, the released model's occlusion map: red pushes toward Positive, blue toward Negative"
+        title += f"\nbeside each, the released model's map: {legend}"
     if not any(wrong.values()):
         return _no_images(title, "no mistakes", path)
     # a grid, each kind starting a row of its own: a strip of 16 was 3200 px wide, unreadable at page width

@@ -7,6 +7,7 @@ P(Positive) out.
     classifier.scores(batch)                             # {"probability": (N,), "valence": (N,), …}
     classifier.ratings                                   # {"valence": (1.0, 7.0), …}: the ratings it learnt
     classifier.photo_check                               # True: scores() also gives "photo" (below 0.5: not a photo)
+    classifier.logit_map                                 # True: scores() also gives "logit_map" (N, rows, columns)
 
 Both run the same preprocessing (`images.decode` and `images.model_input`) before this point, so a photo gets
 the probability evaluate gave it, whichever file serves it.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from valence.config import PHOTO, PROBABILITY, parse_output_name
+from valence.config import LOGIT_MAP, PHOTO, PROBABILITY, parse_output_name
 from valence.data.labels import RATINGS
 from valence.errors import PipelineError
 from valence.files import digest_of
@@ -25,11 +26,15 @@ from valence.files import digest_of
 def named_scores(outputs):
     """A model's outputs as {"probability": (N,), rating: (N,) …, "photo": (N,)}, and its ratings' scales
     {rating: (low, high)}: a single output is P(Positive); the ratings are named by ``config.output_name``,
-    the photo check's score "photo" (below 0.5: not like the photos the model learnt from)."""
+    the photo check's score "photo" (below 0.5: not like the photos the model learnt from); LOGIT_MAP, where the
+    model gives it, as it is (N, rows, columns)."""
     if not isinstance(outputs, dict):
         return {PROBABILITY: np.asarray(outputs, dtype=np.float32).reshape(-1)}, {}
     scores, scales = {}, {}
     for key, value in outputs.items():
+        if key == LOGIT_MAP:
+            scores[key] = np.asarray(value, dtype=np.float32)
+            continue
         rating = parse_output_name(key)
         name = key if key == PHOTO else PROBABILITY if rating is None else rating[0]
         if rating is not None:
@@ -57,6 +62,7 @@ class KerasClassifier:
             outputs = None
         self.ratings = named_scores({k: [] for k in outputs})[1] if isinstance(outputs, dict) else {}
         self.photo_check = isinstance(outputs, dict) and PHOTO in outputs
+        self.logit_map = isinstance(outputs, dict) and LOGIT_MAP in outputs
 
     @classmethod
     def load(cls, path):
@@ -96,13 +102,13 @@ class LiteRTClassifier:
         inputs, outputs = self._runner.get_input_details(), self._runner.get_output_details()
         self._input = next(iter(inputs))
         shape = list(inputs[self._input]["shape_signature"])
-        shapes = [list(o["shape_signature"]) for o in outputs.values()]
+        shapes = [list(o["shape_signature"]) for name, o in outputs.items() if name != LOGIT_MAP]
         if len(inputs) != 1 or len(shape) != 4 or shape[3] != 3 or any(len(s) != 2 for s in shapes):
             raise PipelineError(f"{path}: not an image classifier of this project (inputs "
                                 f"{[list(d['shape_signature']) for d in inputs.values()]}, outputs {shapes})")
         _, self.height, self.width, _ = (int(n) for n in shape)
         self.ratings = named_scores({k: [] for k in outputs})[1] if len(outputs) > 1 else {}
-        self.photo_check = PHOTO in outputs
+        self.photo_check, self.logit_map = PHOTO in outputs, LOGIT_MAP in outputs
         self._lock = threading.Lock()
 
     def scores(self, batch):

@@ -1,31 +1,42 @@
-"""Why a photo scores as it does: an occlusion map, for any classifier (Keras or LiteRT, no TensorFlow needed).
+"""Why a photo scores as it does: a map over the photo, from any classifier (Keras or LiteRT, no TensorFlow needed).
 
-The photo is cut into a GRID × GRID grid of cells; a patch of PATCH × PATCH cells slides over it one cell at a
-time, and each position is scored with that patch painted over in the photo's mean colour. A cell's value is
-the mean, over the patches covering it, of P(Positive) of the photo minus P(Positive) with the patch covered:
-positive where the region pushes P(Positive) up (covering it lowers the score), negative where it pushes it
-down. Scoring goes through the classifier's ``probabilities`` (and flip averaging, as predict does), so the map
-explains exactly the probability predict and serve report, from either model file, the same way. Cost: one
-batch of (GRID − PATCH + 1)² + 1 = 50 images (twice that with flip averaging) per photo.
+Two methods, one shape (``explain_batch``):
 
-Why occlusion rather than gradients (Grad-CAM): it needs nothing but the model's output, so a LiteRT model on
-a serving box without TensorFlow explains itself like the Keras file, and the default model (two backbones,
-resized inside) has no single last feature map to take gradients at.
+- The frozen release gives it in the pass that scores the photo: its LOGIT_MAP output (valence.learn.heads.
+  logit_map), P(Positive)'s logit cell by cell, a class activation map. The model is linear on average-pooled
+  feature maps, so the cells add up to the logit exactly: an account of the score, not an estimate of it. With
+  flip averaging, the mean of the photo's map and its mirror's mirrored back (summing to the two logits' mean).
+  Drawn centred on the photo's own mean cell: red regions raise the score more than its average region does.
+- Any other model (trained on images, or a file from before LOGIT_MAP): occlusion. The photo is cut into a
+  GRID × GRID grid of cells; a patch of PATCH × PATCH cells slides over it one cell at a time, and each position
+  is scored with that patch painted over in the photo's mean colour. A cell's value is the mean, over the patches
+  covering it, of P(Positive) of the photo minus P(Positive) with the patch covered: positive where the region
+  pushes P(Positive) up. Cost: (GRID − PATCH + 1)² + 1 = 50 images (twice that with flip averaging) per photo.
+
+Both score through the classifier and flip averaging as predict does, so a map explains the probability predict
+and serve report, from either model file. docs/performance.md compares them by a deletion test.
 """
 import numpy as np
 
-GRID = 8  # cells per side of the map
+from valence.config import LOGIT_MAP, PROBABILITY
+from valence.use.predict import score_all
+
+GRID = 8  # cells per side of an occlusion map
 PATCH = 2  # cells per side of the covered patch
-METHOD = f"occlusion: {PATCH}×{PATCH}-cell patches of a {GRID}×{GRID} grid in the photo's mean colour, stride one cell"
-MARKER = "valence-explain"  # the PNG text chunk (its value: METHOD) that marks a map as explain's own to rewrite
+OCCLUSION = f"occlusion: {PATCH}×{PATCH}-cell patches of a {GRID}×{GRID} grid in the photo's mean colour, stride one cell"
+CLASS_ACTIVATION = ("class activation map: the P(Positive) logit cell by cell, each pooled feature map weighted by "
+                    "its part of the head, on the first backbone's grid; the cells sum to the logit")
+LEGEND = {OCCLUSION: "red: pushes toward Positive, blue: toward Negative",
+          CLASS_ACTIVATION: "red: raises the score more than the photo's average region, blue: less"}
+MARKER = "valence-explain"  # the PNG text chunk (its value: the method) that marks a map as explain's own to rewrite
 
 
-def map_info():
-    """The PNG text chunk that marks a sheet as one of explain's maps (``marked``)."""
+def map_info(how):
+    """The PNG text chunk that marks a sheet as one of explain's maps (``marked``), naming the method ``how``."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
-    info.add_text(MARKER, METHOD)
+    info.add_text(MARKER, how)
     return info
 
 
@@ -65,6 +76,38 @@ def occlusion_map(probability, covered_probability, positions):
     return (total / count).astype(np.float32)
 
 
+def method(classifier):
+    """The method ``explain_batch`` uses for ``classifier``."""
+    return CLASS_ACTIVATION if getattr(classifier, "logit_map", False) else OCCLUSION
+
+
+def explain_batch(classifier, images, flip_average=False):
+    """(scores, maps) of a uint8 batch: every output of the photos as ``score_all`` gives it (P(Positive),
+    ratings …) and their maps (N, rows, columns) float32, the model's own LOGIT_MAP where it has one (one pass,
+    two with flip averaging), else an occlusion map per photo (``explain``)."""
+    if getattr(classifier, "logit_map", False):
+        scores = score_all(classifier, images, flip_average)
+        return scores, scores.pop(LOGIT_MAP)
+    maps, photos = [], []
+    for image in images:
+        scored = {}
+
+        def score(batch):  # keeps every output; the map needs P(Positive) alone
+            scored.update(score_all(classifier, batch, flip_average))
+            return scored[PROBABILITY]
+
+        maps.append(explain(score, image)[1])
+        photos.append({k: v[:1] for k, v in scored.items()})
+    return {k: np.concatenate([p[k] for p in photos]) for k in photos[0]}, np.array(maps, np.float32)
+
+
+def drawn(heat, how):
+    """The map as drawn: a class activation map centred on its mean cell (its cells sum to the logit, which is
+    the same everywhere in the photo); an occlusion map as it is (already a difference)."""
+    heat = np.asarray(heat, dtype=np.float32)
+    return heat - heat.mean() if how == CLASS_ACTIVATION else heat
+
+
 def explain(score, image):
     """(P(Positive), map) of one uint8 ``image``; ``score`` maps a uint8 batch to P(Positive) (e.g.
     ``lambda batch: predict.score_images(classifier, batch, flip_average)``): the photo and every covered copy
@@ -82,7 +125,7 @@ def colours(heat, limit):
 
 
 def overlay(image, heat, limit=None, alpha=0.5):
-    """``image`` (H, W, 3) uint8 with ``heat`` (GRID × GRID) drawn over it, smoothly upsampled; colour saturates
+    """``image`` (H, W, 3) uint8 with ``heat`` (rows × columns) drawn over it, smoothly upsampled; colour saturates
     at ``limit`` (default: the map's largest magnitude, so every map uses its full range)."""
     from PIL import Image
 

@@ -22,8 +22,8 @@ from valence.data.labels import label_of
 from valence.errors import PipelineError
 from valence.files import atomic_path, write_json
 from valence.runtime import cores
-from valence.use.explain import METHOD, captioned, explain as explain_photo, map_info, marked
-from valence.use.predict import is_url, load_photo, read_url, score_images
+from valence.use.explain import LEGEND, captioned, drawn, explain_batch, map_info, marked, method
+from valence.use.predict import is_url, load_photo, read_url
 
 
 def earlier_map(path):
@@ -91,23 +91,35 @@ def plan_maps(files, out):
     return named, skipped
 
 
+CHUNK = 16  # photos explained in one batch (a class activation map costs what scoring does)
+
+
 def explain_files(classifier, named, out, threshold=0.5, flip_average=False):
     """For each (image file, name) of ``plan_maps``: ``out``/<name>.png (the photo beside its map, captioned,
-    marked as explain's) and <name>.json (path, probability, label, method, the map as GRID rows). Returns (rows
-    written, (path, reason) skipped: files no longer readable since plan_maps)."""
-    out = Path(out)
+    marked as explain's) and <name>.json (path, probability, label, method, the map's rows: valence.use.explain).
+    Returns (rows written, (path, reason) skipped: files no longer readable since plan_maps)."""
+    out, how = Path(out), method(classifier)
     rows, skipped = [], []
-    for file, name in tqdm(named, desc="explaining", unit="img"):
-        pixels, reason = load_photo(file, classifier.height, classifier.width)
-        if pixels is None:
-            skipped.append((str(file), reason))
-            continue
-        probability, heat = explain_photo(lambda batch: score_images(classifier, batch, flip_average), pixels)
-        row = {"path": str(file), config.PROBABILITY: round(probability, 6), "label": label_of(probability, threshold),
-               "method": METHOD, "map": np.round(heat.astype(float), 6).tolist()}
-        with atomic_path(out / f"{name}.png", suffix=".png") as tmp:
-            captioned(pixels, heat, f"P(Positive) {probability:.3f}: {row['label']}   red: pushes toward Positive, "
-                                    "blue: toward Negative").save(tmp, format="PNG", pnginfo=map_info())
-        write_json(out / f"{name}.json", row)
-        rows.append(row)
+    with ThreadPoolExecutor(cores()) as pool, tqdm(total=len(named), desc="explaining", unit="img") as bar:
+        for start in range(0, len(named), CHUNK):
+            chunk = named[start:start + CHUNK]
+            loaded = list(pool.map(lambda item: load_photo(item[0], classifier.height, classifier.width), chunk))
+            skipped += [(str(file), reason) for (file, _), (_, reason) in zip(chunk, loaded) if reason is not None]
+            good = [(item, pixels) for item, (pixels, _) in zip(chunk, loaded) if pixels is not None]
+            if good:
+                scores, maps = explain_batch(classifier, np.stack([pixels for _, pixels in good]), flip_average)
+                for ((file, name), pixels), probability, heat in zip(good, scores[config.PROBABILITY], maps):
+                    rows.append(write_map(out / name, file, pixels, float(probability), heat, how, threshold))
+            bar.update(len(chunk))
     return rows, skipped
+
+
+def write_map(stem, file, pixels, probability, heat, how, threshold):
+    """<stem>.png and <stem>.json of one photo, each replaced whole; the JSON's row."""
+    row = {"path": str(file), config.PROBABILITY: round(probability, 6), "label": label_of(probability, threshold),
+           "method": how, "map": np.round(heat.astype(float), 6).tolist()}
+    with atomic_path(stem.with_name(stem.name + ".png"), suffix=".png") as tmp:
+        captioned(pixels, drawn(heat, how), f"P(Positive) {probability:.3f}: {row['label']}   {LEGEND[how]}").save(
+            tmp, format="PNG", pnginfo=map_info(how))
+    write_json(stem.with_name(stem.name + ".json"), row)
+    return row

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from valence.data.images import decode, model_input
-from valence.config import PHOTO, PHOTO_LINE, PHOTO_SCORE, PROBABILITY
+from valence.config import LOGIT_MAP, PHOTO, PHOTO_LINE, PHOTO_SCORE, PROBABILITY
 from valence.data.labels import RATINGS, label_of
 from valence.errors import PipelineError, first_line
 from valence.runtime import cores
@@ -116,11 +116,13 @@ def values_beside_probability(classifier, scores, i):
 
 
 def score_all(classifier, batch, flip_average=False):
-    """{"probability": P(Positive), rating: predicted rating …} for a uint8 batch; with ``flip_average``, each the
-    mean over the image and its mirror image."""
+    """{"probability": P(Positive), rating: predicted rating …} (and LOGIT_MAP, where the model gives it) for a
+    uint8 batch; with ``flip_average``, each the mean over the image and its mirror image (the mirror's map
+    mirrored back)."""
     scores = classifier.scores(batch)
     if flip_average:
         mirrored = classifier.scores(batch[:, :, ::-1])
+        mirrored = {name: value[:, :, ::-1] if name == LOGIT_MAP else value for name, value in mirrored.items()}
         scores = {name: (value + mirrored[name]) / 2 for name, value in scores.items()}
     return scores
 

@@ -7,9 +7,9 @@
 POST /predict takes one or more images in the multipart field ``data`` (the seed's Flask server used that
 name) and answers ``{"model": <MD5 of the model file>, "predictions": [{"filename", "probability", "label"}]}``
 (plus "valence" and "arousal", on the training ratings' scale, from a model with rating heads; "ratings" gives
-their scales) in upload order. POST /explain takes the same and adds each photo's occlusion map
-(valence.use.explain): ``{"model", "method", "grid", "explanations": [{"filename", "probability", "label",
-"map"}]}``. GET / is a page to try it. GET /healthz says the process is up, GET /readyz that the model is
+their scales) in upload order. POST /explain takes the same and adds each photo's map (valence.use.explain:
+the frozen release's own, from the pass that scores it; an occlusion map for other models): ``{"model",
+"method", "grid": [rows, columns], "explanations": [{"filename", "probability", "label", "map"}]}``. GET / is a page to try it. GET /healthz says the process is up, GET /readyz that the model is
 loaded (its md5, never a file path: no answer names a file of the server), GET /metrics counts requests,
 latency, queue depth and refusals in Prometheus' text format; /docs is the OpenAPI page (Swagger UI from the
 installed package: it works offline). A ``.tflite`` model (the export stage's) is served by LiteRT without
@@ -24,7 +24,7 @@ serve.max_decoding_megapixels (an image larger than the budget takes all of it),
 thread is done, even for a cancelled request; freed blocks go back to the system at once
 (valence.use.gate.large_blocks_go_back). So the decodes in flight hold at most max(serve.max_decoding_megapixels, 50) Mpx ×
 21 bytes ≈ 1 GB with the defaults (0.6 GB of JPEGs); besides that, the bodies of the requests at work hold at most serve.max_concurrent × serve.max_request_mb
-(80 MB) and their model inputs (an /explain photo's 51 covered copies at a time) a few MB each, on top of the
+(80 MB) and their model inputs (an occlusion /explain photo's 51 covered copies at a time) a few MB each, on top of the
 model itself. Decoded images from concurrent requests are scored together: one inference thread takes the
 images waiting, up to serve.max_batch, whenever it becomes free, so the event loop never blocks and a busy
 server runs larger batches.
@@ -46,12 +46,12 @@ from fastapi_offline import FastAPIOffline
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from valence.config import PROBABILITY
+from valence.config import LOGIT_MAP, PROBABILITY
 from valence.data.images import NotAnImage, TooManyPixels, decode, model_input
 from valence.data.labels import label_of
 from valence.runtime import cores
 from valence.use.classifier import open_classifier
-from valence.use.explain import GRID, METHOD, occluded, occlusion_map
+from valence.use.explain import method, occluded, occlusion_map
 from valence.use.gate import Budget, Door, Gate, Metrics, Slots, allowed_host_names
 from valence.use.predict import score_all, values_beside_probability
 
@@ -296,20 +296,29 @@ def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, 
 
     @app.post("/explain", dependencies=guarded)
     async def explain(data: list[UploadFile] = File(..., description="one or more images")):
-        """For each uploaded image, P(Positive), the label and its occlusion map (``grid`` rows of ``grid``
-        values: how much each region pushes P(Positive) up, or down where negative), in upload order."""
-        classifier, names, images = await uploaded(data, most=limits.max_explain)
-        explanations = []
-        for name, image in zip(names, images):  # one job per photo: it and its covered copies
-            covered, positions = occluded(image)
-            scored = await state["batcher"].score(np.concatenate([image[None], covered]))
-            scores = np.asarray(scored[PROBABILITY], dtype=float)
-            heat = occlusion_map(scores[0], scores[1:], positions)
-            explanations.append({"filename": name, PROBABILITY: round(scores[0], 6),
-                                 "label": label_of(scores[0], threshold), "map": np.round(heat.astype(float), 6).tolist(),
-                                 **values_beside_probability(classifier, scored, 0)})
-        return {"model": classifier.version, "method": METHOD, "grid": GRID, "explanations": explanations,
-                **scales(classifier)}
+        """For each uploaded image, P(Positive), the label and its map (``grid``: [rows, columns]; ``method``
+        says which: the frozen model's class activation map, cells summing to the logit, or an occlusion map, how
+        much each region pushes P(Positive) up, or down where negative), in upload order."""
+        classifier = state["classifier"]
+        occluding = classifier is not None and not classifier.logit_map  # 50 passes a photo: serve.max_explain
+        classifier, names, images = await uploaded(data, most=limits.max_explain if occluding else None)
+        if occluding:  # one job per photo: it and its covered copies
+            found = []
+            for image in images:
+                covered, positions = occluded(image)
+                scored = await state["batcher"].score(np.concatenate([image[None], covered]))
+                heat = occlusion_map(scored[PROBABILITY][0], scored[PROBABILITY][1:], positions)
+                found.append(({k: v[:1] for k, v in scored.items()}, heat[None]))
+            scores = {k: np.concatenate([f[0][k] for f in found]) for k in found[0][0]}
+            maps = np.concatenate([f[1] for f in found])
+        else:  # the map comes with the scores: one job for all
+            scores = await state["batcher"].score(np.stack(images))
+            maps = scores.pop(LOGIT_MAP)
+        explanations = [{"filename": name, PROBABILITY: round(float(p), 6), "label": label_of(p, threshold),
+                         "map": np.round(heat.astype(float), 6).tolist(), **values_beside_probability(classifier, scores, i)}
+                        for i, (name, p, heat) in enumerate(zip(names, scores[PROBABILITY], maps))]
+        return {"model": classifier.version, "method": method(classifier), "grid": list(maps.shape[1:]),
+                "explanations": explanations, **scales(classifier)}
 
     # last added is outermost: Gate (Host, Origin, metrics), CORS for the allowed origins, Door (token, limits)
     app.add_middleware(Door, metrics=metrics, slots=slots, token=token, limits=limits)
