@@ -260,5 +260,8 @@ def test_the_logit_map_sums_to_the_logit_and_sits_where_the_features_are(tmp_pat
         flipped = score_all(classifier, photos, flip_average=True)[LOGIT_MAP]  # the mirror's map mirrored back
         halves = flipped[3:, :, 2:].sum(axis=(1, 2)) - flipped[3:, :, :2].sum(axis=(1, 2))
         assert (halves > 0).all(), halves  # bright photos: the bright (right) half raises the logit most
+    # the map is the first output: a reader from before it (valence ≤ issue 46's) takes an output it does not
+    # know for P(Positive), one after the other, and so ends on the real one (its .keras reads right)
+    assert list(models.load(tmp_path / "model.keras").output)[0] == LOGIT_MAP
     without = heads.to_keras(keras.Model(extractor.input, keras.layers.Identity()(extractor.output)), [head])
     assert LOGIT_MAP not in without.output  # features not known to be pooled maps: no map, occlusion explains

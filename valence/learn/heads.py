@@ -203,10 +203,9 @@ def to_keras(extractor, heads, name=None):
             value = keras.layers.ReLU(max_value=high - low, name=f"{head.output}_within")(value)
             value = keras.layers.Rescaling(1.0, offset=low, name=head.output)(value)
         outputs[head.output] = value
-    maps = feature_maps(extractor)
-    for head in heads:
-        if head.output == PROBABILITY and maps:
-            outputs[LOGIT_MAP] = logit_map(maps, head)
+    maps, probability = feature_maps(extractor), [h for h in heads if h.output == PROBABILITY]
+    if maps and probability:  # first: readers from before LOGIT_MAP took any unknown output for P(Positive), in
+        outputs = {LOGIT_MAP: logit_map(maps, probability[0]), **outputs}  # order, so the real one comes after it
     return keras.Model(extractor.input, outputs, name=name or extractor.name)
 
 

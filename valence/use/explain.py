@@ -102,8 +102,8 @@ def explain_batch(classifier, images, flip_average=False):
 
 
 def drawn(heat, how):
-    """The map as drawn: a class activation map centred on its mean cell (its cells sum to the logit, which is
-    the same everywhere in the photo); an occlusion map as it is (already a difference)."""
+    """The map as drawn: a class activation map centred on its mean cell (the cells sum to the logit, so their
+    mean, its even share, says nothing of where); an occlusion map as it is (already a difference)."""
     heat = np.asarray(heat, dtype=np.float32)
     return heat - heat.mean() if how == CLASS_ACTIVATION else heat
 
