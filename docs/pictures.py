@@ -2,7 +2,7 @@
 
     dvc repro && python docs/pictures.py
 
-docs/explain.png is `valence explain` of one photo (the photo beside its occlusion map); docs/page.png is the
+docs/explain.png is `valence explain` of one photo (the photo beside its map of why); docs/page.png is the
 page `valence serve` gives, in headless Chromium at 1100 px, after three photos were chosen there. Both are
 committed to git (a few hundred KB) so that the README shows them wherever the repository is browsed; run this
 after a change to the model, the page or the maps. Needs Chromium (or Chrome) on the PATH; the server listens

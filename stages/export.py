@@ -5,7 +5,8 @@
 Reads models/model.keras and the first export.photos of fold 0's images (data/split/test.csv): a conversion
 error shows on any photo, so a few are enough. Writes models/model.tflite and metrics/export.json: the largest
 difference between the two models' P(Positive) on those photos (and, for a model with rating heads, each rating's,
-which may differ by export.tolerance × its scale's width; the map of why, LOGIT_MAP, cell by cell), the largest
+which may differ by export.tolerance × its scale's width; the map of why, LOGIT_MAP, cell by cell, by that × the
+range its cells span on these photos, at least 1), the largest
 difference between the Keras model and its own heads (models/heads.json) scored on the stored features of the
 same photos (max_abs_difference_scorer: the folds score those heads, so what they measured is what ships), and
 both file sizes. The file is renamed into place only when every difference is within its tolerance. Prints
@@ -56,7 +57,9 @@ def main():
             scored[name] = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
             took(name)
         widths = {PROBABILITY: 1.0, **{k: high - low for k, (low, high) in keras_model.ratings.items()},
-                  **({PHOTO: 1.0} if keras_model.photo_check else {}), **({LOGIT_MAP: 1.0} if keras_model.logit_map else {})}
+                  **({PHOTO: 1.0} if keras_model.photo_check else {})}
+        if keras_model.logit_map:  # logit units, unbounded: held to the tolerance of the range its cells span here
+            widths[LOGIT_MAP] = max(1.0, float(np.ptp(scored["keras"][LOGIT_MAP])))
         differences = {k: float(abs(scored["keras"][k] - scored["litert"][k]).max()) for k in widths}
         for output, difference in differences.items():
             if difference > p.tolerance * widths[output]:

@@ -1,14 +1,15 @@
 """Use a trained model: predict on files and folders, explain the scores with heatmaps, or serve it over HTTP.
 
-    valence predict photos/ beach.jpg --out predictions.csv [--model models/model.keras] [--scheduler tcp://…:8786]
-    valence explain photos/ beach.jpg --out explained/ [--model models/model.keras]
-    valence serve [--model models/model.keras] [--host 127.0.0.1] [--port 8000] [--token-file PATH]
+    valence predict photos/ beach.jpg --out predictions.csv [--model models/model.tflite] [--scheduler tcp://…:8786]
+    valence explain photos/ beach.jpg --out explained/ [--model models/model.tflite]
+    valence serve [--model models/model.tflite] [--host 127.0.0.1] [--port 8000] [--token-file PATH]
 
 (`python -m valence …` is the same command without the install.)
 
 All three read threshold and flip_average from params.yaml's evaluate section (so they score as evaluate did) and
-serve its limits from the serve section; the flags override them. ``--model`` may be the export stage's
-``models/model.tflite``, run by LiteRT without TensorFlow.
+serve its limits from the serve section; the flags override them. ``--model`` is by default the export stage's
+``models/model.tflite``, run by LiteRT without TensorFlow: the same scores as ``models/model.keras`` (export
+checks them) at 2.9× the photos a second (docs/performance.md); the ``.keras`` file works the same way.
 """
 import argparse
 import sys
@@ -86,6 +87,8 @@ def explain(args):
         report_skipped(skipped, len(files))
         raise PipelineError(f"none of the {len(files)} files is an image; nothing written to {args.out}")
     classifier = open_classifier(args.model)
+    if args.occlusion:  # the model's own map aside: explained as a model without one is
+        classifier.logit_map = False
     rows, unread = explain_files(classifier, named, args.out, p.threshold,
                                  p.flip_average if args.flip_average is None else args.flip_average)
     report_skipped(skipped + unread, len(files))
@@ -144,7 +147,8 @@ def photo_command(commands, name, help, out, out_help, run):
     c = commands.add_parser(name, help=help)
     c.add_argument("paths", nargs="+", help="image files and folders")
     c.add_argument("--out", default=out, help=out_help)
-    c.add_argument("--model", default=str(config.MODEL), help=".keras, or .tflite from the export stage")
+    c.add_argument("--model", default=str(config.LITERT), help=".tflite from the export stage (LiteRT, the faster), "
+                   "or .keras")
     c.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
                    help="default: evaluate.flip_average")
     c.set_defaults(run=run)
@@ -165,11 +169,14 @@ def parser():
     p.add_argument("--tls-ca-file", default=None, help="a tls:// scheduler: the CA that signed its certificate (PEM)")
     p.add_argument("--tls-cert", default=None, help="a tls:// scheduler: this client's certificate (PEM)")
     p.add_argument("--tls-key", default=None, help="a tls:// scheduler: the certificate's key (PEM), if not in it")
-    photo_command(commands, "explain", "a heatmap per image of what pushes P(Positive) up or down → PNG + JSON",
-                  "explained", "folder for <photo>.png and <photo>.json", explain)
+    e = photo_command(commands, "explain", "a heatmap per image of what pushes P(Positive) up or down → PNG + JSON",
+                      "explained", "folder for <photo>.png and <photo>.json", explain)
+    e.add_argument("--occlusion", action="store_true", help="occlusion maps (what, covered, lowers the score; 50 "
+                   "passes a photo) even for a model that gives its own map in one pass")
     s = commands.add_parser("serve", help="an HTTP service: GET / (a page to try it), POST /predict, /explain, "
                                           "GET /healthz, /readyz, /metrics, /docs")
-    s.add_argument("--model", default=str(config.MODEL), help=".keras, or .tflite (served without TensorFlow)")
+    s.add_argument("--model", default=str(config.LITERT), help=".tflite (served without TensorFlow, the faster), or "
+                   ".keras")
     s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface (needs a token, "
                    "or --insecure)")
     s.add_argument("--port", type=int, default=8000)

@@ -151,6 +151,15 @@ def test_explain_command_gives_a_frozen_release_its_own_map_summing_to_the_logit
         (tmp_path / "maps/dark.json").read_text())["probability"]
 
 
+def test_explain_by_occlusion_on_asking_even_for_a_model_with_its_own_map(tmp_path, tiny_mapped_models):
+    (tmp_path / "photos").mkdir()
+    noise_photo(tmp_path / "photos/a.png", 3)
+    result = run_explain(tmp_path, "photos", "--model", tiny_mapped_models[1], "--out", "maps", "--occlusion")
+    assert result.returncode == 0, result.stderr
+    row = json.loads((tmp_path / "maps/a.json").read_text())
+    assert row["method"] == explain.OCCLUSION and np.asarray(row["map"]).shape == (GRID, GRID)
+
+
 def run_explain(cwd, *args):
     (cwd / "params.yaml").write_text(project_params({}))
     return subprocess.run([sys.executable, "-m", "valence", "explain", *map(str, args)], cwd=cwd,

@@ -1,7 +1,7 @@
 """P(Positive) for photos: scoring with flip averaging (fold, export, predict, serve), and the predict
 command's files and folders in, one CSV row per image out.
 
-    python -m valence predict photos/ beach.jpg --out predictions.csv [--model models/model.keras]
+    python -m valence predict photos/ beach.jpg --out predictions.csv [--model models/model.tflite]
 
 Images go through training's own preprocessing (`images.decode`, then `images.model_input`), so an image
 from the test split gets the probability evaluate wrote for it. Files that are not usable images are listed

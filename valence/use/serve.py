@@ -1,6 +1,6 @@
 """The trained model over HTTP: FastAPI on uvicorn, fit to face a network.
 
-    python -m valence serve [--model models/model.keras] [--host 127.0.0.1] [--port 8000] [--token-file PATH]
+    python -m valence serve [--model models/model.tflite] [--host 127.0.0.1] [--port 8000] [--token-file PATH]
     curl -F data=@beach.jpg -F data=@crash.jpg http://127.0.0.1:8000/predict
     curl -H "Authorization: Bearer $VALENCE_TOKEN" -F data=@beach.jpg http://valence.example.com:8000/predict
 
