@@ -84,21 +84,27 @@ def method(classifier):
 def explain_batch(classifier, images, flip_average=False):
     """(scores, maps) of a uint8 batch: every output of the photos as ``score_all`` gives it (P(Positive),
     ratings …) and their maps (N, rows, columns) float32, the model's own LOGIT_MAP where it has one (one pass,
-    two with flip averaging), else an occlusion map per photo (``explain``)."""
+    two with flip averaging), else an occlusion map per photo (``occlusion_job``)."""
     if getattr(classifier, "logit_map", False):
         scores = score_all(classifier, images, flip_average)
         return scores, scores.pop(LOGIT_MAP)
-    maps, photos = [], []
+    found = []
     for image in images:
-        scored = {}
+        batch, read = occlusion_job(image)
+        found.append(read(score_all(classifier, batch, flip_average)))
+    return {k: np.concatenate([photo[k] for photo, _ in found]) for k in found[0][0]}, np.array([h for _, h in found], np.float32)
 
-        def score(batch):  # keeps every output; the map needs P(Positive) alone
-            scored.update(score_all(classifier, batch, flip_average))
-            return scored[PROBABILITY]
 
-        maps.append(explain(score, image)[1])
-        photos.append({k: v[:1] for k, v in scored.items()})
-    return {k: np.concatenate([p[k] for p in photos]) for k in photos[0]}, np.array(maps, np.float32)
+def occlusion_job(image):
+    """(batch, read) for one uint8 ``image``: the photo and its covered copies to score, and ``read(scores)`` →
+    (the photo's own scores, its occlusion map) from every output of that batch (``score_all``'s, or the server's)."""
+    covered, positions = occluded(image)
+
+    def read(scored):
+        probability = np.asarray(scored[PROBABILITY], dtype=float)
+        return {k: v[:1] for k, v in scored.items()}, occlusion_map(probability[0], probability[1:], positions)
+
+    return np.concatenate([image[None], covered]), read
 
 
 def drawn(heat, how):

@@ -51,7 +51,7 @@ from valence.data.images import NotAnImage, TooManyPixels, decode, model_input
 from valence.data.labels import label_of
 from valence.runtime import cores
 from valence.use.classifier import open_classifier
-from valence.use.explain import method, occluded, occlusion_map
+from valence.use.explain import method, occlusion_job
 from valence.use.gate import Budget, Door, Gate, Metrics, Slots, allowed_host_names
 from valence.use.predict import score_all, values_beside_probability
 
@@ -305,12 +305,10 @@ def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, 
         if occluding:  # one job per photo: it and its covered copies
             found = []
             for image in images:
-                covered, positions = occluded(image)
-                scored = await state["batcher"].score(np.concatenate([image[None], covered]))
-                heat = occlusion_map(scored[PROBABILITY][0], scored[PROBABILITY][1:], positions)
-                found.append(({k: v[:1] for k, v in scored.items()}, heat[None]))
-            scores = {k: np.concatenate([f[0][k] for f in found]) for k in found[0][0]}
-            maps = np.concatenate([f[1] for f in found])
+                batch, read = occlusion_job(image)
+                found.append(read(await state["batcher"].score(batch)))
+            scores = {k: np.concatenate([photo[k] for photo, _ in found]) for k in found[0][0]}
+            maps = np.array([heat for _, heat in found])
         else:  # the map comes with the scores: one job for all
             scores = await state["batcher"].score(np.stack(images))
             maps = scores.pop(LOGIT_MAP)
