@@ -39,7 +39,7 @@ LIVE, PLOTS = config.EVALUATE_LIVE, config.EVAL_PLOTS
 
 
 def main():
-    p, calibrate = params.load("evaluate"), train_params.load().calibrate
+    p, train = params.load("evaluate"), train_params.load()
     rows = evaluation.out_of_fold_rows(read_csv(config.FOLDS, required=FOLD_COLUMNS))
     from dvclive import Live
 
@@ -49,13 +49,21 @@ def main():
     y, raw = targets(rows), np.array([r[PROBABILITY] for r in rows])
     folds = np.array([int(r["fold"]) for r in rows])
     # what the release gives, measured honestly: each fold mapped by the Platt map of the other folds' predictions
-    probability = calibration.cross_fitted(y, raw, folds)[0] if calibrate else raw
+    probability = calibration.cross_fitted(y, raw, folds)[0] if train.calibrate else raw
     result = evaluation.out_of_fold(y, probability, folds, p.threshold, [r.get("valence") for r in rows],
                                     ranking=raw)  # ROC AUC, AP and ρ: one increasing map leaves the ranking as it is
     result["mean_probability"] = round(float(probability.mean()), 6)
+    # the ECE perfectly calibrated probabilities reach by chance on these photos: below its p95, within noise
+    chance = {name: calibration.null_ece(y, scores, train.seed) for name, scores in (("after", probability), ("before", raw))}
+    result.update({f"ece_{k}": v for k, v in chance["after"].items() if k != "ece"})
     before = evaluation.binary_metrics(y, raw, p.threshold)
     uncalibrated = {**{k: before[k] for k in ("brier", "ece", "balanced_accuracy", "accuracy")},
+                    **{f"ece_{k}": v for k, v in chance["before"].items() if k != "ece"},
                     "mean_probability": round(float(raw.mean()), 6)}
+    selective, coverage_curve = evaluation.selective(y, probability, p.threshold)
+    uncertain = {**evaluation.uncertain_scores(y, probability, p.threshold, p.uncertain_band),
+                 "narrowest_band": evaluation.narrowest_band(y, probability, p.threshold),  # the rule, on all photos
+                 "cross_fitted": evaluation.band_cross_fitted(y, probability, folds, p.threshold)}
     fold_curves = {f"fold {k}": (y[folds == k], raw[folds == k]) for k in np.unique(folds)}  # ranking curves: raw
     per_fold = result.pop("folds")  # each metric's mean and std over the folds; beside them each fold's ROC AUC
     rated = {name: (ratings(rows, name), np.array([r[predicted_column(name)] for r in rows])) for name in RATINGS}
@@ -73,13 +81,15 @@ def main():
                    zip(evaluation.prediction_rows([r["path"] for r in rows], y, probability, p.threshold), rows)]
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
     with Live(str(LIVE), dvcyaml=False, save_dvc_exp=False) as live:
-        live.summary.update(out_of_fold=result, uncalibrated=uncalibrated, per_fold=per_fold, roc_auc_by_score=by_score,
+        live.summary.update(out_of_fold=result, uncalibrated=uncalibrated, selective=selective, uncertain=uncertain,
+                            per_fold=per_fold, roc_auc_by_score=by_score,
                             **({"ratings": rating_scores} if rating_scores else {}),
                             **({"photo_check": photo_check} if photo_check else {}))
         for name in RATINGS:  # predicted against rated, a point an image (none without ratings): `dvc plots show`
             points = [{"path": r["path"], "rated": float(a), "predicted": round(float(b), 6), "fold": r["fold"]}
                       for r, a, b in zip(rows, *rated[name]) if not (np.isnan(a) or np.isnan(b))]
             live.log_plot(f"ratings_{name}", points, x="rated", y="predicted", template="scatter")
+        live.log_plot("selective", coverage_curve, x="coverage", y="accuracy", template="linear")
         live.log_sklearn_plot("roc", y, raw, name="roc/out_of_fold")
         for name, (y_fold, p_fold) in fold_curves.items():
             live.log_sklearn_plot("roc", y_fold, p_fold, name=f"roc/{name.replace(' ', '')}")
@@ -93,16 +103,24 @@ def main():
     figures.roc({"all images, out-of-fold": (y, raw), **fold_curves}, PLOTS / "roc.png")
     figures.precision_recall(y, raw, PLOTS / "precision_recall.png")
     figures.confusion_matrix(evaluation.confusion(y, probability, p.threshold), PLOTS / "confusion_matrix.png")
-    name = "calibrated, cross-fitted" if calibrate else "P(Positive)"
-    figures.reliability({f"{name} (ECE {result['ece']:.3f})": calibration.reliability(y, probability),
+    name = "calibrated, cross-fitted" if train.calibrate else "P(Positive)"
+    figures.reliability({f"{name} (ECE {result['ece']:.3f}, chance's p95 {result['ece_null_p95']:.3f})":
+                         calibration.reliability(y, probability),
                          **({f"uncalibrated (ECE {uncalibrated['ece']:.3f})": calibration.reliability(y, raw)}
-                            if calibrate else {})}, PLOTS / "reliability.png")
+                            if train.calibrate else {})}, PLOTS / "reliability.png")
     print(f"out-of-fold ({len(rows)} images in {len(fold_curves)} folds): "
           + ", ".join(f"{k} {v}" for k, v in result.items()))
-    print(f"calibration ({'cross-fitted Platt' if calibrate else 'none'}): Brier {result['brier']:.4f}, ECE "
-          f"{result['ece']:.4f}, mean P(Positive) {result['mean_probability']:.3f} (uncalibrated: Brier "
-          f"{uncalibrated['brier']:.4f}, ECE {uncalibrated['ece']:.4f}, mean {uncalibrated['mean_probability']:.3f}; "
-          f"Positive share {y.mean():.3f})")
+    print(f"calibration ({'cross-fitted beta map' if train.calibrate else 'none'}): Brier {result['brier']:.4f}, ECE "
+          f"{result['ece']:.4f} (by chance: median {result['ece_null_median']:.4f}, p95 {result['ece_null_p95']:.4f}; "
+          f"p = {result['ece_p_value']:.3f}), mean P(Positive) {result['mean_probability']:.3f} (uncalibrated: Brier "
+          f"{uncalibrated['brier']:.4f}, ECE {uncalibrated['ece']:.4f}, p = {uncalibrated['ece_p_value']:.3f}, mean "
+          f"{uncalibrated['mean_probability']:.3f}; Positive share {y.mean():.3f})")
+    crossed = uncertain["cross_fitted"]
+    print("accuracy of the most confident 50 / 80 / 100 %: " + " / ".join(f"{v:.3f}" for v in selective.values())
+          + f"; Uncertain within {p.uncertain_band:g} of {p.threshold:g}: {uncertain['uncertain_share']:.1%} of photos, "
+          f"the rest {uncertain['accuracy_labelled']} accurate (all: {uncertain['accuracy_all']:.3f}); the narrowest "
+          f"band {evaluation.BAND_LIFT:.0%} more accurate: {uncertain['narrowest_band']} (cross-fitted: "
+          f"{crossed['uncertain_share']:.1%} Uncertain, the rest {crossed['accuracy_labelled']} accurate)")
     print("ROC AUC by score: " + ", ".join(f"{k} {v:.4f}" for k, v in by_score.items())
           + f"; P(Positive) {result['roc_auc']:.4f}")
     if photo_check:

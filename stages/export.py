@@ -21,7 +21,7 @@ from valence import config, params, train_params
 from valence.config import LOGIT_MAP, PHOTO, PROBABILITY
 from valence.data.folds import MANIFEST_COLUMNS
 from valence.errors import PipelineError, run_stage
-from valence.files import atomic_path, read_csv, write_json
+from valence.files import atomic_path, digest_of, read_csv, write_json
 from valence.registry import FROZEN_MODEL
 
 KERAS, LITERT = config.MODEL, config.LITERT
@@ -32,7 +32,7 @@ def main():
     rows = read_csv(config.TEST_SPLIT, required=MANIFEST_COLUMNS)[:p.photos]
     from valence.data.images import load_images
     from valence.learn import features, heads, models
-    from valence.use import classifier  # TensorFlow loads only after the inputs are checked
+    from valence.use import classifier, provenance  # TensorFlow loads only after the inputs are checked
     from valence.use.predict import score_all
 
     seconds, started = {}, time.perf_counter()
@@ -46,6 +46,8 @@ def main():
     took("load")
     with atomic_path(LITERT, suffix=".tflite") as tmp:
         models.export_litert(keras_model.model, tmp)
+        provenance.embed(tmp, {**provenance.embedded(KERAS), "made_by": "valence export",  # and from which .keras
+                               "from_keras_md5": digest_of(KERAS, "md5")})
         litert_model = classifier.LiteRTClassifier(tmp)
         took("convert")
         if litert_model.ratings != keras_model.ratings:

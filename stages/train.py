@@ -21,8 +21,19 @@ from valence import config, params, train_params
 from valence.data.folds import FOLD_COLUMNS
 from valence.data.labels import targets
 from valence.errors import run_stage
-from valence.files import atomic_path, read_csv, write_csv, write_json
+from valence.files import atomic_path, digest_of, read_csv, write_csv, write_json
 from valence.registry import FROZEN_MODEL
+
+
+def made_from(p, rows, mapping):
+    """What the model file carries of its making (valence.use.provenance): the recipe, its settings and seed, the
+    labels' md5 and count, the calibration map. Only inputs: the same inputs, the same bytes."""
+    import dataclasses
+
+    return {"made_by": "valence train", "model": p.model, "seed": p.seed, "class_weight": p.class_weight,
+            "settings": dataclasses.asdict(p.hyper), "trained_on": {"file": str(config.FOLDS), "images": len(rows),
+                                                                    "md5": digest_of(config.FOLDS, "md5")},
+            "calibration": dict(zip("abc", mapping)) if p.calibrate else None}
 
 
 def main():
@@ -32,6 +43,7 @@ def main():
 
     from valence.learn import calibration, heads, models, train_on_features, train_on_images
     from valence.report import figures
+    from valence.use import provenance
     from valence.report.evaluation import out_of_fold_rows
 
     # dvcyaml=False: dvc.yaml declares these files by hand (outputs, metrics, plot definitions)
@@ -47,16 +59,17 @@ def main():
             model, history = train_on_images.train(p, rows, live=live)
             extractor, fitted = heads.of_last_unit(model, config.PROBABILITY)
     mapping, scored = calibration.IDENTITY, []
-    if p.calibrate:  # the Platt map fit on every fold's held-out predictions: one more map of the P(Positive) head
+    if p.calibrate:  # the beta map fit on every fold's held-out predictions: one more map of the P(Positive) head
         scored = out_of_fold_rows(rows)
         mapping = calibration.fit(targets(scored), [r[config.PROBABILITY] for r in scored])
-        fitted = [heads.affine(h, *mapping) if h.output == config.PROBABILITY else h for h in fitted]
-        print(f"calibrated: P(Positive) = sigmoid({mapping[0]:.4f} · logit + {mapping[1]:.4f}), fit on the "
-              f"out-of-fold predictions of {len(scored)} images")
-    write_json(config.CALIBRATION, {"slope": round(mapping[0], 6), "intercept": round(mapping[1], 6), "images": len(scored)})
+        fitted = [heads.calibrated(h, mapping) if h.output == config.PROBABILITY else h for h in fitted]
+        print("calibrated: P(Positive) = sigmoid({:.4f} · ln p − {:.4f} · ln(1 − p) + {:.4f}), fit on the "
+              "out-of-fold predictions of {} images".format(*mapping, len(scored)))
+    write_json(config.CALIBRATION, {**dict(zip("abc", (round(v, 6) for v in mapping))), "images": len(scored)})
     release = heads.to_keras(extractor, fitted, p.model)  # the one way heads enter Keras
     with atomic_path(config.MODEL, suffix=".keras") as tmp:
         models.save(release, tmp)  # byte-identical for the same inputs
+        provenance.embed(tmp, made_from(p, rows, mapping))  # a copy anywhere still says what made it
     heads.save(fitted, config.HEADS)
     write_csv(config.TRAINED_ON, rows, FOLD_COLUMNS)
     figures.learning_curves(history, config.LEARNING_CURVES)

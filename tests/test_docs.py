@@ -174,6 +174,7 @@ ROC_AUC_EACH = lambda r: r.evaluate["per_fold"]["roc_auc_each"].values()  # noqa
 PER_FOLD_ROC_AUC = [lambda r: r.evaluate["per_fold"]["roc_auc"]["mean"],
                     lambda r: r.evaluate["per_fold"]["roc_auc"]["std"]]
 BY_SCORE = lambda key: lambda r: r.evaluate["roc_auc_by_score"][key]  # noqa: E731
+UNCERTAIN = lambda r: r.evaluate["uncertain"]  # noqa: E731
 PHOTO_CHECK = lambda key: lambda r: r.evaluate["photo_check"][key]  # noqa: E731
 KINDS_IN_FULL = lambda r: sum(share == 1 for share in r.evaluate["photo_check"]["kinds_flagged"].values())  # noqa: E731
 KINDS = lambda r: len(r.evaluate["photo_check"]["kinds_flagged"])  # noqa: E731
@@ -192,6 +193,10 @@ README_HEADLINE = [
     (r"per fold ROC AUC (\d\.\d+) ± (\d\.\d+)", PER_FOLD_ROC_AUC),
     (r"Brier score (\d\.\d+)", [oof("brier")]),
     (r"expected calibration error (\d\.\d+)", [oof("ece")]),
+    (r"below the (\d\.\d+) that perfectly calibrated ones reach by chance", [oof("ece_null_p95")]),
+    (r"labelled Uncertain: (\d+\.\d) % of them, and the rest are (\d\.\d+) accurate",
+     [lambda r: 100 * UNCERTAIN(r)["uncertain_share"], lambda r: UNCERTAIN(r)["accuracy_labelled"]]),
+    (r"Photos within (\d\.\d+) of the threshold", [lambda r: UNCERTAIN(r)["band"]]),
     (r"Pearson r (\d\.\d+) and (\d\.\d+)", [rating("valence", "pearson_r"), rating("arousal", "pearson_r")]),
 ]
 MODEL_CARD_NUMBERS = [
@@ -212,8 +217,20 @@ MODEL_CARD_NUMBERS = [
       rating("arousal", "pearson_r"), rating("arousal", "folds", "pearson_r", "mean"),
       rating("arousal", "folds", "pearson_r", "std"), rating("arousal", "spearman"), rating("arousal", "mae")]),
     (r"averages (\d\.\d+) before any calibration map", [uncalibrated("mean_probability")]),
-    (r"slope (\d\.\d+), intercept (\d\.\d+) on OASIS",
-     [lambda r: r.calibration["slope"], lambda r: r.calibration["intercept"]]),
+    (r"\(a (\d\.\d+), b (\d\.\d+), c (\d\.\d+) on OASIS",
+     [lambda r: r.calibration["a"], lambda r: r.calibration["b"], lambda r: r.calibration["c"]]),
+    (r"against ECE (\d\.\d+) \(median\) and (\d\.\d+) \(95th percentile\) .* a p-value of (\d\.\d+)",
+     [oof("ece_null_median"), oof("ece_null_p95"), oof("ece_p_value")]),
+    (r"out of fold (\d+\.\d) % of the photos are Uncertain, and the rest are (\d\.\d+) accurate \((\d\.\d+) for all\)",
+     [lambda r: 100 * UNCERTAIN(r)["uncertain_share"], lambda r: UNCERTAIN(r)["accuracy_labelled"],
+      lambda r: UNCERTAIN(r)["accuracy_all"]]),
+    (r"threshold \((\d\.\d+): P\(Positive\) from", [lambda r: UNCERTAIN(r)["band"]]),
+    (r"the most confident 50 % are (\d\.\d+) accurate, 80 % (\d\.\d+), all (\d\.\d+)",
+     [lambda r, k=k: r.evaluate["selective"][f"accuracy_at_{k}"] for k in (50, 80, 100)]),
+    (r"`uncertain\.narrowest_band`: (\d\.\d+) on OASIS", [lambda r: UNCERTAIN(r)["narrowest_band"]]),
+    (r"(\d+\.\d) % Uncertain, the rest (\d\.\d+) accurate \(`uncertain\.cross_fitted`\)",
+     [lambda r: 100 * UNCERTAIN(r)["cross_fitted"]["uncertain_share"],
+      lambda r: UNCERTAIN(r)["cross_fitted"]["accuracy_labelled"]]),
     (r"mean P\(Positive\) (\d\.\d+) \((\d\.\d+) before the map\), Brier (\d\.\d+) \((\d\.\d+) before\), expected "
      r"calibration error \(10 bins\) (\d\.\d+) \((\d\.\d+) before\)",
      [oof("mean_probability"), uncalibrated("mean_probability"), oof("brier"), uncalibrated("brier"), oof("ece"),

@@ -140,7 +140,8 @@ def test_a_labels_csv_with_valence_and_arousal_learns_both_and_predict_gives_the
         run([sys.executable, "-m", "valence", "predict", "rated", "--model", model, "--out", "p.csv",
              "--force"], work, env)
         predicted = list(csv.DictReader((work / "p.csv").open()))
-        assert list(predicted[0]) == ["path", "probability", "label", "valence", "arousal", "photo_score", "photo"]
+        assert list(predicted[0]) == ["path", "probability", "label", "valence", "arousal", "photo_score", "photo",
+                                     "model_md5", "model_source"]
         rated = {f"rated/{r['path']}": r for r in rows}
         fitted = [(float(p["arousal"]), float(rated[p["path"]]["intensity"])) for p in predicted]
         assert np.corrcoef(*zip(*fitted))[0, 1] > 0.8  # the release, on the photos it learnt from

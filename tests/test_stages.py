@@ -50,7 +50,7 @@ def out_of_fold_project(tmp_path, predictions):
 
 
 def test_evaluate_scores_calibrated_probabilities_cross_fitted_over_the_folds(tmp_path):
-    """Probabilities shifted low, as balanced class weights make them: evaluate maps each fold by the Platt map
+    """Probabilities shifted low, as balanced class weights make them: evaluate maps each fold by the beta map
     of the other folds' predictions; the threshold and calibration scores use those, ROC AUC the ranking."""
     import json
 
@@ -62,7 +62,7 @@ def test_evaluate_scores_calibrated_probabilities_cross_fitted_over_the_folds(tm
     rng = np.random.default_rng(0)
     truth = 1 / (1 + np.exp(-rng.normal(0.7, 1.5, 400)))
     y = (rng.random(400) < truth).astype(int)
-    low, folds = calibration.apply((1.0, -0.8), truth), np.arange(400) % 5
+    low, folds = calibration.apply((1.0, 1.0, -0.8), truth), np.arange(400) % 5
     names = [f"{i:03d}.jpg" for i in range(400)]
     (tmp_path / "data/split").mkdir(parents=True)
     (tmp_path / "data/split/folds.csv").write_text("path,label,group,fold\n" + "".join(

@@ -4,9 +4,11 @@
     valence explain photos/ beach.jpg --out explained/ [--model models/model.tflite]
     valence serve [--model models/model.tflite] [--host 127.0.0.1] [--port 8000] [--token-file PATH]
 
-(`python -m valence …` is the same command without the install.)
+(`python -m valence …` is the same command without the install.) predict writes a row per image (CSV, or Parquet
+for an --out ending in .parquet), each naming the model that gave it (model_md5, model_source), and <out>.json
+beside it: the model's identity, the settings, the counts and the times (valence.use.predict).
 
-All three read threshold and flip_average from params.yaml's evaluate section (so they score as evaluate did) and
+All three read threshold, uncertain_band and flip_average from params.yaml's evaluate section (so they score as evaluate did) and
 serve its limits from the serve section; the flags override them. ``--model`` is by default the export stage's
 ``models/model.tflite``, run by LiteRT without TensorFlow: the same scores as ``models/model.keras`` (export
 checks them) at 2.9× the photos a second (docs/performance.md); the ``.keras`` file works the same way.
@@ -21,50 +23,60 @@ from valence.errors import PipelineError, run_stage
 def predict(args):
     import os
 
-    from valence.files import refuse_replacing_inputs, write_csv
-    from valence.use.classifier import open_classifier
-    from valence.use.predict import columns, image_files, predict_files, report_skipped
+    from valence.files import refuse_replacing_inputs
+    from valence.use.classifier import check_model_path, open_classifier
+    from valence.use.predict import (image_files, is_parquet, parquet, predict_batches, report_skipped, sidecar_path,
+                                     utc_now, write_predictions, write_sidecar)
+    from valence.use.provenance import identity, source
 
-    refuse_replacing_inputs(args.out, args.paths)  # before any work, and even with --force
+    sidecar = sidecar_path(args.out)
+    for path in (args.out, sidecar):
+        refuse_replacing_inputs(path, args.paths)  # before any work, and even with --force
     if os.path.isdir(args.out):
         raise PipelineError(f"{args.out}: a folder; --out names the CSV file to write")
-    if os.path.lexists(args.out) and not args.force:
-        raise PipelineError(f"{args.out}: already exists; add --force to replace it")
+    if os.path.isdir(sidecar):
+        raise PipelineError(f"{sidecar}: a folder where --out's sidecar goes; move it, or use another --out")
+    for path in (args.out, sidecar):
+        if os.path.lexists(path) and not args.force:
+            raise PipelineError(f"{path}: already exists; add --force to replace it")
+    if is_parquet(args.out):
+        parquet()  # a missing pyarrow: said before any work
     p = params.load("evaluate")
     files = image_files(args.paths)  # a missing path or an empty folder fails before the model loads
     if os.path.isdir(f"{args.out}.parts"):  # a cluster run's parts inside a folder read are not photos
         files = without_files_under(files, f"{args.out}.parts")
     batch_size = args.batch_size or p.batch_size
     threshold = p.threshold if args.threshold is None else args.threshold
+    band = p.uncertain_band if args.uncertain_band is None else args.uncertain_band
     flip_average = p.flip_average if args.flip_average is None else args.flip_average
+    model, started = identity(check_model_path(args.model)), utc_now()  # once, here: cluster rows get the same
     if args.scheduler:  # docs/guide.md: On a cluster
         from valence import cluster
-        from valence.files import digest_of
         from valence.use import predict_cluster
 
         cluster.use_tls(args.tls_ca_file, args.tls_cert, args.tls_key)  # the --tls-* flags into Dask's config
-        rows, skipped, retried, parts = predict_cluster.predict_on_cluster(
+        batches, _, retried, parts = predict_cluster.predict_on_cluster(  # the parts, read back in input order
             args.scheduler, args.model, files, args.out, batch_size, threshold, flip_average,
-            args.shard_size or predict_cluster.SHARD_SIZE)
-        model, version = args.model, digest_of(args.model, "md5")
+            args.shard_size or predict_cluster.SHARD_SIZE, band)
     else:
         classifier = open_classifier(args.model)
-        rows, skipped = predict_files(classifier, files, batch_size, threshold, flip_average)
-        model, version = classifier.path, classifier.version
         if classifier.ratings:  # what the numbers are: the raters' mean for a photo like it, on their scale
             print("ratings: " + ", ".join(f"{name} on {low:g}–{high:g}" for name, (low, high) in
                                           classifier.ratings.items()) + " (the training raters' scale)")
         if not classifier.photo_check:  # a model from before the photo check, or one trained on images
             print(f"note: {args.model} has no photo check (trained before it, or not on frozen features): "
                   "no photo column", file=sys.stderr)
+        batches = predict_batches(classifier, files, batch_size, threshold, flip_average, band=band)
+    counts, skipped = write_predictions(args.out, batches, model)
     report_skipped(skipped, len(files))
-    if not rows:
+    if not counts["scored"]:
         raise PipelineError(f"none of the {len(files)} files is an image; nothing written to {args.out}")
-    write_csv(args.out, rows, columns(rows))
-    positive, not_photos = sum(r["label"] == "Positive" for r in rows), sum(r.get("photo") == "no" for r in rows)
-    print(f"{args.out}: {len(rows)} images ({positive} Positive, {len(rows) - positive} Negative"
+    write_sidecar(args.out, model, counts, threshold, flip_average, started, utc_now(), band)
+    labels, not_photos = {"Positive": 0, "Negative": 0, **counts["labels"]}, counts["not_photos"]
+    print(f"{args.out}: {counts['scored']} images (" + ", ".join(f"{n} {label}" for label, n in labels.items())
           + (f"; {not_photos} do not look like photos: photo = no" if not_photos else "") + "), "
-          f"model {model} (md5 {version})")
+          f"model {args.model} (md5 {model['md5']}{', ' + source(model) if source(model) else ''}); how it was "
+          f"made: {sidecar}")
     if args.scheduler:
         predict_cluster.finish(parts)
         print(f"on {args.scheduler}: " + ("shards retried: unknown" if retried is None else
@@ -90,7 +102,8 @@ def explain(args):
     if args.occlusion:  # the model's own map aside: explained as a model without one is
         classifier.logit_map = False
     rows, unread = explain_files(classifier, named, args.out, p.threshold,
-                                 p.flip_average if args.flip_average is None else args.flip_average)
+                                 p.flip_average if args.flip_average is None else args.flip_average,
+                                 p.uncertain_band if args.uncertain_band is None else args.uncertain_band)
     report_skipped(skipped + unread, len(files))
     if not rows:
         raise PipelineError(f"none of the {len(files)} files is an image; nothing written to {args.out}")
@@ -135,7 +148,8 @@ def serve(args):
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     app = create_app(args.model, limits, token=token, host=args.host, threshold=evaluate.threshold,
-                     flip_average=evaluate.flip_average, on_load_error=stop)
+                     flip_average=evaluate.flip_average, on_load_error=stop,
+                     band=evaluate.uncertain_band if args.uncertain_band is None else args.uncertain_band)
     server = uvicorn.Server(server_config(app, args.host, args.port, limits))
     server.run()
     if failure:
@@ -151,18 +165,26 @@ def photo_command(commands, name, help, out, out_help, run):
                    "or .keras")
     c.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
                    help="default: evaluate.flip_average")
+    uncertain_band_flag(c)
     c.set_defaults(run=run)
     return c
+
+
+def uncertain_band_flag(command):
+    command.add_argument("--uncertain-band", type=float, default=None, metavar="BAND", help="label Uncertain a "
+                         "P(Positive) less than BAND from the threshold; 0: never (default: evaluate.uncertain_band)")
 
 
 def parser():
     top = argparse.ArgumentParser(prog="valence", description=__doc__.split("\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
-    p = photo_command(commands, "predict", "P(Positive) for image files and folders (recursively) → CSV",
-                      "predictions.csv", "CSV written: path, probability, label", predict)
+    p = photo_command(commands, "predict", "P(Positive) for image files and folders (recursively) → CSV or Parquet",
+                      "predictions.csv", "CSV written (Parquet for a .parquet name): path, probability, label, "
+                      "the model's ratings, model_md5, model_source; <out>.json beside it says how", predict)
     p.add_argument("--batch-size", type=int, default=None, help="default: evaluate.batch_size")
     p.add_argument("--threshold", type=float, default=None, help="default: evaluate.threshold")
-    p.add_argument("--force", action="store_true", help="replace --out when it exists (never one of the inputs)")
+    p.add_argument("--force", action="store_true", help="replace --out and its <out>.json when they exist (never one "
+                   "of the inputs)")
     p.add_argument("--scheduler", default=None, help="a Dask scheduler (tcp://host:8786), or local:N for N worker "
                    "processes here: score in shards on a cluster, resumable (docs/guide.md: On a cluster)")
     p.add_argument("--shard-size", type=int, default=None, help="photos a cluster task (default 256)")
@@ -177,6 +199,7 @@ def parser():
                                           "GET /healthz, /readyz, /metrics, /docs")
     s.add_argument("--model", default=str(config.LITERT), help=".tflite (served without TensorFlow, the faster), or "
                    ".keras")
+    uncertain_band_flag(s)
     s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface (needs a token, "
                    "or --insecure)")
     s.add_argument("--port", type=int, default=8000)
@@ -197,6 +220,8 @@ def main(argv=None):
         raise PipelineError(f"--shard-size must be >= 1, got {args.shard_size}")
     if getattr(args, "threshold", None) is not None and not 0 < args.threshold < 1:
         raise PipelineError(f"--threshold must be between 0 and 1 (exclusive), got {args.threshold}")
+    if getattr(args, "uncertain_band", None) is not None and not 0 <= args.uncertain_band < 0.5:
+        raise PipelineError(f"--uncertain-band must be in [0, 0.5), got {args.uncertain_band}")
     args.run(args)
 
 

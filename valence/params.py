@@ -108,9 +108,12 @@ class EvaluateParams:
     batch_size: int  # inference only
     flip_average: bool  # mean P(Positive) of the image and its mirror image
     photo_threshold: float  # P(photo) below this: "not a photo" (the photo check, folded into its head: 0.5 there; docs/model-card.md)
+    uncertain_band: float  # |P(Positive) − threshold| below this: the label is Uncertain; 0: always a class
 
     def check(self):
         inside_0_1("evaluate.threshold", self.threshold)
+        if not 0 <= self.uncertain_band < 0.5:
+            raise PipelineError(f"evaluate.uncertain_band must be in [0, 0.5), got {self.uncertain_band}")
         inside_0_1("evaluate.photo_threshold", self.photo_threshold)
         at_least("evaluate.batch_size", self.batch_size, 1)
 

@@ -159,7 +159,7 @@ class TrainParams:
     model: str  # a registry backbone (train.fine_tune applies), an own model or frozen (its section applies)
     batch_size: int
     class_weight: str  # balanced: weigh classes by inverse frequency; none
-    calibrate: bool  # Platt-scale the released P(Positive) on the fold stages' out-of-fold predictions
+    calibrate: bool  # beta-calibrate the released P(Positive) on the fold stages' out-of-fold predictions
     validation_size: float  # carved from the training split for early stopping; never the test split
     seed: int  # weight init, shuffling, augmentation
     precision: str  # float32 | mixed_bfloat16

@@ -139,6 +139,15 @@ def test_combining_calibrating_and_thresholding_are_heads():
     np.testing.assert_allclose(combined.apply(x), expected, rtol=1e-9)
     platt = heads.affine(combined, 0.8, 0.1)
     np.testing.assert_allclose(heads.logit(platt.apply(x)), 0.8 * heads.logit(combined.apply(x)) + 0.1, rtol=1e-7)
+    beta = heads.calibrated(combined, (1.3, 0.6, 0.2))  # a · ln p − b · ln(1 − p) + c on the combined p
+    p = combined.apply(x)
+    np.testing.assert_allclose(heads.logit(beta.apply(x)), 1.3 * np.log(p) - 0.6 * np.log(1 - p) + 0.2, rtol=1e-7)
+    np.testing.assert_array_equal(beta.logit(x), combined.logit(x))  # the map's input: what the logit map sums to
+    assert heads.calibrated(combined, (1.0, 1.0, 0.0)) is combined
+    with pytest.raises(ValueError, match="calibrate after combining"):
+        heads.combine([(1.0, beta)], 0.0, "again")
+    with pytest.raises(ValueError, match="only a probability is calibrated"):
+        heads.calibrated(valence, (1.3, 0.6, 0.2))
     line = heads.threshold(classifier, 0.7)
     at = x[np.argmin(abs(classifier.apply(x) - 0.7))]
     assert np.sign(line.apply(at) - 0.5) == np.sign(classifier.apply(at) - 0.7)
@@ -154,7 +163,7 @@ def test_the_keras_builder_gives_what_the_scorer_gives_for_every_kind_of_head(tm
     views, rating, _ = linear_ratings(images=60, features=6)
     classifier = heads.logistic(x, y, 0.1, "classifier")
     rated = heads.ridge(views, rating, 1.0, output_name("valence", (3.5, 4.5)), within=(3.5, 4.5))
-    fitted = [heads.affine(heads.combine([(0.5, classifier), (1.5, rated)], -6.0, "probability"), 0.9, 0.1),
+    fitted = [heads.calibrated(heads.combine([(0.5, classifier), (1.5, rated)], -6.0, "probability"), (1.3, 0.6, 0.2)),
               rated, heads.threshold(heads.logistic(x, 1 - y, 1.0, "photo"), 0.7)]
     inputs = keras.Input((6,))
     model = heads.to_keras(keras.Model(inputs, keras.layers.Identity()(inputs), name="probe"), fitted)
@@ -173,13 +182,14 @@ def test_the_keras_builder_gives_what_the_scorer_gives_for_every_kind_of_head(tm
 
 
 def test_heads_round_trip_through_json(tmp_path):
-    fitted = [heads.Head("probability", np.array([0.1, -2.0, 1e-9]), -0.5),
+    fitted = [heads.Head("probability", np.array([0.1, -2.0, 1e-9]), -0.5, calibration=(1.2, 0.7, 0.1)),
               heads.Head("valence_1_to_7", np.array([1.0, 2.0, 3.0]), 4.0, "linear", (1.0, 7.0))]
     heads.save(fitted, tmp_path / "heads.json")
     loaded = heads.load(tmp_path / "heads.json")
     x = np.random.default_rng(3).normal(size=(5, 3))
     for before, after in zip(fitted, loaded):
-        assert (after.output, after.activation, after.within) == (before.output, before.activation, before.within)
+        assert ((after.output, after.activation, after.within, after.calibration)
+                == (before.output, before.activation, before.within, before.calibration))
         np.testing.assert_array_equal(after.apply(x), before.apply(x))
 
 

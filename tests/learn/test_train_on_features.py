@@ -72,7 +72,7 @@ def test_the_release_gives_what_its_heads_give_on_the_stored_features(tmp_path):
     fitted, _ = train_on_features.fit_heads(p, rows, store=tmp_path / "features", non_photos=generated,
                                             rating_scale=(1, 7), photo_threshold=0.7)
     assert [h.output for h in fitted] == ["probability", "classifier_probability", "valence_1_to_7", "arousal_1_to_7", "photo"]
-    release = [heads.affine(h, 0.9, 0.1) if h.output == "probability" else h  # calibrated, as the train stage does
+    release = [heads.calibrated(h, (1.2, 0.6, 0.3)) if h.output == "probability" else h  # as the train stage does
                for h in train_on_features.released(fitted)]
     models.save(heads.to_keras(train_on_features.extractor(p), release, "frozen"), tmp_path / "model.keras")
     heads.save(release, tmp_path / "heads.json")

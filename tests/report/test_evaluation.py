@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from valence.data.labels import CLASSES
+from valence.data.labels import CLASSES, label_of
 from valence.report import evaluation
 from valence.report.evaluation import binary_metrics, confusion, per_class, prediction_rows
 
@@ -198,3 +198,41 @@ def test_out_of_fold_rows_carry_the_predicted_ratings(tmp_path):
     assert [r["predicted_valence"] for r in got] == [4.5, 5.5, 6.5, 7.5]  # by path, across the fold files
     assert [r["classifier_probability"] for r in got] == [0.25, 0.35, 0.45, 0.55]
     assert all(np.isnan(r["predicted_arousal"]) for r in got)
+
+
+def test_selective_accuracy_counts_the_most_confident_photos_first():
+    # confidence |p − 0.5|: 0.45 (right), 0.4 (wrong), 0.3 (right), 0.2 (right), 0.1 (wrong), 0.05 (right)
+    y = np.array([1, 0, 0, 1, 0, 1])
+    p = np.array([0.95, 0.9, 0.2, 0.7, 0.6, 0.55])
+    at, curve = evaluation.selective(y, p, 0.5, points=6)
+    assert at == {"accuracy_at_50": pytest.approx(2 / 3), "accuracy_at_80": pytest.approx(3 / 5),
+                  "accuracy_at_100": pytest.approx(4 / 6)}
+    assert [round(r["accuracy"], 6) for r in curve] == [1.0, 0.5, round(2 / 3, 6), 0.75, 0.6, round(4 / 6, 6)]
+    assert curve[-1]["coverage"] == 1.0
+
+
+def test_an_uncertain_band_trades_coverage_for_accuracy_and_the_rule_finds_the_narrowest():
+    y = np.array([1, 0, 0, 1, 0, 1])
+    p = np.array([0.95, 0.9, 0.2, 0.7, 0.6, 0.55])
+    off = evaluation.uncertain_scores(y, p, 0.5, 0.0)
+    assert off["uncertain_share"] == 0 and off["accuracy_labelled"] == off["accuracy_all"] == pytest.approx(4 / 6)
+    band = evaluation.uncertain_scores(y, p, 0.5, 0.15)  # 0.6 and 0.55 fall inside: one wrong, one right
+    assert band["uncertain_share"] == pytest.approx(2 / 6) and band["accuracy_labelled"] == pytest.approx(3 / 4)
+    # all: 4/6 right; leaving out 0.55 (right) lowers it to 3/5, leaving out 0.6 (wrong) too lifts it to 3/4
+    assert evaluation.narrowest_band(y, p, 0.5, lift=0.05) == pytest.approx(0.1)
+    assert evaluation.narrowest_band(y, p, 0.5, lift=0.5) is None
+    assert [label_of(v, 0.5, 0.15) for v in p] == ["Positive", "Positive", "Negative", "Positive",
+                                                             "Uncertain", "Uncertain"]
+
+
+def test_the_band_rule_is_scored_on_folds_it_was_not_chosen_on():
+    y, p = random_case(n=200, seed=3)
+    folds = np.arange(200) % 4
+    crossed = evaluation.band_cross_fitted(y, p, folds, 0.5)
+    for fold in range(4):
+        assert crossed["bands"][f"fold{fold}"] == (evaluation.narrowest_band(y[folds != fold], p[folds != fold], 0.5) or 0.0)
+    kept = np.concatenate([np.abs(p[folds == k] - 0.5) >= crossed["bands"][f"fold{k}"] for k in range(4)])
+    order = np.concatenate([np.flatnonzero(folds == k) for k in range(4)])
+    assert crossed["uncertain_share"] == pytest.approx(1 - kept.mean(), abs=1e-6)
+    right = ((p >= 0.5) == y)[order]
+    assert crossed["accuracy_labelled"] == pytest.approx(right[kept].mean(), abs=1e-6)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from helpers import ROOT, project_params, repo_params
 from valence.data.demo_faces import draw_face
+from valence.data.labels import label_of
 from valence.use import explain
 
 GRID = explain.GRID
@@ -118,7 +119,9 @@ def test_explain_command_writes_a_png_and_a_json_per_photo_and_skips_the_rest(tm
     assert "skipped 1 of 3 files" in result.stderr and "notes.txt" in result.stderr
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
     row = json.loads((tmp_path / "maps/a.json").read_text())
-    assert row["path"] == "photos/a.png" and row["label"] in ("Positive", "Negative") and row["method"] == explain.OCCLUSION
+    band = repo_params("evaluate").uncertain_band  # the label as evaluate.uncertain_band has it
+    assert row["path"] == "photos/a.png" and row["method"] == explain.OCCLUSION
+    assert row["label"] == label_of(row["probability"], 0.5, band) and band > 0
     assert np.asarray(row["map"]).shape == (GRID, GRID)
     with Image.open(tmp_path / "maps/a.png") as sheet:
         assert sheet.size == (2 * 32 + 2, 24 + 24)  # photo, a gap and overlay at the model's 24 × 32, a caption line

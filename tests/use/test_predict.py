@@ -1,4 +1,6 @@
 import csv
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -7,9 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, free_port, project_params, s3_environment, s3_server, save_photos
+from helpers import ROOT, free_port, project_params, repo_params, s3_environment, s3_server, save_photos
+from valence.data.labels import label_of
 from valence.errors import PipelineError
 from valence.use import predict
+
+MODEL = ["model_md5", "model_source"]  # last in every row: the model that gave it
 
 
 class MeanBrightness:
@@ -104,7 +109,10 @@ def test_cli_writes_one_row_per_image_and_lists_the_skipped(tmp_path, tiny_model
     model = open_classifier(tiny_model)
     expected = model.probabilities(load_images(photos, 24, 32))
     assert np.allclose([float(r["probability"]) for r in rows], expected, atol=1e-5)
-    assert [r["label"] for r in rows] == ["Positive" if p >= 0.5 else "Negative" for p in expected]
+    band = repo_params("evaluate").uncertain_band  # the project's params.yaml: Uncertain near the threshold
+    assert [r["label"] for r in rows] == [label_of(p, 0.5, band) for p in expected]
+    md5 = hashlib.md5(Path(tiny_model).read_bytes()).hexdigest()
+    assert {(r["model_md5"], r["model_source"]) for r in rows} == {(md5, "")}  # a model outside any repository
 
 
 @pytest.mark.parametrize("make, args, message", [
@@ -124,6 +132,7 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, tiny_model, make, a
         message = "error: params.yaml: not found; run from the project's folder"
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out.csv").exists()
+    assert not (tmp_path / "out.csv.json").exists() and not list(tmp_path.glob(".out.csv*"))
 
 
 @pytest.fixture
@@ -202,7 +211,7 @@ def test_predict_writes_the_ratings_a_model_learnt_and_none_it_did_not(tmp_path,
         assert result.returncode == 0, result.stderr
         assert "ratings: valence on 1–7, arousal on 1–7 (the training raters' scale)" in result.stdout
         rows = list(csv.DictReader((tmp_path / "rated.csv").open()))
-        assert list(rows[0]) == ["path", "probability", "label", "valence", "arousal"]
+        assert list(rows[0]) == ["path", "probability", "label", "valence", "arousal", *MODEL]
         from valence.data.images import load_images
         from valence.use.classifier import open_classifier
 
@@ -214,7 +223,7 @@ def test_predict_writes_the_ratings_a_model_learnt_and_none_it_did_not(tmp_path,
             assert all(1 <= float(r[name]) <= 7 for r in rows)
     result = run_cli("predict", tmp_path / "photos", "--model", tiny_model, "--out", "plain.csv", cwd=tmp_path)
     assert result.returncode == 0 and "ratings:" not in result.stdout
-    assert (tmp_path / "plain.csv").read_text().splitlines()[0] == "path,probability,label"  # no invented numbers
+    assert (tmp_path / "plain.csv").read_text().splitlines()[0] == "path,probability,label,model_md5,model_source"
 
 
 def test_predict_flags_what_the_photo_check_rejects_and_an_older_model_says_it_has_none(tmp_path, tiny_checked_models,
@@ -231,7 +240,8 @@ def test_predict_flags_what_the_photo_check_rejects_and_an_older_model_says_it_h
                          cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         rows = {Path(r["path"]).name: r for r in csv.DictReader((tmp_path / "checked.csv").open())}
-        assert list(rows["dark.png"]) == ["path", "probability", "label", "valence", "arousal", "photo_score", "photo"]
+        assert list(rows["dark.png"]) == ["path", "probability", "label", "valence", "arousal", "photo_score", "photo",
+                                          *MODEL]
         classifier = open_classifier(model)
         assert classifier.photo_check
         for name, row in rows.items():
@@ -243,7 +253,7 @@ def test_predict_flags_what_the_photo_check_rejects_and_an_older_model_says_it_h
         assert "1 do not look like photos: photo = no" in result.stdout and "no photo check" not in result.stderr
     result = run_cli("predict", tmp_path / "photos", "--model", tiny_model, "--out", "old.csv", cwd=tmp_path)
     assert result.returncode == 0 and result.stderr.count("has no photo check") == 1
-    assert (tmp_path / "old.csv").read_text().splitlines()[0] == "path,probability,label"
+    assert (tmp_path / "old.csv").read_text().splitlines()[0] == "path,probability,label,model_md5,model_source"
 
 
 @pytest.mark.parametrize("out, inputs, message", [
@@ -277,3 +287,146 @@ def test_predict_replaces_an_existing_out_only_with_force(tmp_path, tiny_model):
     (tmp_path / "folder").mkdir()
     result = run_cli("predict", "photos", "--out", "folder", "--model", tiny_model, "--force", cwd=tmp_path)
     assert result.returncode == 1 and result.stderr == "error: folder: a folder; --out names the CSV file to write\n"
+
+
+def test_predict_replaces_an_existing_sidecar_only_with_force(tmp_path, tiny_model):
+    save_photos(tmp_path / "photos", 2)
+    (tmp_path / "out.csv.json").write_text("the user's notes")
+    result = run_cli("predict", "photos", "--out", "out.csv", "--model", tiny_model, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == "error: out.csv.json: already exists; add --force to replace it\n"
+    assert (tmp_path / "out.csv.json").read_text() == "the user's notes" and not (tmp_path / "out.csv").exists()
+    result = run_cli("predict", "photos", "--out", "out.csv", "--model", tiny_model, "--force", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "out.csv.json").read_text())["counts"]["scored"] == 2
+    (tmp_path / "photos/new.csv.json").write_text("{}")  # --out is new, its sidecar would replace an input
+    result = run_cli("predict", "photos", "--out", "photos/new.csv", "--model", tiny_model, "--force", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr == ("error: photos/new.csv.json: --out would replace a file in the "
+                                                         "input folder photos; choose another --out\n"), result.stderr
+
+
+def photo_set(folder):
+    """Noise photos, a dark and a bright one (the checked model's photo check passes the dark, rejects the bright),
+    and two files that are not images: what the CSV, Parquet and sidecar tests predict on."""
+    save_photos(folder, 5)
+    for name, level in (("dark.png", 40), ("bright.png", 220)):
+        Image.fromarray(np.full((24, 32, 3), level, np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / "cut.png").write_bytes((folder / "0.png").read_bytes()[:60])
+    return folder
+
+
+def test_csv_and_parquet_of_the_same_photos_hold_the_same_values(tmp_path, tiny_checked_models):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    photo_set(tmp_path / "photos")
+    model = tiny_checked_models[1]
+    for out in ("p.csv", "p.parquet"):
+        result = run_cli("predict", "photos", "--model", model, "--out", out, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    table = pq.read_table(tmp_path / "p.parquet")
+    texts = ["path", "label", "photo", *MODEL]
+    assert table.column_names == list(rows[0]) == ["path", "probability", "label", "valence", "arousal",
+                                                   "photo_score", "photo", *MODEL]
+    assert {f.name: f.type for f in table.schema} == {name: pa.string() if name in texts else pa.float64()
+                                                      for name in table.column_names}
+    assert table.num_rows == len(rows) == 7
+    for name in table.column_names:
+        cast = str if name in texts else float
+        assert table.column(name).to_pylist() == [cast(r[name]) for r in rows], name
+    assert set(table.column("photo").to_pylist()) == {"yes", "no"}
+    assert set(table.column("model_md5").to_pylist()) == {hashlib.md5(Path(model).read_bytes()).hexdigest()}
+    assert json.loads((tmp_path / "p.parquet.json").read_text())["format"] == "parquet"
+
+
+def test_the_sidecar_names_the_model_and_settings_and_counts_the_rows(tmp_path, tiny_checked_models):
+    import importlib.metadata
+    from collections import Counter
+    from datetime import datetime
+
+    from valence.use.provenance import identity
+
+    photo_set(tmp_path / "photos")
+    result = run_cli("predict", "photos", "--model", tiny_checked_models[1], "--out", "p.csv", "--threshold", "0.6",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    sidecar = json.loads((tmp_path / "p.csv.json").read_text())
+    assert sidecar["counts"] == {"scored": len(rows), "skipped": 2, "not_photos": sum(r["photo"] == "no" for r in rows),
+                                 "labels": dict(Counter(r["label"] for r in rows))}
+    assert sidecar["counts"]["not_photos"] >= 1 and sum(sidecar["counts"]["labels"].values()) == 7
+    assert sidecar["model"] == identity(tiny_checked_models[1]) and sidecar["model"]["md5"] == rows[0]["model_md5"]
+    assert (sidecar["threshold"], sidecar["flip_average"], sidecar["uncertain_band"]) == (
+        0.6, True, repo_params("evaluate").uncertain_band)
+    assert (sidecar["out"], sidecar["format"]) == ("p.csv", "csv")
+    assert sidecar["package_version"] == importlib.metadata.version("valence")
+    started, finished = (datetime.fromisoformat(sidecar[k]) for k in ("started", "finished"))
+    assert started.utcoffset().total_seconds() == 0 and started <= finished
+    assert "p.csv.json" in result.stdout
+
+
+def test_parquet_is_written_a_row_group_at_a_time_as_the_batches_come(tmp_path, monkeypatch):
+    """With row groups of 2 and batches of 2 files, the first groups are in the temporary file before the last
+    batch is scored, and the file appears under its name only at the end."""
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(predict, "ROW_GROUP", 2)
+    files = [grey(tmp_path / f"{i}.png", 40 * i) for i in range(5)]
+    out, seen = tmp_path / "p.parquet", []
+
+    def batches():
+        for n, batch in enumerate(predict.predict_batches(MeanBrightness(), files, batch_size=2, progress=False)):
+            temporary = list(tmp_path.glob(".p.parquet.*.tmp"))
+            seen.append((out.exists(), len(temporary), temporary[0].stat().st_size if temporary else 0))
+            yield batch
+
+    counts, skipped = predict.write_predictions(out, batches(), {"md5": "0" * 32, "file": "m.tflite", "embedded": {}})
+    assert [exists for exists, _, _ in seen] == [False] * 3 and [n for _, n, _ in seen] == [0, 1, 1]
+    assert seen[2][2] > seen[1][2] > 0  # the groups went to disk as they filled
+    parquet = pq.ParquetFile(out)
+    assert parquet.metadata.num_row_groups == 3 and parquet.metadata.num_rows == 5
+    assert parquet.read().column("probability").to_pylist() == [r["probability"] for r in
+                                                                 predict.predict_files(MeanBrightness(), files)[0]]
+    assert counts == {"scored": 5, "skipped": 0, "not_photos": 0, "labels": {"Negative": 4, "Positive": 1}}
+    assert skipped == [] and not list(tmp_path.glob(".p.parquet.*"))
+
+
+def test_parquet_without_pyarrow_is_one_line_before_any_work(tmp_path, monkeypatch, tiny_model):
+    from valence.__main__ import main
+
+    save_photos(tmp_path / "photos", 1)
+    (tmp_path / "params.yaml").write_text(project_params({}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow… raises ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(PipelineError) as err:
+        main(["predict", "photos", "--out", "p.parquet", "--model", str(tiny_model)])
+    assert str(err.value) == "writing Parquet needs pyarrow (pip install -r requirements.txt)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "photos"]
+
+
+def test_photos_near_the_threshold_are_uncertain_and_counted(tmp_path, tiny_model):
+    """--uncertain-band: a probability less than it from the threshold is labelled Uncertain, in the rows, the
+    sidecar's counts and the summary line; 0 labels every photo."""
+    save_photos(tmp_path / "photos", 6)
+    labels = {}
+    for band in ("0", "0.45"):
+        out = f"band{band}.csv"
+        result = run_cli("predict", "photos", "--model", tiny_model, "--out", out, "--uncertain-band", band,
+                         cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        rows = list(csv.DictReader((tmp_path / out).open()))
+        labels[band] = [r["label"] for r in rows]
+        assert labels[band] == [label_of(float(r["probability"]), 0.5, float(band)) for r in rows]
+        sidecar = json.loads((tmp_path / f"{out}.json").read_text())
+        assert sidecar["uncertain_band"] == float(band)
+        uncertain = labels[band].count("Uncertain")
+        assert sidecar["counts"]["labels"].get("Uncertain", 0) == uncertain
+        assert (f"{uncertain} Uncertain" in result.stdout) == bool(uncertain), result.stdout
+    assert "Uncertain" not in labels["0"] and labels["0.45"].count("Uncertain") >= 1
+    assert all(a == b for a, b in zip(labels["0"], labels["0.45"]) if b != "Uncertain")  # the rest unchanged
+    refused = run_cli("predict", "photos", "--model", tiny_model, "--out", "x.csv", "--uncertain-band", "0.5",
+                      cwd=tmp_path)
+    assert refused.returncode != 0 and "error: --uncertain-band must be in [0, 0.5), got 0.5" in refused.stderr

@@ -1,11 +1,13 @@
 """`valence predict --scheduler` on a real Dask cluster: a `dask scheduler` and two `dask worker` processes
 started here on 127.0.0.1 (and stopped), the tiny model, 500 generated photos in shards of 20."""
 import csv
+import json
 import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -51,6 +53,31 @@ def test_a_cluster_scores_every_photo_as_in_process(cluster, photos, tiny_models
     assert out.read_bytes() == in_process.read_bytes()  # the same file, byte for byte
     assert "notes.txt: not an image" in result.stderr and "no shard ran twice" in result.stdout
     assert not (tmp_path / "predictions.csv.parts").exists()  # the parts are joined, then removed
+
+
+def test_parquet_on_a_cluster_holds_what_a_run_in_one_process_writes(cluster, photos, tiny_models, in_process,
+                                                                     tmp_path):
+    """The parts merged into Parquet: the table a run in one process writes (types and values), the values of its
+    CSV, and the same sidecar but for the times."""
+    import pyarrow.parquet as pq
+
+    here, there = tmp_path / "here.parquet", tmp_path / "there.parquet"
+    assert predict([photos, "--out", here, "--model", tiny_models[1]]).returncode == 0
+    result = predict([photos, "--out", there, "--model", tiny_models[1], "--scheduler", cluster.address,
+                      "--shard-size", SHARD])
+    assert result.returncode == 0, result.stderr
+    table = pq.read_table(there)
+    assert table.schema == pq.read_table(here).schema and table.to_pylist() == pq.read_table(here).to_pylist()
+    expected = rows_of(in_process)
+    assert table.column_names == list(expected[0]) and table.num_rows == len(expected) == 500
+    for name in table.column_names:
+        cast = float if name == "probability" else str
+        assert table.column(name).to_pylist() == [cast(r[name]) for r in expected], name
+    sidecars = [json.loads(Path(f"{out}.json").read_text()) for out in (here, there)]
+    assert [{k: v for k, v in s.items() if k not in ("started", "finished", "out")} for s in sidecars] == [
+        {k: v for k, v in sidecars[0].items() if k not in ("started", "finished", "out")}] * 2
+    assert sidecars[1]["counts"]["scored"] == 500 and sidecars[1]["counts"]["skipped"] == 1
+    assert sidecars[1]["format"] == "parquet" and not (tmp_path / "there.parquet.parts").exists()
 
 
 def wait_for_parts(parts, count, process, timeout=120):

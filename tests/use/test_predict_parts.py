@@ -43,7 +43,7 @@ def test_a_folder_of_that_name_without_our_recipe_is_refused_and_left_alone(tmp_
     ("{not json", r"recipe.json: unreadable \(Expecting property name"),
     ('["a list"]', r"recipe.json: not a recipe of valence predict"),
     ('{"made_by": "valence predict", "model": "abc", "files": 3}', r"recipe.json: damaged \(its files, images, "
-                                                                   r"threshold, flip_average, shard_size missing"),
+                                                                   r"threshold, uncertain_band, flip_average, shard_size missing"),
 ])
 def test_a_damaged_recipe_is_one_line(tmp_path, text, message):
     parts = tmp_path / "p.csv.parts"
@@ -183,7 +183,8 @@ def test_resume_scores_again_exactly_the_parts_that_do_not_match(tmp_path, no_cl
     paths = [str(p) for p in save_photos(folder, 10)]
     (tmp_path / "model.tflite").write_bytes(b"a model")
     run = ("local:2", tmp_path / "model.tflite", paths, tmp_path / "p.csv", 4, 0.5, False, 2)
-    first, _, _, parts = predict_cluster.predict_on_cluster(*run)
+    batches, _, _, parts = predict_cluster.predict_on_cluster(*run)
+    first = [r for rows, _ in batches for r in rows]  # read back from the parts, shard after shard
     assert len(no_cluster) == 5 and len(first) == 10
     forge(parts, paths[2:4], 1)
     data = (parts / "2.csv").read_bytes()
@@ -191,7 +192,8 @@ def test_resume_scores_again_exactly_the_parts_that_do_not_match(tmp_path, no_cl
     Image.fromarray(np.full((30, 40, 3), 250, np.uint8)).save(paths[7])  # part 3: brighter, other size
     no_cluster.clear()
     capsys.readouterr()
-    rows, skipped, _, _ = predict_cluster.predict_on_cluster(*run)
+    batches, skipped, _, _ = predict_cluster.predict_on_cluster(*run)
+    rows = [r for rows, _ in batches for r in rows]
     err = capsys.readouterr().err
     assert [sorted(s) for s in no_cluster] == [sorted(str(folder.resolve() / f"{i}.png") for i in pair)
                                                for pair in ((2, 3), (4, 5), (6, 7))]

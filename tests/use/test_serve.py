@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, make_png_bytes, project_params, random_bytes
+from helpers import ROOT, make_png_bytes, project_params, random_bytes, repo_params
+from valence.data.labels import label_of
 from valence.data.images import decode, model_input
 from valence.use.classifier import open_classifier
 from valence.use.predict import score_images
+from valence.use.provenance import embed, identity
 
 LIMITS = "evaluate:\n  flip_average: true\nserve:\n  max_request_mb: 1\n  max_images: 4\n  max_batch: 8\n"
 
@@ -106,10 +108,12 @@ def test_predict_answers_each_image_in_upload_order(server):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["model"] == model.version
+    assert body["provenance"] == served(model.path) and body["provenance"]["md5"] == model.version
     assert [p["filename"] for p in body["predictions"]] == ["c.png", "a.png", "b.png"]
     probability = [p["probability"] for p in body["predictions"]]
     assert np.allclose(probability, expected(model, *images), atol=1e-5)
-    assert [p["label"] for p in body["predictions"]] == ["Positive" if p >= 0.5 else "Negative" for p in probability]
+    band = repo_params("evaluate").uncertain_band  # the project's params.yaml, as the server reads it
+    assert [p["label"] for p in body["predictions"]] == [label_of(p, 0.5, band) for p in probability]
     assert "ratings" not in body and all(p.keys() == {"filename", "probability", "label"} for p in body["predictions"])
 
 
@@ -146,6 +150,7 @@ def test_explain_gives_each_image_the_map_valence_explain_computes(server):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["model"] == model.version and body["grid"] == [GRID, GRID] and body["method"] == OCCLUSION
+    assert body["provenance"] == served(model.path)
     for item, content, p in zip(body["explanations"], images, expected(model, *images)):
         pixels = model_input(decode(io.BytesIO(content)), model.height, model.width)
         probability, heat = explain(lambda batch: score_images(model, batch, flip_average=True), pixels)
@@ -155,6 +160,36 @@ def test_explain_gives_each_image_the_map_valence_explain_computes(server):
         assert np.abs(heat).max() > 0  # random noise: every region matters a little
     refused = httpx.post(f"{url}/explain", files=[("data", ("notes.txt", b"hello", "text/plain"))])
     assert refused.status_code == 415 and refused.json()["detail"].startswith("notes.txt: not an image")
+
+
+def served(path):
+    """The identity the server gives: ``identity`` without the file's name."""
+    return {k: v for k, v in identity(path).items() if k != "file"}
+
+
+def test_answers_carry_the_provenance_embedded_in_the_model_file_and_no_folder(tmp_path, tiny_models):
+    """A copy of the model with metadata embedded: /predict and /explain name that copy (its md5, not the
+    original's) and give its metadata; neither names a file or folder of the server."""
+    (tmp_path / "params.yaml").write_text(project_params(LIMITS))
+    model = tmp_path / "release" / "model.tflite"
+    model.parent.mkdir()
+    model.write_bytes(tiny_models[1].read_bytes())
+    embed(model, {"release": "2024.1", "trained_on": "oasis"})
+    process, url = start(model, tmp_path)
+    try:
+        wait_ready(url)
+        files = [("data", ("a.png", photo(1), "image/png"))]
+        answers = [httpx.post(f"{url}/{route}", files=files) for route in ("predict", "explain")]
+    finally:
+        process.terminate()
+        process.wait(30)
+    copied = open_classifier(model).version
+    assert copied != open_classifier(tiny_models[1]).version
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"] == copied and answer.json()["provenance"] == {
+            "md5": copied, "embedded": {"release": "2024.1", "trained_on": "oasis"}}
+        assert str(tmp_path) not in answer.text and "model.tflite" not in answer.text  # no file of the server
 
 
 def pixel_bomb():

@@ -3,12 +3,14 @@ share."""
 import numpy as np
 
 CLASSES = ("Negative", "Positive")  # index = the model's target: 1 means Positive
+UNCERTAIN = "Uncertain"  # the label of a P(Positive) within evaluate.uncertain_band of the threshold
 RATINGS = ("valence", "arousal")  # rated dimensions a dataset may carry beside its labels (OASIS: means of 1–7)
 
 
-def label_of(probability, threshold):
-    """The class name of P(Positive): Positive at or above ``threshold``."""
-    return CLASSES[int(probability >= threshold)]
+def label_of(probability, threshold, band=0.0):
+    """The label of P(Positive): Positive at or above ``threshold``, Negative below, Uncertain where it lies
+    less than ``band`` from the threshold (band 0: never)."""
+    return UNCERTAIN if abs(probability - threshold) < band else CLASSES[int(probability >= threshold)]
 
 
 def targets(rows):

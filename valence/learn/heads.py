@@ -1,11 +1,12 @@
 """Heads: every output of the frozen model is one linear unit on the extracted features, held as a value.
 
 A ``Head`` is a kernel and a bias over the raw feature vector, an activation (sigmoid: a probability; linear: a
-rating), the output's name and the range a rating is kept within. Fitting returns one: ``logistic`` (the
-classifier, the photo check) and ``ridge`` (each rating), both standardised, the standardisation folded into
-the kernel; ``choose`` picks their regularisation by inner cross-validation. Combining, calibrating and
-thresholding are maps from heads to a head (``combine``, ``affine``, ``threshold``), so the combined P(Positive),
-its Platt map and the photo check's line at 0.5 are heads like the others.
+rating), the output's name, the range a rating is kept within and a probability's calibration map. Fitting
+returns one: ``logistic`` (the classifier, the photo check) and ``ridge`` (each rating), both standardised, the
+standardisation folded into the kernel; ``choose`` picks their regularisation by inner cross-validation.
+Combining, calibrating and thresholding are maps from heads to a head (``combine``, ``calibrated``,
+``threshold``), so the combined P(Positive), its calibration map and the photo check's line at 0.5 are heads
+like the others.
 
 Two readers only: ``score`` (numpy, on stored features: the fold stages, evaluate's inputs, export's check) and
 ``to_keras`` (the release; LiteRT follows from it). tests/learn/test_heads.py holds them equal on the same
@@ -33,14 +34,18 @@ class Head:
     bias: float
     activation: str = "sigmoid"  # sigmoid: a probability; linear: a rating
     within: typing.Optional[tuple] = None  # (low, high) a linear output is clipped to; None: unbounded
+    calibration: typing.Optional[tuple] = None  # (a, b, c): a sigmoid head's beta calibration map; None: none
 
     def logit(self, x):
-        """The unit's value before its activation (a logit, or the unclipped rating), for (…, features) ``x``."""
+        """The unit's value before its activation (a logit, or the unclipped rating), for (…, features) ``x``;
+        before any calibration map (the logit map adds up to this)."""
         return np.asarray(x, dtype=np.float64) @ self.kernel + self.bias
 
     def apply(self, x):
         z = self.logit(x)
         if self.activation == "sigmoid":
+            if self.calibration is not None:
+                z = calibrated_logit(z, self.calibration)
             return 1 / (1 + np.exp(-z))
         return z if self.within is None else np.clip(z, *self.within)
 
@@ -48,6 +53,13 @@ class Head:
 def logit(probability):
     p = np.clip(np.asarray(probability, dtype=np.float64), EPSILON, 1 - EPSILON)
     return np.log(p / (1 - p))
+
+
+def calibrated_logit(z, mapping):
+    """The logit after the beta map (a, b, c) (valence.learn.calibration): a · ln p − b · ln(1 − p) + c for
+    p = sigmoid(z), written with softplus so that it stays exact where p rounds to 0 or 1."""
+    a, b, c = mapping
+    return -a * np.logaddexp(0, -z) + b * np.logaddexp(0, z) + c
 
 
 def score(heads, views):
@@ -109,6 +121,8 @@ def stack(y_true, columns):
 def combine(terms, intercept, output, activation="sigmoid", within=None):
     """One head computing activation(Σ weight · head's value before its activation + intercept), for ``terms``
     [(weight, head)]: all are linear in the same features, so the sum is one kernel and one bias."""
+    if any(head.calibration is not None for _, head in terms):
+        raise ValueError("a calibrated head is not linear in its features: calibrate after combining")
     kernel = sum(weight * head.kernel for weight, head in terms)
     bias = sum(weight * head.bias for weight, head in terms) + intercept
     return Head(output, kernel, float(bias), activation, within)
@@ -117,6 +131,14 @@ def combine(terms, intercept, output, activation="sigmoid", within=None):
 def affine(head, slope, intercept, output=None):
     """``head`` with its value before the activation mapped by slope · z + intercept (a Platt map)."""
     return combine([(slope, head)], intercept, output or head.output, head.activation, head.within)
+
+
+def calibrated(head, mapping):
+    """A sigmoid ``head`` with the beta calibration map ``mapping`` (a, b, c) after its unit (``calibrated_logit``);
+    the identity map (1, 1, 0) leaves it as it is."""
+    if head.activation != "sigmoid":
+        raise ValueError(f"{head.output}: only a probability is calibrated, not a {head.activation} output")
+    return head if tuple(mapping) == (1.0, 1.0, 0.0) else dataclasses.replace(head, calibration=tuple(map(float, mapping)))
 
 
 def threshold(head, at):
@@ -131,7 +153,8 @@ def save(heads, path):
 
 
 def load(path):
-    return [Head(**{**h, "kernel": np.asarray(h["kernel"]), "within": tuple(h["within"]) if h["within"] else None})
+    return [Head(**{**h, "kernel": np.asarray(h["kernel"]), "within": tuple(h["within"]) if h["within"] else None,
+                     "calibration": tuple(h["calibration"]) if h.get("calibration") else None})
             for h in json.loads(Path(path).read_text())]
 
 
@@ -185,6 +208,26 @@ def logit_map(maps, head):
     return keras.layers.Reshape((rows, columns), name=LOGIT_MAP)(total)
 
 
+def _calibrated_unit(features, head):
+    """A calibrated sigmoid head in layers safe-mode loading knows and LiteRT converts to builtins: the unit's
+    logit z, then softplus(−z) = −ln p and softplus(z) = −ln(1 − p), then sigmoid(−a · the first + b · the second
+    + c) (``calibrated_logit``)."""
+    import keras
+
+    a, b, c = head.calibration
+    unit = keras.layers.Dense(1, dtype="float32", name=f"{head.output}_logit")
+    z = unit(features)
+    unit.set_weights([head.kernel[:, None].astype(np.float32), np.array([head.bias], np.float32)])
+    minus_log_p = keras.layers.Activation("softplus", name=f"{head.output}_minus_log_p")(
+        keras.layers.Rescaling(-1.0, name=f"{head.output}_negated")(z))
+    minus_log_not_p = keras.layers.Activation("softplus", name=f"{head.output}_minus_log_not_p")(z)
+    both = keras.layers.Concatenate(name=f"{head.output}_log_odds_parts")([minus_log_p, minus_log_not_p])
+    mapped = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name=head.output)
+    value = mapped(both)
+    mapped.set_weights([np.array([[-a], [b]], np.float32), np.array([c], np.float32)])
+    return value
+
+
 def to_keras(extractor, heads, name=None):
     """The one way heads enter Keras: ``extractor`` (image → features) with a Dense unit per head, each output
     named as its head, ratings clipped to their range: {head.output: (N, 1)}; on an extractor of pooled maps
@@ -193,6 +236,9 @@ def to_keras(extractor, heads, name=None):
 
     features, outputs = extractor.output, {}
     for head in heads:
+        if head.calibration is not None:
+            outputs[head.output] = _calibrated_unit(features, head)
+            continue
         dense = keras.layers.Dense(1, activation=head.activation, dtype="float32",
                                    name=head.output if head.within is None else f"{head.output}_unclipped")
         value = dense(features)

@@ -106,6 +106,56 @@ def balanced_threshold(y_true, probability):
     return float(thresholds[finite][best[np.argmin(np.abs(thresholds[finite][best] - 0.5))]])
 
 
+COVERAGES = (0.5, 0.8, 1.0)  # the shares of photos, most confident first, whose accuracy evaluate reports
+BAND_LIFT = 0.05  # the accuracy gain on the photos left labelled that ``narrowest_band`` asks of a band
+
+
+def selective(y_true, probability, threshold, points=100):
+    """Selective classification: the photos ordered by confidence, |P(Positive) − threshold| (most confident
+    first), and the accuracy of the most confident share. ({f"accuracy_at_{50, 80, 100}": …}, ``points`` curve rows
+    {"coverage", "accuracy"} at coverage 1 / points … 1): how accurate the model is where it is surest."""
+    y_true, probability, y_pred = _arrays(y_true, probability, threshold)
+    order = np.argsort(-np.abs(probability - threshold), kind="stable")
+    accuracy = np.cumsum(y_pred[order] == y_true[order]) / np.arange(1, len(order) + 1)
+    at = lambda share: float(accuracy[max(int(np.ceil(share * len(order))), 1) - 1])  # noqa: E731
+    return (_plain({f"accuracy_at_{round(share * 100)}": at(share) for share in COVERAGES}),
+            [_plain({"coverage": k / points, "accuracy": at(k / points)}) for k in range(1, points + 1)])
+
+
+def uncertain_scores(y_true, probability, threshold, band):
+    """What evaluate.uncertain_band costs and buys: the band, the share of photos it calls Uncertain, the
+    accuracy of the rest against that of all photos."""
+    y_true, probability, y_pred = _arrays(y_true, probability, threshold)
+    kept = np.abs(probability - threshold) >= band
+    return _plain({"band": band, "uncertain_share": 1 - kept.mean(), "accuracy_all": np.mean(y_pred == y_true),
+                   "accuracy_labelled": np.mean(y_pred[kept] == y_true[kept]) if kept.any() else None})
+
+
+def narrowest_band(y_true, probability, threshold, lift=BAND_LIFT, step=0.01):
+    """The narrowest band (a multiple of ``step``) whose photos left labelled are ``lift`` more accurate than all
+    of them; None if no band below 0.5 does."""
+    for band in np.arange(0, 0.5, step).round(6):
+        scores = uncertain_scores(y_true, probability, threshold, band)
+        if scores["accuracy_labelled"] is not None and scores["accuracy_labelled"] >= scores["accuracy_all"] + lift:
+            return float(band)
+    return None
+
+
+def band_cross_fitted(y_true, probability, folds, threshold, lift=BAND_LIFT):
+    """``narrowest_band``'s rule measured honestly: each fold's photos get the band chosen on the other folds'.
+    {"bands": {fold: band}, "uncertain_share", "accuracy_labelled", "accuracy_all"} over all photos."""
+    y_true, probability, folds = np.asarray(y_true, dtype=int), np.asarray(probability, float), np.asarray(folds)
+    bands, kept = {}, np.ones(len(y_true), bool)
+    for fold in sorted(set(folds.tolist())):
+        band = narrowest_band(y_true[folds != fold], probability[folds != fold], threshold, lift) or 0.0
+        bands[f"fold{fold}"] = band
+        kept[folds == fold] = np.abs(probability[folds == fold] - threshold) >= band
+    right = (probability >= threshold).astype(int) == y_true
+    return _plain({"bands": bands, "uncertain_share": 1 - kept.mean(),
+                   "accuracy_labelled": right[kept].mean() if kept.any() else None,
+                   "accuracy_all": right.mean()})
+
+
 def per_class(y_true, probability, threshold):
     """Image count, threshold, and each class's precision/recall/f1/support."""
     y_true, probability, y_pred = _arrays(y_true, probability, threshold)

@@ -94,7 +94,7 @@ def plan_maps(files, out):
 CHUNK = 16  # photos explained in one batch (a class activation map costs what scoring does)
 
 
-def explain_files(classifier, named, out, threshold=0.5, flip_average=False):
+def explain_files(classifier, named, out, threshold=0.5, flip_average=False, band=0.0):
     """For each (image file, name) of ``plan_maps``: ``out``/<name>.png (the photo beside its map, captioned,
     marked as explain's) and <name>.json (path, probability, label, method, the map's rows: valence.use.explain).
     Returns (rows written, (path, reason) skipped: files no longer readable since plan_maps)."""
@@ -109,14 +109,14 @@ def explain_files(classifier, named, out, threshold=0.5, flip_average=False):
             if good:
                 scores, maps = explain_batch(classifier, np.stack([pixels for _, pixels in good]), flip_average)
                 for ((file, name), pixels), probability, heat in zip(good, scores[config.PROBABILITY], maps):
-                    rows.append(write_map(out / name, file, pixels, float(probability), heat, how, threshold))
+                    rows.append(write_map(out / name, file, pixels, float(probability), heat, how, threshold, band))
             bar.update(len(chunk))
     return rows, skipped
 
 
-def write_map(stem, file, pixels, probability, heat, how, threshold):
+def write_map(stem, file, pixels, probability, heat, how, threshold, band=0.0):
     """<stem>.png and <stem>.json of one photo, each replaced whole; the JSON's row."""
-    row = {"path": str(file), config.PROBABILITY: round(probability, 6), "label": label_of(probability, threshold),
+    row = {"path": str(file), config.PROBABILITY: round(probability, 6), "label": label_of(probability, threshold, band),
            "method": how, "map": np.round(heat.astype(float), 6).tolist()}
     with atomic_path(stem.with_name(stem.name + ".png"), suffix=".png") as tmp:
         captioned(pixels, drawn(heat, how), f"P(Positive) {probability:.3f}: {row['label']}   {LEGEND[how]}").save(

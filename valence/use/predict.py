@@ -1,19 +1,32 @@
 """P(Positive) for photos: scoring with flip averaging (fold, export, predict, serve), and the predict
-command's files and folders in, one CSV row per image out.
+command's files and folders in, one row per image out.
 
     python -m valence predict photos/ beach.jpg --out predictions.csv [--model models/model.tflite]
+    python -m valence predict photos/ --out predictions.parquet    # the same columns, typed, as Parquet
 
 Images go through training's own preprocessing (`images.decode`, then `images.model_input`), so an image
 from the test split gets the probability evaluate wrote for it. Files that are not usable images are listed
 and skipped; the run goes on.
 
+What is written: ``--out`` (CSV, or Parquet for a .parquet name), its rows written batch by batch as they are
+scored through a temporary file renamed onto it at the end: path, probability, label, the model's ratings and
+photo check where it has them, then model_md5 and model_source (valence.use.provenance: which model file gave the
+row, and its artifact version or commit where the repository records it). Beside it, <out>.json: the model's
+whole identity, threshold, flip averaging, the counts (rows, skipped files, rows that do not look like photos,
+rows by label), when the run started and finished, and this package's version.
+
 A path may also be a URL fsspec reads, such as s3://bucket/photos/ (s3fs comes with dvc-s3; credentials and
 endpoint from the usual AWS_* variables or ~/.aws): the objects under it are listed and read like files, and
 one that cannot be read is skipped with the reason.
 """
+import contextlib
+import csv
+import importlib.metadata
 import io
 import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +36,15 @@ from valence.data.images import decode, model_input
 from valence.config import LOGIT_MAP, PHOTO, PHOTO_LINE, PHOTO_SCORE, PROBABILITY
 from valence.data.labels import RATINGS, label_of
 from valence.errors import PipelineError, first_line
+from valence.files import atomic_path, write_json
 from valence.runtime import cores
+from valence.use.provenance import source
 
 COLUMNS = ["path", PROBABILITY, "label"]  # then the model's ratings, where it learnt some (``columns``)
 PHOTO_COLUMNS = [PHOTO_SCORE, PHOTO]  # the photo check's score and its verdict, where the model has one
+MODEL_COLUMNS = ["model_md5", "model_source"]  # last in every row written: which model gave it
+NUMBERS = {PROBABILITY, PHOTO_SCORE, *RATINGS}  # float64 in Parquet; every other column is a string
+ROW_GROUP = 8192  # Parquet rows a row group: few groups over a large run, little held before each is written
 
 
 def columns(rows):
@@ -139,27 +157,152 @@ def score_batches(classifier, images, batch_size, flip_average=False, desc="scor
                            for i in tqdm(starts, desc=desc, unit="batch")])
 
 
-def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=False, progress=True):
-    """Rows (path, probability, label and the model's ratings) for the files that are images, and (path, reason)
-    for those skipped.
+def predict_batches(classifier, files, batch_size=64, threshold=0.5, flip_average=False, progress=True, band=0.0):
+    """(rows, skipped) for each ``batch_size`` files in turn, as ``predict_files`` gives them for all.
 
     Files are decoded a batch at a time, in one thread per core, so memory stays flat over large folders.
     """
-    rows, skipped = [], []
     with ThreadPoolExecutor(cores()) as pool, tqdm(total=len(files), desc="predicting", unit="img",
                                                    disable=not progress) as bar:
         for start in range(0, len(files), batch_size):
             chunk = files[start:start + batch_size]
             loaded = list(pool.map(lambda f: load_photo(f, classifier.height, classifier.width), chunk))
             good = [(f, pixels) for f, (pixels, _) in zip(chunk, loaded) if pixels is not None]
-            skipped += [(str(f), reason) for f, (_, reason) in zip(chunk, loaded) if reason is not None]
+            skipped = [(str(f), reason) for f, (_, reason) in zip(chunk, loaded) if reason is not None]
+            rows = []
             if good:
                 scores = score_all(classifier, np.stack([pixels for _, pixels in good]), flip_average)
-                rows += [{"path": str(f), PROBABILITY: round(float(p), 6), "label": label_of(p, threshold),
-                          **values_beside_probability(classifier, scores, i)}
-                         for i, ((f, _), p) in enumerate(zip(good, scores[PROBABILITY]))]
+                rows = [{"path": str(f), PROBABILITY: round(float(p), 6), "label": label_of(p, threshold, band),
+                         **values_beside_probability(classifier, scores, i)}
+                        for i, ((f, _), p) in enumerate(zip(good, scores[PROBABILITY]))]
             bar.update(len(chunk))
+            yield rows, skipped
+
+
+def predict_files(classifier, files, batch_size=64, threshold=0.5, flip_average=False, progress=True, band=0.0):
+    """Rows (path, probability, label and the model's ratings) for the files that are images, and (path, reason)
+    for those skipped."""
+    rows, skipped = [], []
+    for batch_rows, batch_skipped in predict_batches(classifier, files, batch_size, threshold, flip_average, progress,
+                                                     band):
+        rows += batch_rows
+        skipped += batch_skipped
     return rows, skipped
+
+
+# --- what predict writes: the rows (CSV or Parquet) and the sidecar ------------------------------------------
+
+def is_parquet(out):
+    return Path(out).suffix.lower() == ".parquet"
+
+
+def parquet():
+    """pyarrow.parquet, or the one-line error that it is not installed."""
+    try:
+        import pyarrow.parquet
+    except ImportError:
+        raise PipelineError("writing Parquet needs pyarrow (pip install -r requirements.txt)") from None
+    return pyarrow.parquet
+
+
+class CsvRows:
+    """Rows into an open CSV file, header first; '\n' line ends, as valence.files.write_csv writes."""
+
+    def __init__(self, tmp, fields, stack):
+        f = stack.enter_context(open(tmp, "w", newline="", encoding="utf-8"))
+        self.writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+        self.writer.writeheader()
+
+    def write(self, rows):
+        self.writer.writerows(rows)
+
+    def finish(self):
+        pass
+
+
+class ParquetRows:
+    """Rows into a Parquet file, ROW_GROUP at a time: NUMBERS as float64, the rest as strings, whether a row
+    holds numbers (scored here) or their text (read back from a cluster's parts)."""
+
+    def __init__(self, tmp, fields, stack):
+        import pyarrow as pa
+
+        self.pa, self.group, self.pending = pa, ROW_GROUP, []
+        self.schema = pa.schema([(name, pa.float64() if name in NUMBERS else pa.string()) for name in fields])
+        self.writer = stack.enter_context(parquet().ParquetWriter(tmp, self.schema))
+
+    def write(self, rows):
+        self.pending += rows
+        while len(self.pending) >= self.group:
+            self.flush(self.group)
+
+    def finish(self):
+        self.flush(len(self.pending))
+
+    def flush(self, n):
+        rows, self.pending = self.pending[:n], self.pending[n:]
+        if rows:
+            arrays = [self.pa.array([typed(field.name, r.get(field.name)) for r in rows], field.type)
+                      for field in self.schema]
+            self.writer.write_table(self.pa.Table.from_arrays(arrays, schema=self.schema))
+
+
+def typed(name, value):
+    """A row's value as its Parquet column holds it (a cluster part's text "" is a missing number)."""
+    if name in NUMBERS:
+        return None if value is None or value == "" else float(value)
+    return None if value is None else str(value)
+
+
+def write_predictions(out, batches, model):
+    """The rows of ``batches`` ((rows, skipped) pairs, as ``predict_batches`` yields them) into ``out`` as they
+    come: Parquet for a .parquet ``out``, else CSV, each row ending with ``model``'s md5 and source (``model``:
+    valence.use.provenance.identity). A temporary file is renamed onto ``out`` when the last batch is in; nothing
+    is written when no batch has a row. Returns the counts the sidecar gives and the skipped (path, reason)s."""
+    ending = dict(zip(MODEL_COLUMNS, (model["md5"], source(model))))
+    labels, not_photos, skipped, sink = Counter(), 0, [], None
+    with contextlib.ExitStack() as stack:
+        for rows, skipped_here in batches:
+            skipped += skipped_here
+            if not rows:
+                continue
+            if sink is None:  # the columns are the first rows' (a model gives every row the same)
+                sink = (ParquetRows if is_parquet(out) else CsvRows)(
+                    stack.enter_context(atomic_path(out)), columns(rows) + MODEL_COLUMNS, stack)
+            sink.write([{**r, **ending} for r in rows])
+            labels.update(r["label"] for r in rows)
+            not_photos += sum(r.get(PHOTO) == "no" for r in rows)
+        if sink is not None:
+            sink.finish()
+    counts = {"scored": sum(labels.values()), "skipped": len(skipped), "not_photos": not_photos,
+              "labels": dict(sorted(labels.items()))}
+    return counts, skipped
+
+
+def sidecar_path(out):
+    """Where predict writes what ``out`` was made from: <out>.json."""
+    return Path(f"{out}.json")
+
+
+def utc_now():
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def package_version():
+    try:
+        return importlib.metadata.version("valence")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def write_sidecar(out, model, counts, threshold, flip_average, started, finished, uncertain_band=0.0):
+    """<out>.json (atomically): the model's identity, the settings the rows were scored with, ``counts`` (as
+    ``write_predictions`` returns them), ``started`` and ``finished`` (``utc_now``), this package's version and
+    ``out``'s name and format."""
+    write_json(sidecar_path(out), {
+        "model": model, "threshold": threshold, "uncertain_band": uncertain_band, "flip_average": bool(flip_average),
+        "counts": counts, "started": started, "finished": finished, "package_version": package_version(),
+        "out": Path(out).name, "format": "parquet" if is_parquet(out) else "csv"})
 
 
 def report_skipped(skipped, total, out=sys.stderr):

@@ -6,13 +6,15 @@
 Shard i's rows go to <out>.parts/i.csv (and the photos it skipped to i.skipped.csv), each written whole, then its
 manifest i.json: row counts, digests of its paths and of both CSVs' bytes, and each photo's size and modification
 time (size and ETag for a URL) as they were when the shard was sent. When every shard is in, <out> is written in
-input order and the files this tool wrote in the parts folder are removed (the folder too, when nothing else is
-left in it). Run the same command again after a crash and only the shards without a matching part are scored: a
-part counts as done only when its manifest matches its CSVs, its rows are exactly its shard's photos and those
-photos are unchanged since; any other part is scored again, with a line saying why. The recipe (recipe.json,
-marked as this tool's) remembers what the parts were made from (model, files, threshold, flip averaging, shard
-size): another run's parts are an error rather than a silent mix, and a <out>.parts folder this tool did not make
-is refused and never touched.
+input order, as a run in one process writes it (valence.use.predict.write_predictions: CSV, or Parquet ROW_GROUP
+rows at a time for a .parquet <out>, every row ending with the model's md5 and source, which the client finds
+once, and <out>.json beside it), then the files this tool wrote in the parts folder are removed (the folder too,
+when nothing else is left in it). The parts are always CSV, without the model columns. Run the same command again
+after a crash and only the shards without a matching part are scored: a part counts as done only when its manifest
+matches its CSVs, its rows are exactly its shard's photos and those photos are unchanged since; any other part is
+scored again, with a line saying why. The recipe (recipe.json, marked as this tool's) remembers what the parts
+were made from (model, files, threshold, uncertain band, flip averaging, shard size): another run's parts are an error rather than
+a silent mix, and a <out>.parts folder this tool did not make is refused and never touched.
 """
 import csv
 import hashlib
@@ -36,14 +38,14 @@ MADE_BY = "valence predict"  # recipe.json's mark: a parts folder this tool made
 STAT_THREADS = 16  # URL stats in flight: an object store answers one request at a time slowly
 
 
-def score_shard(paths, model, batch_size, threshold, flip_average):
+def score_shard(paths, model, batch_size, threshold, flip_average, band=0.0):
     """On a worker: (rows, skipped) of ``predict_files`` for one shard, with the model loaded once per process."""
     from valence import cluster
     from valence.use.classifier import open_classifier
     from valence.use.predict import predict_files
 
     classifier = cluster.worker_model(model, open_classifier)
-    return predict_files(classifier, paths, batch_size, threshold, flip_average, progress=False)
+    return predict_files(classifier, paths, batch_size, threshold, flip_average, progress=False, band=band)
 
 
 def digest(data):
@@ -55,10 +57,10 @@ def paths_digest(paths):
     return digest("\n".join(sorted(paths)).encode())
 
 
-def recipe(model_md5, files, threshold, flip_average, shard_size):
+def recipe(model_md5, files, threshold, flip_average, shard_size, band=0.0):
     """What a parts folder was made from: a run with another recipe must not reuse it."""
     return {"made_by": MADE_BY, "model": model_md5, "files": digest("\n".join(map(str, files)).encode()),
-            "images": len(files), "threshold": threshold, "flip_average": bool(flip_average),
+            "images": len(files), "threshold": threshold, "uncertain_band": band, "flip_average": bool(flip_average),
             "shard_size": shard_size}
 
 
@@ -209,9 +211,11 @@ def read_part(parts, i, paths, marks):
 
 
 def predict_on_cluster(address, model_path, files, out, batch_size, threshold, flip_average,
-                       shard_size=SHARD_SIZE):
-    """(rows, skipped, shards retried, parts folder) for ``files`` scored on the cluster at ``address``; writes
-    nothing to ``out`` itself (the caller does, once) but keeps every finished shard in <out>.parts."""
+                       shard_size=SHARD_SIZE, band=0.0):
+    """(batches, skipped, shards retried, parts folder) for ``files`` scored on the cluster at ``address``; writes
+    nothing to ``out`` itself (the caller does, once) but keeps every finished shard in <out>.parts. ``batches``
+    yields each shard's (rows, skipped) in input order, read back from its part when asked for: a million
+    photos' rows are never all in memory at once."""
     from valence import cluster
     from valence.files import digest_of
     from valence.use.classifier import check_model_path
@@ -221,16 +225,16 @@ def predict_on_cluster(address, model_path, files, out, batch_size, threshold, f
     given = [str(f) for f in files]
     shards = [given[i:i + shard_size] for i in range(0, len(given), shard_size)]
     parts = Path(f"{out}.parts")
-    wanted = recipe(digest_of(model_path, "md5"), given, threshold, flip_average, shard_size)
+    wanted = recipe(digest_of(model_path, "md5"), given, threshold, flip_average, shard_size, band)
     resuming = open_parts(parts, wanted)
     marks = stamps(given)  # before any shard is sent: a photo edited while it is scored is caught next time
     marks = [marks[i:i + shard_size] for i in range(0, len(given), shard_size)]
-    done = {}  # shard index → (rows, skipped)
+    done = {}  # shard index → the photos it skipped (its rows stay in its part)
     if resuming:
         for i, shard in enumerate(shards):
             found, why = read_part(parts, i, shard, marks[i])
             if found is not None:
-                done[i] = found
+                done[i] = found[1]
             elif why:
                 print(f"part {i}: {why}; scoring it again", file=sys.stderr)
     todo = [i for i in range(len(shards)) if i not in done]
@@ -246,17 +250,22 @@ def predict_on_cluster(address, model_path, files, out, batch_size, threshold, f
             absolute = [[p if is_url(p) else str(Path(p).resolve()) for p in shards[i]] for i in todo]
             with tqdm(total=sum(len(shards[i]) for i in todo), desc=f"predicting on {address}", unit="img") as bar:
                 shard_map = cluster.ShardMap(client, score_shard, absolute, model, batch_size, threshold,
-                                             flip_average)
+                                             flip_average, band)
                 for k, (rows, skipped) in shard_map:
                     i = todo[k]
                     named = dict(zip(absolute[k], shards[i]))  # back to the paths as the user gave them
-                    done[i] = ([{**r, "path": named[r["path"]]} for r in rows], [(named[p], r) for p, r in skipped])
-                    write_part(parts, i, *done[i], marks[i])
+                    done[i] = [(named[p], r) for p, r in skipped]
+                    write_part(parts, i, [{**r, "path": named[r["path"]]} for r in rows], done[i], marks[i])
                     bar.update(len(shards[i]))
             retried = shard_map.retried
-    rows = [r for i in range(len(shards)) for r in done[i][0]]
-    skipped = [s for i in range(len(shards)) for s in done[i][1]]
-    return rows, skipped, retried, parts
+    batches = ((read_rows(parts, i), done[i]) for i in range(len(shards)))
+    return batches, [s for i in range(len(shards)) for s in done[i]], retried, parts
+
+
+def read_rows(parts, i):
+    """Part i's rows as its CSV holds them (text: the writer types them)."""
+    with open(parts / f"{i}.csv", newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
 
 
 def own_names(found):

@@ -4,16 +4,18 @@
     curl -F data=@beach.jpg -F data=@crash.jpg http://127.0.0.1:8000/predict
     curl -H "Authorization: Bearer $VALENCE_TOKEN" -F data=@beach.jpg http://valence.example.com:8000/predict
 
-POST /predict takes one or more images in the multipart field ``data`` (the seed's Flask server used that
-name) and answers ``{"model": <MD5 of the model file>, "predictions": [{"filename", "probability", "label"}]}``
-(plus "valence" and "arousal", on the training ratings' scale, from a model with rating heads; "ratings" gives
-their scales) in upload order. POST /explain takes the same and adds each photo's map (valence.use.explain:
-the frozen release's own, from the pass that scores it; an occlusion map for other models): ``{"model",
-"method", "grid": [rows, columns], "explanations": [{"filename", "probability", "label", "map"}]}``. GET / is a page to try it. GET /healthz says the process is up, GET /readyz that the model is
-loaded (its md5, never a file path: no answer names a file of the server), GET /metrics counts requests,
-latency, queue depth and refusals in Prometheus' text format; /docs is the OpenAPI page (Swagger UI from the
-installed package: it works offline). A ``.tflite`` model (the export stage's) is served by LiteRT without
-importing TensorFlow.
+POST /predict takes one or more images in the multipart field ``data`` (the seed's Flask server used that name)
+and answers ``{"model": <MD5 of the model file>, "provenance": {...}, "predictions": [{"filename", "probability",
+"label"}]}`` (plus "valence" and "arousal", on the training ratings' scale, from a model with rating heads;
+"ratings" gives their scales) in upload order. "provenance" is the model's identity, found once when it loads
+(valence.use.provenance: its md5, the metadata embedded in it, and the commit, artifact and version where the
+repository records this very file; not the file's name). POST /explain takes the same and adds each
+photo's map (valence.use.explain: the frozen release's own, from the pass that scores it; an occlusion map for
+other models): ``{"model", "provenance", "method", "grid": [rows, columns], "explanations": [{"filename",
+"probability", "label", "map"}]}``. GET / is a page to try it. GET /healthz says the process is up, GET /readyz
+that the model is loaded (its md5, never a file path: no answer names a file of the server), GET /metrics counts
+requests, latency, queue depth and refusals in Prometheus' text format; /docs is the OpenAPI page (Swagger UI
+from the installed package: it works offline). A ``.tflite`` model (the export stage's) is served by LiteRT without importing TensorFlow.
 
 Who may ask and how much: valence.use.gate (the token, Host and Origin checks, slots, deadlines).
 
@@ -54,6 +56,7 @@ from valence.use.classifier import open_classifier
 from valence.use.explain import method, occlusion_job
 from valence.use.gate import Budget, Door, Gate, Metrics, Slots, allowed_host_names
 from valence.use.predict import score_all, values_beside_probability
+from valence.use.provenance import identity, source
 
 log = logging.getLogger("valence.use.serve")
 
@@ -161,15 +164,21 @@ class Batcher:
             self.jobs.rotate(-1)  # the head job had a chunk and has more: the others go first next
 
 
+def open_model(path):
+    """The classifier in ``path`` and its identity (valence.use.provenance), found once as it loads, without the
+    file's name: no answer names a file of the server."""
+    return open_classifier(path), {k: v for k, v in identity(path).items() if k != "file"}
+
+
 # --- the app ------------------------------------------------------------------------------------------------
 
-def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, flip_average=False,
+def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, flip_average=False, band=0.0,
                on_load_error=None):
     """The service for ``model_path`` under ``limits`` (valence.params.ServeParams); ``token``: the bearer token
     every route but the public ones needs (None: none); ``host``: the address bound, a Host name allowed. The
     model loads in the background once the server starts, so /healthz answers at once and /readyz turns 200 when
     it is loaded. ``on_load_error(message)`` is called if loading fails (the CLI stops the server then)."""
-    state = {"classifier": None, "error": None}
+    state = {"classifier": None, "error": None, "provenance": None}
     metrics, slots = Metrics(), Slots(limits.max_concurrent, limits.max_queued)
     budget = PixelBudget(float(limits.max_decoding_megapixels))
     decoders = ThreadPoolExecutor(cores(), thread_name_prefix="decode")
@@ -179,7 +188,7 @@ def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, 
 
     async def load():
         try:
-            classifier = await asyncio.to_thread(open_classifier, model_path)
+            classifier, provenance = await asyncio.to_thread(open_model, model_path)
         except Exception as err:  # noqa: BLE001 — reported to the log and the caller, not raised into asyncio
             state["error"] = "the model could not be loaded (the server's log says why)"
             log.error("cannot serve %s: %s", model_path, err)
@@ -188,8 +197,9 @@ def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, 
             return
         batcher = Batcher(classifier, flip_average, limits.max_batch, metrics.scored)
         state["batcher_task"] = asyncio.create_task(batcher.run())
-        state["classifier"], state["batcher"] = classifier, batcher
-        log.info("serving %s (md5 %s)%s", classifier.path, classifier.version,
+        state["classifier"], state["batcher"], state["provenance"] = classifier, batcher, provenance
+        log.info("serving %s (md5 %s%s)%s", classifier.path, classifier.version,
+                 f", {source(provenance)}" if source(provenance) else "",
                  "; every route but /healthz and the static pages needs the token" if token else "")
 
     @contextlib.asynccontextmanager
@@ -288,8 +298,8 @@ def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, 
         arousal) where the model learnt them."""
         classifier, names, images = await uploaded(data)
         scores = await state["batcher"].score(np.stack(images))
-        answer = {"model": classifier.version,
-                  "predictions": [{"filename": name, PROBABILITY: round(float(p), 6), "label": label_of(p, threshold),
+        answer = {"model": classifier.version, "provenance": state["provenance"],
+                  "predictions": [{"filename": name, PROBABILITY: round(float(p), 6), "label": label_of(p, threshold, band),
                                    **values_beside_probability(classifier, scores, i)}
                                   for i, (name, p) in enumerate(zip(names, scores[PROBABILITY]))]}
         return {**answer, **scales(classifier)}
@@ -312,11 +322,11 @@ def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, 
         else:  # the map comes with the scores: one job for all
             scores = await state["batcher"].score(np.stack(images))
             maps = scores.pop(LOGIT_MAP)
-        explanations = [{"filename": name, PROBABILITY: round(float(p), 6), "label": label_of(p, threshold),
+        explanations = [{"filename": name, PROBABILITY: round(float(p), 6), "label": label_of(p, threshold, band),
                          "map": np.round(heat.astype(float), 6).tolist(), **values_beside_probability(classifier, scores, i)}
                         for i, (name, p, heat) in enumerate(zip(names, scores[PROBABILITY], maps))]
-        return {"model": classifier.version, "method": method(classifier), "grid": list(maps.shape[1:]),
-                "explanations": explanations, **scales(classifier)}
+        return {"model": classifier.version, "provenance": state["provenance"], "method": method(classifier),
+                "grid": list(maps.shape[1:]), "explanations": explanations, **scales(classifier)}
 
     # last added is outermost: Gate (Host, Origin, metrics), CORS for the allowed origins, Door (token, limits)
     app.add_middleware(Door, metrics=metrics, slots=slots, token=token, limits=limits)
