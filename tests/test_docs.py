@@ -219,6 +219,7 @@ MODEL_CARD_NUMBERS = [
     (r"averages (\d\.\d+) before any calibration map", [uncalibrated("mean_probability")]),
     (r"\(a (\d\.\d+), b (\d\.\d+), c (\d\.\d+) on OASIS",
      [lambda r: r.calibration["a"], lambda r: r.calibration["b"], lambda r: r.calibration["c"]]),
+    (r"reach that by chance in (\d\.\d) % of draws", [lambda r: 100 * r.evaluate["uncalibrated"]["ece_p_value"]]),
     (r"against ECE (\d\.\d+) \(median\) and (\d\.\d+) \(95th percentile\) .* a p-value of (\d\.\d+)",
      [oof("ece_null_median"), oof("ece_null_p95"), oof("ece_p_value")]),
     (r"out of fold (\d+\.\d) % of the photos are Uncertain, and the rest are (\d\.\d+) accurate \((\d\.\d+) for all\)",

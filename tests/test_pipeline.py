@@ -62,7 +62,7 @@ def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
     audit = json.loads((work / "metrics/audit.json").read_text())
     assert audit["images"] == 40 and audit["tiny"] == 40  # 48×60 demo faces are under audit.min_side
     metrics = json.loads((work / "dvclive/evaluate/metrics.json").read_text())  # dvclive's summary
-    assert set(metrics) == {"out_of_fold", "uncalibrated", "per_fold", "roc_auc_by_score"}
+    assert set(metrics) == {"out_of_fold", "uncalibrated", "selective", "uncertain", "per_fold", "roc_auc_by_score"}
     # small_cnn learns no ratings: P(Positive) is the classifier's own, so ranking by it is the headline
     assert metrics["roc_auc_by_score"] == {"classifier": metrics["out_of_fold"]["roc_auc"]}
     # small_cnn's 2 epochs on 32 photos score at chance (out-of-fold ROC AUC measured: 0.55; at 10 and 20 epochs
@@ -72,8 +72,8 @@ def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
     actual = {r["path"]: int(r["label"] == "Positive") for r in rows_of(work / "data/split/folds.csv")}
     held_out = {k: rows_of(work / f"data/oof/fold{k}/predictions.csv") for k in range(5)}
 
-    # train.calibrate: threshold and calibration scores of each fold mapped by the Platt map of the other folds'
-    from valence.learn.calibration import cross_fitted, expected_calibration_error
+    # train.calibrate: threshold and calibration scores of each fold mapped by the beta map of the other folds'
+    from valence.learn.calibration import cross_fitted, expected_calibration_error, null_ece
 
     everything = [r for rows in held_out.values() for r in rows]
     raw = np.array([float(r["probability"]) for r in everything])
@@ -88,9 +88,15 @@ def test_repro_runs_every_stage_and_writes_metrics_and_plots(project):
                 "accuracy": sk.accuracy_score(y, predicted), "average_precision": sk.average_precision_score(y, p),
                 "brier": sk.brier_score_loss(y, q), "ece": expected_calibration_error(y, q)}
 
-    expected = {**scores(everything), "majority_accuracy": 0.5,
-                "mean_probability": np.mean(list(calibrated.values()))}
+    everything_y, everything_q = [actual[r["path"]] for r in everything], [calibrated[r["path"]] for r in everything]
+    chance = null_ece(everything_y, everything_q, yaml.safe_load((work / "params.yaml").read_text())["train"]["seed"])
+    expected = {**scores(everything), "majority_accuracy": 0.5, "mean_probability": np.mean(list(calibrated.values())),
+                **{f"ece_{k}": v for k, v in chance.items() if k != "ece"}}
     assert metrics["out_of_fold"] == pytest.approx(expected, abs=1e-6)
+    band = yaml.safe_load((work / "params.yaml").read_text())["evaluate"]["uncertain_band"]
+    near = np.abs(np.array(everything_q) - 0.5) < band  # Uncertain: within the band of evaluate.threshold
+    assert metrics["uncertain"]["uncertain_share"] == pytest.approx(near.mean(), abs=1e-6)
+    assert metrics["selective"]["accuracy_at_100"] == pytest.approx(expected["accuracy"], abs=1e-6)
     each = {k: scores(rows) for k, rows in held_out.items()}
     assert metrics["per_fold"]["roc_auc_each"] == pytest.approx({f"fold{k}": each[k]["roc_auc"] for k in each}, abs=1e-6)
     for key in ("roc_auc", "balanced_accuracy", "average_precision", "accuracy"):

@@ -72,12 +72,14 @@ def test_the_chance_distribution_of_the_ece_is_that_of_labels_drawn_from_the_pro
     p = rng.uniform(0.05, 0.95, 300)
     y = (rng.random(300) < p).astype(int)
     found = calibration.null_ece(y, p, seed=7, draws=500)
-    draws = np.random.default_rng(7)  # the same stream, label set by label set, through the ECE itself
-    brute = np.concatenate([[calibration.expected_calibration_error(row, p) for row in draws.random((250, 300)) < p]
-                            for _ in range(2)])
+    draws, ordered = np.random.default_rng(7), np.sort(p)  # the same stream, label set by label set, through the ECE
+    brute = np.concatenate([[calibration.expected_calibration_error(row, ordered)
+                             for row in draws.random((250, 300)) < ordered] for _ in range(2)])
     assert found["null_median"] == pytest.approx(np.median(brute), abs=1e-6)
     assert found["null_p95"] == pytest.approx(np.quantile(brute, 0.95), abs=1e-6)
     assert found["p_value"] == pytest.approx((brute >= found["ece"] - 1e-12).mean(), abs=1e-6)
     assert found["p_value"] > 0.01  # these labels are drawn from p: calibrated
+    shuffled = np.random.default_rng(5).permutation(300)  # the rows in another order: the same distribution
+    assert calibration.null_ece(y[shuffled], p[shuffled], seed=7, draws=500) == found
     bent = calibration.apply((1.0, 1.0, 1.0), p)  # the same labels against probabilities shifted up
     assert calibration.null_ece(y, bent, seed=7, draws=500)["p_value"] < 0.01

@@ -222,7 +222,7 @@ def test_a_forged_or_truncated_part_is_scored_again_on_resume(photos, tiny_model
     out = tmp_path / "predictions.csv"
     files = image_files([str(photos)])
     _, _, _, parts = predict_cluster.predict_on_cluster("local:2", tiny_models[1], files, out, p.batch_size,
-                                                        p.threshold, p.flip_average, 100)
+                                                        p.threshold, p.flip_average, 100, p.uncertain_band)
     assert sorted(x.name for x in parts.glob("*.json")) == [f"{i}.json" for i in range(6)] + ["recipe.json"]
     elsewhere = [{"path": str(tmp_path / f"other{i}.png"), "probability": 0.5, "label": "Positive"} for i in range(100)]
     predict_cluster.write_part(parts, 1, elsewhere, [], predict_cluster.stamps([str(f) for f in files[100:200]]))

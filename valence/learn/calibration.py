@@ -76,15 +76,17 @@ def gap_of(rows):
 def null_ece(y_true, probability, seed, draws=NULL_DRAWS, bins=10):
     """The observed ECE against its chance distribution: labels drawn from ``probability`` itself are perfectly
     calibrated by construction, yet their ECE is not 0 on a finite set. {"ece", "null_median", "null_p95",
-    "p_value": the share of draws at or above the observed ECE}: below the p95, the gap is within noise."""
-    probability = np.asarray(probability, dtype=np.float64)
+    "p_value": the share of draws at or above the observed ECE}: below the p95, the gap is within noise. The same
+    probabilities in any order give the same draws."""
+    ece = expected_calibration_error(y_true, probability, bins)
+    probability = np.sort(np.asarray(probability, dtype=np.float64))  # in order: the draws do not hang on the rows'
     rng = np.random.default_rng(seed)
     in_bin = np.eye(bins)[np.minimum((probability * bins).astype(int), bins - 1)]  # (images, bins) one-hot
     predicted, null = probability @ in_bin, []
     for start in range(0, draws, 250):  # 250 label sets at a time: memory stays flat on large sets
         drawn = rng.random((min(250, draws - start), len(probability))) < probability
         null.append(np.abs(predicted - drawn @ in_bin).sum(axis=1) / len(probability))  # the binned gaps
-    null, ece = np.concatenate(null), expected_calibration_error(y_true, probability, bins)
+    null = np.concatenate(null)
     return {"ece": round(ece, 6), "null_median": round(float(np.median(null)), 6),
             "null_p95": round(float(np.quantile(null, 0.95)), 6),
             "p_value": round(float((null >= ece - 1e-12).mean()), 6)}
