@@ -8,8 +8,8 @@
 for an --out ending in .parquet), each naming the model that gave it (model_md5, model_source), and <out>.json
 beside it: the model's identity, the settings, the counts and the times (valence.use.predict).
 
-All three read threshold, uncertain_band and flip_average from params.yaml's evaluate section (so they score as evaluate did) and
-serve its limits from the serve section; the flags override them. ``--model`` is by default the export stage's
+All three read threshold, uncertain_band and flip_average from params.yaml's evaluate section (so they score as
+evaluate did) and serve its limits from the serve section; the flags override them. ``--model`` is by default the export stage's
 ``models/model.tflite``, run by LiteRT without TensorFlow: the same scores as ``models/model.keras`` (export
 checks them) at 2.9× the photos a second (docs/performance.md); the ``.keras`` file works the same way.
 """
@@ -45,10 +45,8 @@ def predict(args):
     files = image_files(args.paths)  # a missing path or an empty folder fails before the model loads
     if os.path.isdir(f"{args.out}.parts"):  # a cluster run's parts inside a folder read are not photos
         files = without_files_under(files, f"{args.out}.parts")
-    batch_size = args.batch_size or p.batch_size
-    threshold = p.threshold if args.threshold is None else args.threshold
-    band = p.uncertain_band if args.uncertain_band is None else args.uncertain_band
-    flip_average = p.flip_average if args.flip_average is None else args.flip_average
+    batch_size, threshold, band, flip_average = (chosen(args, p, name) for name in
+                                                 ("batch_size", "threshold", "uncertain_band", "flip_average"))
     model, started = identity(check_model_path(args.model)), utc_now()  # once, here: cluster rows get the same
     if args.scheduler:  # docs/guide.md: On a cluster
         from valence import cluster
@@ -101,14 +99,19 @@ def explain(args):
     classifier = open_classifier(args.model)
     if args.occlusion:  # the model's own map aside: explained as a model without one is
         classifier.logit_map = False
-    rows, unread = explain_files(classifier, named, args.out, p.threshold,
-                                 p.flip_average if args.flip_average is None else args.flip_average,
-                                 p.uncertain_band if args.uncertain_band is None else args.uncertain_band)
+    rows, unread = explain_files(classifier, named, args.out, p.threshold, chosen(args, p, "flip_average"),
+                                 chosen(args, p, "uncertain_band"))
     report_skipped(skipped + unread, len(files))
     if not rows:
         raise PipelineError(f"none of the {len(files)} files is an image; nothing written to {args.out}")
     print(f"{args.out}: a map (.png, .json) for each of {len(rows)} images, model {classifier.path} "
           f"(md5 {classifier.version})")
+
+
+def chosen(args, p, name):
+    """The flag ``name`` where it was given, else params.yaml's value (``p``: the evaluate section)."""
+    flag = getattr(args, name, None)
+    return getattr(p, name) if flag is None else flag
 
 
 def without_files_under(files, folder):
@@ -149,7 +152,7 @@ def serve(args):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     app = create_app(args.model, limits, token=token, host=args.host, threshold=evaluate.threshold,
                      flip_average=evaluate.flip_average, on_load_error=stop,
-                     band=evaluate.uncertain_band if args.uncertain_band is None else args.uncertain_band)
+                     band=chosen(args, evaluate, "uncertain_band"))
     server = uvicorn.Server(server_config(app, args.host, args.port, limits))
     server.run()
     if failure:

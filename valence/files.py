@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 from valence.errors import PipelineError
@@ -103,6 +104,19 @@ def write_csv(path, rows, fieldnames):
             writer = csv.DictWriter(f, fieldnames=fieldnames, lineterminator="\n", extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
+
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry: no clock in the file
+
+
+def write_zip(path, members):
+    """A zip archive of ``members`` [(name, data, like)], in order, each at ZIP_EPOCH with the compression and
+    attributes of ``like`` (a ZipInfo): the same members, the same bytes (models.save, provenance.embed)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data, like in members:
+            entry = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            entry.compress_type, entry.external_attr = like.compress_type, like.external_attr
+            archive.writestr(entry, data)
 
 
 def read_csv(path, required=()):

@@ -16,9 +16,9 @@ by cross-fitting: each fold's predictions are mapped by the map fit on the other
 """
 import numpy as np
 
-from valence.learn.heads import calibrated_logit, logit, stack
+from valence.learn.heads import NO_CALIBRATION, calibrated_logit, logit, stack
 
-IDENTITY = (1.0, 1.0, 0.0)  # (a, b, c) of no calibration
+IDENTITY = NO_CALIBRATION  # (a, b, c) of no calibration
 NULL_DRAWS = 4000  # label sets drawn for the ECE's chance distribution: its 95th percentile to ±0.001 on OASIS
 
 

@@ -25,6 +25,7 @@ from valence.config import LOGIT_MAP, POOLED, PROBABILITY
 from valence.files import atomic_path
 
 EPSILON = 1e-7  # keeps logit finite at probabilities of exactly 0 or 1
+NO_CALIBRATION = (1.0, 1.0, 0.0)  # the beta map (a, b, c) that leaves a probability as it is
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -135,10 +136,10 @@ def affine(head, slope, intercept, output=None):
 
 def calibrated(head, mapping):
     """A sigmoid ``head`` with the beta calibration map ``mapping`` (a, b, c) after its unit (``calibrated_logit``);
-    the identity map (1, 1, 0) leaves it as it is."""
+    NO_CALIBRATION leaves it as it is."""
     if head.activation != "sigmoid":
         raise ValueError(f"{head.output}: only a probability is calibrated, not a {head.activation} output")
-    return head if tuple(mapping) == (1.0, 1.0, 0.0) else dataclasses.replace(head, calibration=tuple(map(float, mapping)))
+    return head if tuple(mapping) == NO_CALIBRATION else dataclasses.replace(head, calibration=tuple(map(float, mapping)))
 
 
 def threshold(head, at):

@@ -17,6 +17,7 @@ from keras import layers
 from keras.src.backend.config import keras_home  # read from $KERAS_HOME once, when Keras is imported
 
 from valence.errors import PipelineError
+from valence.files import write_zip
 from valence.learn import efficientnet_lite
 from valence.registry import BACKBONES
 
@@ -216,9 +217,6 @@ def compile_model(model, learning_rate, decay="none", steps=None, jit_compile=Fa
                   jit_compile=jit_compile, **metrics)
 
 
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry: no clock in the file
-
-
 def _numbered_in_order(config, numbers=None):
     """``config`` with each shared_object_id (Keras writes the shared object's ``id()``, a memory address) replaced
     by its order of first appearance: the same links between objects, the same number every run."""
@@ -239,15 +237,10 @@ def save(model, path):
     model.save(path)
     with zipfile.ZipFile(path) as saved:
         entries = [(info, saved.read(info)) for info in saved.infolist()]
-    with zipfile.ZipFile(path, "w") as fixed:
-        for info, data in entries:
-            if info.filename == "metadata.json":
-                data = json.dumps({**json.loads(data), "date_saved": "1980-01-01@00:00:00"}).encode()
-            elif info.filename == "config.json":
-                data = json.dumps(_numbered_in_order(json.loads(data))).encode()
-            entry = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
-            entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
-            fixed.writestr(entry, data)
+    fixed = {"metadata.json": lambda data: json.dumps({**json.loads(data), "date_saved": "1980-01-01@00:00:00"}),
+             "config.json": lambda data: json.dumps(_numbered_in_order(json.loads(data)))}
+    write_zip(path, [(info.filename, fixed[info.filename](data).encode() if info.filename in fixed else data, info)
+                     for info, data in entries])
 
 
 def load(path):

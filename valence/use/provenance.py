@@ -20,12 +20,13 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+from valence import files
 from valence.errors import PipelineError
-from valence.files import atomic_path, digest_of
+from valence.files import atomic_path, digest_of, write_zip
 
 MEMBER = "valence.json"  # a .keras file's member holding the metadata
 ENTRY = "valence"  # a .tflite file's Metadata entry holding it
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # valence.learn.models.save's entry time: the same metadata, the same bytes
+ZIP_EPOCH = files.ZIP_EPOCH  # the time of every member of a .keras file it writes (valence.files.write_zip)
 TFLITE_ID = b"TFL3"  # the TFLite schema's file identifier
 ALIGNMENT = 16  # TFLite's converter aligns buffers to 16 bytes; a rewritten file keeps them so
 VERSION_TAG = r"v\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?"  # GTO's <artifact>@v1.2.3; not its #stage or ! tags
@@ -53,23 +54,12 @@ def embed(path, metadata):
 
 
 def embed_keras(path, data, tmp):
-    """The archive's entries as they are (order, times, compression), less an earlier valence.json, then the
-    new one at the zip epoch with the archive's compression, as valence.learn.models.save writes entries."""
+    """The archive's entries in order, less an earlier valence.json, then the new one, each with its compression
+    at the zip epoch (``write_zip``, as valence.learn.models.save writes them)."""
     with zipfile.ZipFile(path) as old:
-        entries = [(info, old.read(info)) for info in old.infolist() if info.filename != MEMBER]
-    like = entries[0][0] if entries else zipfile.ZipInfo(MEMBER)
-    with zipfile.ZipFile(tmp, "w") as new:
-        for info, content in entries:
-            new.writestr(copied(info, info.filename, info.date_time), content)
-        new.writestr(copied(like, MEMBER, ZIP_EPOCH), data)
-
-
-def copied(info, name, date_time):
-    """A fresh entry ``name`` with ``info``'s compression and attributes (no stale sizes, offsets or extras)."""
-    entry = zipfile.ZipInfo(name, date_time=date_time)
-    entry.compress_type, entry.external_attr, entry.create_system = (info.compress_type, info.external_attr,
-                                                                     info.create_system)
-    return entry
+        entries = [(info.filename, old.read(info), info) for info in old.infolist() if info.filename != MEMBER]
+    like = entries[0][2] if entries else zipfile.ZipInfo(MEMBER)
+    write_zip(tmp, [*entries, (MEMBER, data, like)])
 
 
 def embed_tflite(path, data, tmp):

@@ -15,7 +15,8 @@ other models): ``{"model", "provenance", "method", "grid": [rows, columns], "exp
 "probability", "label", "map"}]}``. GET / is a page to try it. GET /healthz says the process is up, GET /readyz
 that the model is loaded (its md5, never a file path: no answer names a file of the server), GET /metrics counts
 requests, latency, queue depth and refusals in Prometheus' text format; /docs is the OpenAPI page (Swagger UI
-from the installed package: it works offline). A ``.tflite`` model (the export stage's) is served by LiteRT without importing TensorFlow.
+from the installed package: it works offline). A ``.tflite`` model (the export stage's) is served by LiteRT
+without importing TensorFlow.
 
 Who may ask and how much: valence.use.gate (the token, Host and Origin checks, slots, deadlines).
 
