@@ -17,7 +17,7 @@ through dvclive, dvclive/train/: metrics.json (the latest epoch's loss, accuracy
 validation, its step and phase: `dvc exp show` shows it while training runs) and plots/metrics/ (one TSV a
 metric, a row an epoch — for frozen, a row a C candidate — for `dvc plots show`).
 """
-from valence import config, params, train_params
+from valence import __version__, config, params, train_params
 from valence.data.folds import FOLD_COLUMNS
 from valence.data.labels import targets
 from valence.errors import run_stage
@@ -26,13 +26,13 @@ from valence.registry import FROZEN_MODEL
 
 
 def made_from(p, rows, mapping):
-    """What the model file carries of its making (valence.use.provenance): the recipe, its settings and seed, the
-    labels' md5 and count, the calibration map. Only inputs: the same inputs, the same bytes."""
+    """What the model file carries of its making (valence.use.provenance): this package's version, the recipe, its
+    settings and seed, the labels' md5 and count, the calibration map. Only inputs: the same inputs, the same bytes."""
     import dataclasses
 
-    return {"made_by": "valence train", "model": p.model, "seed": p.seed, "class_weight": p.class_weight,
-            "settings": dataclasses.asdict(p.hyper), "trained_on": {"file": str(config.FOLDS), "images": len(rows),
-                                                                    "md5": digest_of(config.FOLDS, "md5")},
+    return {"made_by": "valence train", "valence_version": __version__, "model": p.model, "seed": p.seed,
+            "class_weight": p.class_weight, "settings": dataclasses.asdict(p.hyper),
+            "trained_on": {"file": str(config.FOLDS), "images": len(rows), "md5": digest_of(config.FOLDS, "md5")},
             "calibration": dict(zip("abc", mapping)) if p.calibrate else None}
 
 

@@ -170,6 +170,20 @@ def snapshot(folder):
             for p in sorted(folder.rglob("*")) if p.is_file() or p.is_symlink()}
 
 
+def pyproject_version():
+    """The version pyproject.toml's build gives the package: it reads valence.__version__ (tool.setuptools.dynamic)
+    as a literal from valence/__init__.py, without importing it; so does this."""
+    import ast
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" in config["project"]["dynamic"] and "version" not in config["project"]  # set in one place
+    assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "valence.__version__"}
+    tree = ast.parse((ROOT / "valence" / "__init__.py").read_text())
+    return next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["__version__"])
+
+
 PROJECT_FILES = ["stages", "valence", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/plots"]
 DVC = [sys.executable, "-m", "dvc"]
 

@@ -316,11 +316,13 @@ def test_the_number_check_fails_on_a_wrong_number():
 # --- commands: the CLI, params.yaml and dvc.yaml accept them ---------------------------------------------------
 
 def cli_commands():
-    """{subcommand: its option strings} of the `valence` command."""
+    """{subcommand: its option strings} of the `valence` command; "" holds the command's own (--version)."""
     from valence.__main__ import parser
 
-    (subparsers,) = [a for a in parser()._actions if a.__class__.__name__ == "_SubParsersAction"]
-    return {name: set(sub._option_string_actions) for name, sub in subparsers.choices.items()}
+    top = parser()
+    (subparsers,) = [a for a in top._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return {"": set(top._option_string_actions),
+            **{name: set(sub._option_string_actions) for name, sub in subparsers.choices.items()}}
 
 
 def valence_commands(page):
@@ -338,6 +340,8 @@ def test_every_valence_command_shown_exists(page):
     if page == README:
         assert {words[0] for words in shown} >= {"predict", "serve"}, "the README shows predict and serve"
     for words in shown:
+        if words[0].startswith("-"):  # the command's own option: `valence --version`
+            words = ["", *words]
         assert words[0] in known, f"{page.name}: `valence {' '.join(words)}`: no such subcommand ({sorted(known)})"
         flags = {word.split("=")[0] for word in words[1:] if word.startswith("--")}
         assert flags <= known[words[0]], f"{page.name}: `valence {' '.join(words)}`: unknown {flags - known[words[0]]}"
@@ -566,3 +570,51 @@ def test_every_module_a_page_names_exists(page):
                 break
         else:
             pytest.fail(f"{page.name} names {span}, which is no module of the project")
+
+
+# --- the model card's licences: read from the installed packages, never typed in ------------------------------
+
+def licences_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("licences", ROOT / "docs" / "licences.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_model_card_s_weights_table_is_what_the_installed_packages_state():
+    """Every backbone's row, as docs/licences.py reads it now: a changed pin or package changes the card."""
+    from valence.registry import BACKBONES
+
+    licences = licences_module()
+    table = licences.table()
+    assert table in MODEL_CARD.read_text(), "the card's weights table is stale: python docs/licences.py"
+    assert all(f"| `{name}` |" in table for name in BACKBONES)
+    section = MODEL_CARD.read_text().split("## Licences and terms", 1)[1]
+    for source in ("Apache License 2.0", "OASIS", "Source", "ImageNet", "your own photos", "not stated"):
+        assert source in section, source
+
+
+def fake_distribution(folder, metadata, licence=None):
+    """An installed distribution's dist-info folder as pip writes it: METADATA, RECORD and maybe a LICENSE."""
+    import importlib.metadata
+
+    info = folder / "fake-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake\nVersion: 1.0\n" + metadata)
+    record = ["fake-1.0.dist-info/METADATA,,"]
+    if licence is not None:
+        (info / "LICENSE").write_text(licence)
+        record.append("fake-1.0.dist-info/LICENSE,,")
+    (info / "RECORD").write_text("\n".join(record) + "\n")
+    return importlib.metadata.PathDistribution(info)
+
+
+def test_a_package_that_states_no_licence_is_said_to_state_none(tmp_path):
+    licences = licences_module()
+    assert licences.stated(fake_distribution(tmp_path / "a", "")) == licences.NOT_STATED
+    assert licences.stated(fake_distribution(tmp_path / "b", "License: UNKNOWN\n")) == "License field: UNKNOWN"
+    found = licences.stated(fake_distribution(tmp_path / "c", "Classifier: License :: OSI Approved :: MIT License\n",
+                                              "MIT License\n\nCopyright (c) 2021 Someone\n\nPermission is …"))
+    assert found == "classifier: MIT License; LICENSE file: “MIT License”, “Copyright (c) 2021 Someone”"

@@ -15,7 +15,7 @@ from sklearn import metrics as sk
 
 from browser import Chromium
 import helpers
-from helpers import DVC, ROOT, fresh_clone, make_project, run
+from helpers import DVC, ROOT, fresh_clone, make_project, pyproject_version, run
 
 pytestmark = pytest.mark.slow  # the real DVC pipeline end to end on a demo project: minutes
 
@@ -227,6 +227,22 @@ def test_predict_with_the_keras_and_the_litert_model_agree(project):
     assert len(keras_scores) == 8 and keras_scores.keys() == litert_scores.keys()
     assert max(abs(keras_scores[k] - litert_scores[k]) for k in keras_scores) <= 1e-4
     assert len(set(keras_scores.values())) > 1  # a model that scores, not a constant
+
+
+def test_the_version_printed_in_pyproject_and_in_the_freshly_trained_model_files_agree(project):
+    """The release the repro just trained records the valence that made it, in every file the train stage saves
+    and the export it made, and predict's summary names both the model's version and its own."""
+    from valence.use.provenance import embedded
+
+    work, env, _, _ = project
+    version = pyproject_version()
+    assert run([sys.executable, "-m", "valence", "--version"], work, env).strip() == f"valence {version}"
+    for model in ("models/model.keras", "models/model.tflite"):
+        assert embedded(work / model)["valence_version"] == version, model
+    assert json.loads((work / "models/heads.json").read_text())["valence_version"] == version
+    photo = rows_of(work / "data/split/test.csv")[0]["path"]
+    summary = run([sys.executable, "-m", "valence", "predict", photo, "--out", "one.csv"], work, env)
+    assert f"made by valence {version}" in summary and f"scored by valence {version}" in summary
 
 
 def vega_plots(rated=True):

@@ -7,6 +7,8 @@
 - shared by all: params (params.yaml's schema), registry (model facts), files (atomic writes), runtime
   (cores, seeds, devices), errors (one-line errors)
 """
+__version__ = "0.2.0"  # the one place the version is set: pyproject reads it; CHANGELOG.md says what changed
+
 from valence.runtime import quiet_tensorflow_import
 
 quiet_tensorflow_import()  # TensorFlow's C++ start-up notes, once per process: docs/guide.md, Troubleshooting

@@ -3,6 +3,7 @@
     valence predict photos/ beach.jpg --out predictions.csv [--model models/model.tflite] [--scheduler tcp://…:8786]
     valence explain photos/ beach.jpg --out explained/ [--model models/model.tflite]
     valence serve [--model models/model.tflite] [--host 127.0.0.1] [--port 8000] [--token-file PATH]
+    valence --version
 
 (`python -m valence …` is the same command without the install.) predict writes a row per image (CSV, or Parquet
 for an --out ending in .parquet), each naming the model that gave it (model_md5, model_source), and <out>.json
@@ -16,7 +17,7 @@ checks them) at 2.9× the photos a second (docs/performance.md); the ``.keras`` 
 import argparse
 import sys
 
-from valence import config, params
+from valence import __version__, config, params
 from valence.errors import PipelineError, run_stage
 
 
@@ -27,7 +28,7 @@ def predict(args):
     from valence.use.classifier import check_model_path, open_classifier
     from valence.use.predict import (image_files, is_parquet, parquet, predict_batches, report_skipped, sidecar_path,
                                      utc_now, write_predictions, write_sidecar)
-    from valence.use.provenance import identity, source
+    from valence.use.provenance import identity, made_by, source
 
     sidecar = sidecar_path(args.out)
     for path in (args.out, sidecar):
@@ -73,8 +74,8 @@ def predict(args):
     labels, not_photos = {"Positive": 0, "Negative": 0, **counts["labels"]}, counts["not_photos"]
     print(f"{args.out}: {counts['scored']} images (" + ", ".join(f"{n} {label}" for label, n in labels.items())
           + (f"; {not_photos} do not look like photos: photo = no" if not_photos else "") + "), "
-          f"model {args.model} (md5 {model['md5']}{', ' + source(model) if source(model) else ''}); how it was "
-          f"made: {sidecar}")
+          f"model {args.model} (md5 {model['md5']}, {made_by(model)}{', ' + source(model) if source(model) else ''}"
+          f"), scored by valence {__version__}; how it was made: {sidecar}")
     if args.scheduler:
         predict_cluster.finish(parts)
         print(f"on {args.scheduler}: " + ("shards retried: unknown" if retried is None else
@@ -180,6 +181,7 @@ def uncertain_band_flag(command):
 
 def parser():
     top = argparse.ArgumentParser(prog="valence", description=__doc__.split("\n")[0])
+    top.add_argument("--version", action="version", version=f"valence {__version__}")  # what model files record
     commands = top.add_subparsers(dest="command", required=True)
     p = photo_command(commands, "predict", "P(Positive) for image files and folders (recursively) → CSV or Parquet",
                       "predictions.csv", "CSV written (Parquet for a .parquet name): path, probability, label, "

@@ -1,12 +1,14 @@
 """Heads as values: fitting returns one, maps of heads return one, and the numpy scorer and the Keras builder
 read the same values to the same numbers."""
 import dataclasses
+import json
 
 import keras
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+import valence
 from helpers import repo_params
 from valence.config import output_name, parse_output_name
 from valence.data.labels import scale_of
@@ -185,12 +187,15 @@ def test_heads_round_trip_through_json(tmp_path):
     fitted = [heads.Head("probability", np.array([0.1, -2.0, 1e-9]), -0.5, calibration=(1.2, 0.7, 0.1)),
               heads.Head("valence_1_to_7", np.array([1.0, 2.0, 3.0]), 4.0, "linear", (1.0, 7.0))]
     heads.save(fitted, tmp_path / "heads.json")
-    loaded = heads.load(tmp_path / "heads.json")
+    saved = json.loads((tmp_path / "heads.json").read_text())
+    assert saved["valence_version"] == valence.__version__ and len(saved["heads"]) == 2  # the valence that made them
+    (tmp_path / "before-versions.json").write_text(json.dumps(saved["heads"]))  # a file from before: a bare list
     x = np.random.default_rng(3).normal(size=(5, 3))
-    for before, after in zip(fitted, loaded):
-        assert ((after.output, after.activation, after.within, after.calibration)
-                == (before.output, before.activation, before.within, before.calibration))
-        np.testing.assert_array_equal(after.apply(x), before.apply(x))
+    for loaded in (heads.load(tmp_path / "heads.json"), heads.load(tmp_path / "before-versions.json")):
+        for before, after in zip(fitted, loaded, strict=True):
+            assert ((after.output, after.activation, after.within, after.calibration)
+                    == (before.output, before.activation, before.within, before.calibration))
+            np.testing.assert_array_equal(after.apply(x), before.apply(x))
 
 
 def test_a_model_trained_on_images_gives_its_last_unit_as_a_head():

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers import ROOT, free_port, project_params, repo_params, s3_environment, s3_server, save_photos
+import valence
 from valence.data.labels import label_of
 from valence.errors import PipelineError
 from valence.use import predict
@@ -342,7 +343,6 @@ def test_csv_and_parquet_of_the_same_photos_hold_the_same_values(tmp_path, tiny_
 
 
 def test_the_sidecar_names_the_model_and_settings_and_counts_the_rows(tmp_path, tiny_checked_models):
-    import importlib.metadata
     from collections import Counter
     from datetime import datetime
 
@@ -361,7 +361,7 @@ def test_the_sidecar_names_the_model_and_settings_and_counts_the_rows(tmp_path, 
     assert (sidecar["threshold"], sidecar["flip_average"], sidecar["uncertain_band"]) == (
         0.6, True, repo_params("evaluate").uncertain_band)
     assert (sidecar["out"], sidecar["format"]) == ("p.csv", "csv")
-    assert sidecar["package_version"] == importlib.metadata.version("valence")
+    assert sidecar["package_version"] == valence.__version__  # from the source: the serving image installs none
     started, finished = (datetime.fromisoformat(sidecar[k]) for k in ("started", "finished"))
     assert started.utcoffset().total_seconds() == 0 and started <= finished
     assert "p.csv.json" in result.stdout
@@ -430,3 +430,18 @@ def test_photos_near_the_threshold_are_uncertain_and_counted(tmp_path, tiny_mode
     refused = run_cli("predict", "photos", "--model", tiny_model, "--out", "x.csv", "--uncertain-band", "0.5",
                       cwd=tmp_path)
     assert refused.returncode != 0 and "error: --uncertain-band must be in [0, 0.5), got 0.5" in refused.stderr
+
+
+def test_the_summary_names_the_valence_that_trained_the_model_and_the_one_that_scored(tmp_path, tiny_models):
+    import shutil
+
+    from valence.use.provenance import embed
+
+    photo_set(tmp_path / "photos")
+    recorded = shutil.copy(tiny_models[1], tmp_path / "recorded.tflite")
+    embed(recorded, {"made_by": "valence train", "valence_version": "0.1.9"})
+    for model, made_by in ((tiny_models[1], "made by valence: version not recorded"),
+                           (recorded, "made by valence 0.1.9")):
+        result = run_cli("predict", "photos", "--model", model, "--out", "p.csv", "--force", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert f"{made_by}), scored by valence {valence.__version__};" in result.stdout

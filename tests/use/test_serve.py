@@ -17,6 +17,7 @@ from valence.data.labels import label_of
 from valence.data.images import decode, model_input
 from valence.use.classifier import open_classifier
 from valence.use.predict import score_images
+from valence import __version__
 from valence.use.provenance import embed, identity
 
 LIMITS = "evaluate:\n  flip_average: true\nserve:\n  max_request_mb: 1\n  max_images: 4\n  max_batch: 8\n"
@@ -88,7 +89,8 @@ def expected(model, *contents):
 def test_health_readiness_and_docs(server):
     url, model = server
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{url}/readyz").json() == {"status": "ready", "model": model.version}  # no file path
+    assert httpx.get(f"{url}/readyz").json() == {  # no file path; the tiny model records no version
+        "status": "ready", "model": model.version, "model_valence_version": None, "valence_version": __version__}
     docs = httpx.get(f"{url}/docs")
     assets = re.findall(r"(?:href|src)=['\"]([^'\"]+)['\"]", docs.text)
     assert docs.status_code == 200 and any(a.endswith("swagger-ui-bundle.js") for a in assets)
@@ -169,26 +171,30 @@ def served(path):
 
 def test_answers_carry_the_provenance_embedded_in_the_model_file_and_no_folder(tmp_path, tiny_models):
     """A copy of the model with metadata embedded: /predict and /explain name that copy (its md5, not the
-    original's) and give its metadata; neither names a file or folder of the server."""
+    original's) and give its metadata, /readyz the valence version it records; neither names a file or folder of
+    the server."""
     (tmp_path / "params.yaml").write_text(project_params(LIMITS))
     model = tmp_path / "release" / "model.tflite"
     model.parent.mkdir()
     model.write_bytes(tiny_models[1].read_bytes())
-    embed(model, {"release": "2024.1", "trained_on": "oasis"})
+    metadata = {"release": "2024.1", "trained_on": "oasis", "valence_version": "0.1.9"}
+    embed(model, metadata)
     process, url = start(model, tmp_path)
     try:
         wait_ready(url)
         files = [("data", ("a.png", photo(1), "image/png"))]
         answers = [httpx.post(f"{url}/{route}", files=files) for route in ("predict", "explain")]
+        ready = httpx.get(f"{url}/readyz").json()
     finally:
         process.terminate()
         process.wait(30)
     copied = open_classifier(model).version
     assert copied != open_classifier(tiny_models[1]).version
+    assert ready == {"status": "ready", "model": copied, "model_valence_version": "0.1.9",
+                     "valence_version": __version__}
     for answer in answers:
         assert answer.status_code == 200, answer.text
-        assert answer.json()["model"] == copied and answer.json()["provenance"] == {
-            "md5": copied, "embedded": {"release": "2024.1", "trained_on": "oasis"}}
+        assert answer.json()["model"] == copied and answer.json()["provenance"] == {"md5": copied, "embedded": metadata}
         assert str(tmp_path) not in answer.text and "model.tflite" not in answer.text  # no file of the server
 
 

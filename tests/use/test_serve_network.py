@@ -355,7 +355,7 @@ def test_no_answer_names_a_file_of_the_server(guarded):
                httpx.post(f"{url}/predict", content=bytes(2_000_000), headers=BEARER),
                httpx.get(f"{url}/openapi.json"), httpx.get(f"{url}/")]
     assert [a.status_code for a in answers] == [200, 200, 401, 404, 400, 403, 415, 400, 422, 413, 200, 200]
-    assert answers[0].json().keys() == {"status", "model"}
+    assert answers[0].json().keys() == {"status", "model", "model_valence_version", "valence_version"}
     for answer in answers:
         for secret in (str(model.parent), model.name, str(ROOT), "/tmp/", "/home/", "site-packages"):
             assert secret not in answer.text, (answer.request.url, secret, answer.text[:300])

@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
+from valence import __version__
 from valence.config import LOGIT_MAP, POOLED, PROBABILITY
 from valence.files import atomic_path
 
@@ -147,16 +148,19 @@ def threshold(head, at):
     return affine(head, 1.0, -float(logit(at)))
 
 
-def save(heads, path):
-    """``heads`` as JSON (kernels in full float64 precision), replaced whole at once."""
+def save(heads, path, version=__version__):
+    """``heads`` as JSON (kernels in full float64 precision) beside ``version``, the valence that made them,
+    replaced whole at once."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps([{**dataclasses.asdict(h), "kernel": h.kernel.tolist()} for h in heads]))
+        tmp.write_text(json.dumps({"valence_version": version, "heads": [
+            {**dataclasses.asdict(h), "kernel": h.kernel.tolist()} for h in heads]}))
 
 
 def load(path):
+    saved = json.loads(Path(path).read_text())
+    saved = saved["heads"] if isinstance(saved, dict) else saved  # a bare list: saved before versions
     return [Head(**{**h, "kernel": np.asarray(h["kernel"]), "within": tuple(h["within"]) if h["within"] else None,
-                     "calibration": tuple(h["calibration"]) if h.get("calibration") else None})
-            for h in json.loads(Path(path).read_text())]
+                     "calibration": tuple(h["calibration"]) if h.get("calibration") else None}) for h in saved]
 
 
 def cell_shares(source, target):

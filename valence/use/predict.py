@@ -21,7 +21,6 @@ one that cannot be read is skipped with the reason.
 """
 import contextlib
 import csv
-import importlib.metadata
 import io
 import sys
 from collections import Counter
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from valence import __version__
 from valence.data.images import decode, model_input
 from valence.config import LOGIT_MAP, PHOTO, PHOTO_LINE, PHOTO_SCORE, PROBABILITY
 from valence.data.labels import RATINGS, label_of
@@ -288,20 +288,13 @@ def utc_now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def package_version():
-    try:
-        return importlib.metadata.version("valence")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def write_sidecar(out, model, counts, threshold, flip_average, started, finished, uncertain_band=0.0):
     """<out>.json (atomically): the model's identity, the settings the rows were scored with, ``counts`` (as
     ``write_predictions`` returns them), ``started`` and ``finished`` (``utc_now``), this package's version and
     ``out``'s name and format."""
     write_json(sidecar_path(out), {
         "model": model, "threshold": threshold, "uncertain_band": uncertain_band, "flip_average": bool(flip_average),
-        "counts": counts, "started": started, "finished": finished, "package_version": package_version(),
+        "counts": counts, "started": started, "finished": finished, "package_version": __version__,
         "out": Path(out).name, "format": "parquet" if is_parquet(out) else "csv"})
 
 

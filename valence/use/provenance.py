@@ -154,6 +154,13 @@ def identity(path):
     return {**found, **recorded(path, found["md5"])}
 
 
+def made_by(identity):
+    """Which valence trained the file, as its embedded valence_version says (a model from before versions, or
+    not made by the train stage, records none)."""
+    version = identity["embedded"].get("valence_version")
+    return f"made by valence {version}" if version else "made by valence: version not recorded"
+
+
 def source(identity):
     """One short string for a CSV column: <artifact>@<version>, else git:<12 hex of the revision>, else ""."""
     if identity.get("artifact") and identity.get("version"):

@@ -49,6 +49,7 @@ from fastapi_offline import FastAPIOffline
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from valence import __version__
 from valence.config import LOGIT_MAP, PROBABILITY
 from valence.data.images import NotAnImage, TooManyPixels, decode, model_input
 from valence.data.labels import label_of
@@ -57,7 +58,7 @@ from valence.use.classifier import open_classifier
 from valence.use.explain import method, occlusion_job
 from valence.use.gate import Budget, Door, Gate, Metrics, Slots, allowed_host_names
 from valence.use.predict import score_all, values_beside_probability
-from valence.use.provenance import identity, source
+from valence.use.provenance import identity, made_by, source
 
 log = logging.getLogger("valence.use.serve")
 
@@ -199,8 +200,8 @@ def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, 
         batcher = Batcher(classifier, flip_average, limits.max_batch, metrics.scored)
         state["batcher_task"] = asyncio.create_task(batcher.run())
         state["classifier"], state["batcher"], state["provenance"] = classifier, batcher, provenance
-        log.info("serving %s (md5 %s%s)%s", classifier.path, classifier.version,
-                 f", {source(provenance)}" if source(provenance) else "",
+        log.info("valence %s serving %s (md5 %s, %s%s)%s", __version__, classifier.path, classifier.version,
+                 made_by(provenance), f", {source(provenance)}" if source(provenance) else "",
                  "; every route but /healthz and the static pages needs the token" if token else "")
 
     @contextlib.asynccontextmanager
@@ -232,12 +233,15 @@ def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, 
 
     @app.get("/readyz", dependencies=guarded)
     async def readyz():
-        """The model is loaded: 200 with its version (md5), else 503 (loading, or failed)."""
+        """The model is loaded: 200 with its version (md5) and the valence versions that trained it (null where
+        the file records none) and that serve it, else 503 (loading, or failed)."""
         classifier = state["classifier"]
         if classifier is None:
             return JSONResponse({"status": "failed" if state["error"] else "loading", "detail": state["error"]},
                                 status_code=503)
-        return {"status": "ready", "model": classifier.version}
+        return {"status": "ready", "model": classifier.version,
+                "model_valence_version": state["provenance"]["embedded"].get("valence_version"),
+                "valence_version": __version__}
 
     @app.get("/metrics", dependencies=guarded, response_class=Response)
     async def prometheus_metrics():
