@@ -18,7 +18,8 @@
 #
 # PIP_OPTIONS: extra pip flags, e.g. "--no-index --find-links /src/wheels" to install from a wheelhouse put
 # beside the Dockerfile (a machine whose pip needs its own CA bundle or mirror; tests/test_container.py does).
-# The wheelhouse stays in the build stage: the image holds /venv, valence/, params.yaml and the model only.
+# The wheelhouse stays in the build stage: the image holds /venv, valence/, params.yaml, the model, LICENSE and
+# NOTICE only.
 FROM debian:bookworm-slim AS base
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
@@ -35,6 +36,7 @@ FROM base
 COPY --from=build /venv /venv
 COPY --from=build /src/valence /app/valence
 COPY --from=build /src/params.yaml /app/params.yaml
+COPY --from=build /src/LICENSE /src/NOTICE /app/
 COPY --from=build /src/models/model.tflite /app/models/model.tflite
 RUN useradd --system --no-create-home --shell /usr/sbin/nologin valence
 USER valence

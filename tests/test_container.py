@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import valence
 from helpers import ROOT, Cluster, environment, free_port, save_photos
 
 pytestmark = pytest.mark.slow  # a base image, a build and a container: minutes
@@ -99,7 +100,7 @@ def base_image(docker):
 
 def build_context(folder, tiny_models):
     """What `docker build .` sees in a checkout after `dvc repro export`, with a tiny model and a wheelhouse."""
-    for name in ("Dockerfile", ".dockerignore", "params.yaml", "requirements-serve.txt"):
+    for name in ("Dockerfile", ".dockerignore", "params.yaml", "requirements-serve.txt", "LICENSE", "NOTICE"):
         shutil.copy(ROOT / name, folder / name)
     shutil.copytree(ROOT / "valence", folder / "valence")  # __pycache__ folders too, as in a used checkout
     (folder / "models").mkdir()
@@ -144,6 +145,7 @@ def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, image, ti
     listing = docker("run", "--rm", "--network", "host", tag, "sh", "-c",
                      "id -u; ls /app /app/models; if test -e /src; then echo build-files-left; fi").stdout.split()
     assert listing[0] != "0" and "data" not in listing and "model.tflite" in listing and "build-files-left" not in listing
+    assert {"LICENSE", "NOTICE"} <= set(listing)  # Apache-2.0: whoever passes the image on passes these on
     packaged = docker("run", "--rm", "--network", "host", tag, "sh", "-c",
                       "cd /app && find valence -type f | sort").stdout.split()
     assert packaged == sorted(str(p.relative_to(ROOT)) for p in (ROOT / "valence").rglob("*")
@@ -173,6 +175,7 @@ def test_the_serving_image_builds_runs_as_non_root_and_answers(docker, image, ti
         refused = httpx.post(f"{url}/predict", files=upload, timeout=30)
         assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", refused.text
         assert httpx.get(f"{url}/readyz").status_code == 401
+        assert httpx.get(f"{url}/readyz", headers=bearer).json()["valence_version"] == valence.__version__
         answer = httpx.post(f"{url}/predict", files=upload, timeout=30, headers=bearer).json()
         model = open_classifier(context / "models/model.tflite")
         pixels = model_input(decode(io.BytesIO(content)), model.height, model.width)
