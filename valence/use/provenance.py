@@ -154,10 +154,15 @@ def identity(path):
     return {**found, **recorded(path, found["md5"])}
 
 
+def trained_by(identity):
+    """The valence version that trained the file, as its embedded valence_version says; None for a model from
+    before versions, or not made by the train stage."""
+    return identity["embedded"].get("valence_version")
+
+
 def made_by(identity):
-    """Which valence trained the file, as its embedded valence_version says (a model from before versions, or
-    not made by the train stage, records none)."""
-    version = identity["embedded"].get("valence_version")
+    """``trained_by`` in words, for a summary line."""
+    version = trained_by(identity)
     return f"made by valence {version}" if version else "made by valence: version not recorded"
 
 

@@ -58,7 +58,7 @@ from valence.use.classifier import open_classifier
 from valence.use.explain import method, occlusion_job
 from valence.use.gate import Budget, Door, Gate, Metrics, Slots, allowed_host_names
 from valence.use.predict import score_all, values_beside_probability
-from valence.use.provenance import identity, made_by, source
+from valence.use.provenance import identity, made_by, source, trained_by
 
 log = logging.getLogger("valence.use.serve")
 
@@ -240,7 +240,7 @@ def create_app(model_path, limits, token=None, host="127.0.0.1", threshold=0.5, 
             return JSONResponse({"status": "failed" if state["error"] else "loading", "detail": state["error"]},
                                 status_code=503)
         return {"status": "ready", "model": classifier.version,
-                "model_valence_version": state["provenance"]["embedded"].get("valence_version"),
+                "model_valence_version": trained_by(state["provenance"]),
                 "valence_version": __version__}
 
     @app.get("/metrics", dependencies=guarded, response_class=Response)
